@@ -1,0 +1,540 @@
+"""Image-folder readers: in memory (small sets, also from .tar/.tar.gz) and lazy (ImageNet).
+
+Layout: ``<root>/<split>/<class>/*.jpg|jpeg|png|...`` plus an optional ``<root>/hierarchy.csv``
+with rows ``class,superclass[,name]`` that gives superlabels. ``root`` may also be a .tar or
+.tar.gz archive holding that tree (under one top-level folder or none); members are streamed,
+never extracted to disk.
+
+In-memory loading decodes every image once with Pillow (threads: Pillow releases the GIL
+while decoding and resizing), and caches the uint8 tensor under :func:`cache_dir`, keyed by
+the source's path, size and mtime, the split and the image size.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import os
+import tarfile
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from hexssl.data.base import Item, TensorImageDataset, cache_dir, missing_dataset_error
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+FOLDER_LAYOUT = "<root>/<split>/<class>/*.jpg|png, optional <root>/hierarchy.csv; root may be a .tar.gz"
+CACHE_VERSION = 1
+_CHUNK = 256  # images per decode task
+
+
+# ----------------------------------------------------------------------- decoding
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode (L, P, CMYK, RGBA, I;16...) to RGB; alpha is dropped."""
+    if img.mode == "RGB":
+        return img
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")  # avoids Pillow's palette-transparency warning
+    return img.convert("RGB")
+
+
+def fit_square(img: Image.Image, size: int) -> Image.Image:
+    """Centre-crop to a square and resize to ``size`` x ``size`` (bicubic, antialiased)."""
+    w, h = img.size
+    side = min(w, h)
+    if (w, h) == (size, size):
+        return img
+    left, top = (w - side) // 2, (h - side) // 2
+    box = (left, top, left + side, top + side)
+    return img.resize((size, size), Image.Resampling.BICUBIC, box=box)
+
+
+def decode_image(source: bytes | str, image_size: int | None = None) -> np.ndarray | None:
+    """Decode one file (path or bytes) to an (H, W, 3) uint8 array; ``None`` if unreadable.
+
+    Shape:
+        returns: (image_size, image_size, 3) when ``image_size`` is set, else native (H, W, 3).
+    """
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            if image_size is not None:
+                img.draft("RGB", (image_size, image_size))  # JPEG DCT downscale: much faster
+            out = to_rgb(img)
+            out = fit_square(out, image_size) if image_size is not None else out
+            return np.asarray(out, dtype=np.uint8)
+    except Exception:  # any decoder failure means "corrupt file": skipped and counted
+        return None
+
+
+def decode_many(
+    sources: Sequence[bytes | str], image_size: int | None, workers: int | None = None
+) -> list[np.ndarray | None]:
+    """Decode in chunks on a thread pool (``workers`` defaults to the CPU count)."""
+    chunks = [sources[i : i + _CHUNK] for i in range(0, len(sources), _CHUNK)]
+    workers = workers or os.cpu_count() or 1
+
+    def run(chunk: Sequence[bytes | str]) -> list[np.ndarray | None]:
+        return [decode_image(s, image_size) for s in chunk]
+
+    if workers == 1 or len(chunks) <= 1:
+        return [a for c in chunks for a in run(c)]
+    with ThreadPoolExecutor(workers) as pool:
+        return [a for c in pool.map(run, chunks) for a in c]
+
+
+# ----------------------------------------------------------------------- scanning
+@dataclass(frozen=True)
+class Entry:
+    """One image found in a folder or archive: class folder ('' if none) and its source."""
+
+    klass: str
+    name: str
+    source: bytes | str
+
+
+def is_image(name: str) -> bool:
+    """True when the file name has an image extension (case-insensitive)."""
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def is_archive(path: Path) -> bool:
+    """True for .tar, .tar.gz and .tgz files."""
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def scan_dir(top: Path, labelled: bool) -> list[Entry]:
+    """Image files under ``top`` (recursive); class = first folder below ``top`` if labelled."""
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        rel = Path(dirpath).relative_to(top).parts
+        if labelled and not rel:
+            continue  # files directly in <split>/ have no class
+        for f in sorted(filenames):
+            if is_image(f):
+                entries.append(Entry(rel[0] if labelled else "", f"{dirpath}/{f}", f"{dirpath}/{f}"))
+    return entries
+
+
+def _match(parts: tuple[str, ...], split: str | None) -> tuple[tuple[str, ...], str] | None:
+    """(prefix, class) when ``parts`` is <prefix>/<split>/<class>/.../<file>."""
+    if split is None:
+        return (), ""
+    for i, p in enumerate(parts[:-2]):
+        if p == split:
+            return parts[:i], parts[i + 1]
+    return None
+
+
+def scan_tar(path: Path, split: str | None) -> tuple[list[Entry], str | None]:
+    """Stream a tar(.gz) once: image members of ``split`` (all images if None) and hierarchy.csv.
+
+    The tree root inside the archive is the prefix of the first matching image, so an
+    archive with or without one top-level folder both work.
+    """
+    entries: list[Entry] = []
+    csvs: dict[tuple[str, ...], str] = {}
+    prefix: tuple[str, ...] | None = None
+    with tarfile.open(path, "r|*") as tf:
+        for m in tf:
+            if not m.isfile():
+                continue
+            parts = tuple(p for p in PurePosixPath(m.name).parts if p not in (".", ""))
+            if parts[-1] == "hierarchy.csv":
+                csvs[parts[:-1]] = _read_member(tf, m).decode("utf-8")
+            elif is_image(parts[-1]) and (hit := _match(parts, split)) is not None:
+                prefix = hit[0] if prefix is None else prefix
+                if hit[0] == prefix:
+                    entries.append(Entry(hit[1], m.name, _read_member(tf, m)))
+    return entries, csvs.get(prefix or (), csvs.get((), None))
+
+
+def _read_member(tf: tarfile.TarFile, m: tarfile.TarInfo) -> bytes:
+    f = tf.extractfile(m)
+    return b"" if f is None else f.read()
+
+
+def parse_hierarchy(text: str) -> dict[str, str]:
+    """``class,superclass[,name]`` rows (header optional) -> {class: superclass}."""
+    rows = [r for r in csv.reader(io.StringIO(text)) if r and not r[0].startswith("#")]
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["class", "superclass"]:
+        rows = rows[1:]
+    bad = [r for r in rows if len(r) < 2]
+    if bad:
+        raise ValueError(f"hierarchy.csv rows need 'class,superclass[,name]', got {bad[0]}")
+    return {r[0].strip(): r[1].strip() for r in rows}
+
+
+# ------------------------------------------------------------------------ labelling
+def assign_labels(
+    entries: Sequence[Entry], hierarchy: dict[str, str], classes: Sequence[str] | None
+) -> tuple[Tensor, Tensor, list[str], list[str]]:
+    """Labels (sorted class names, like ImageFolder) and superlabels from the hierarchy.
+
+    Shape:
+        returns: labels (N,), superlabels (N,), class_names, superclass_names
+    """
+    found = {e.klass for e in entries if e.klass}
+    class_names = list(classes) if classes is not None else sorted(found | set(hierarchy))
+    super_names = sorted(set(hierarchy.values()))
+    class_idx = {c: i for i, c in enumerate(class_names)}
+    super_of_class = [super_names.index(hierarchy[c]) if c in hierarchy else -1 for c in class_names]
+    unknown = sorted(found - set(class_idx))
+    if unknown:
+        warnings.warn(f"classes {unknown[:5]} are not in the class list; their labels are -1", stacklevel=3)
+    labels = torch.tensor([class_idx.get(e.klass, -1) for e in entries], dtype=torch.long)
+    lookup = torch.tensor([*super_of_class, -1], dtype=torch.long)  # index -1 -> -1
+    return labels, lookup[labels], class_names, super_names
+
+
+def stack_decoded(arrays: list[np.ndarray | None], names: Sequence[str]) -> tuple[Tensor, Tensor]:
+    """Stack decoded arrays into (N, 3, H, W) uint8; returns (images, kept mask).
+
+    Unreadable files (``None``) are dropped with one warning that counts them.
+    """
+    keep = torch.tensor([a is not None for a in arrays], dtype=torch.bool)
+    good = [a for a in arrays if a is not None]
+    bad = [n for n, a in zip(names, arrays) if a is None]
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable image(s), e.g. {bad[:3]}", stacklevel=3)
+    if not good:
+        raise ValueError(f"no readable images among {len(arrays)} file(s), e.g. {list(names[:3])}")
+    sizes = {a.shape for a in good}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"images have different sizes {sorted(sizes)[:3]}; pass image_size=... to resize at load"
+        )
+    return torch.from_numpy(np.stack(good)).permute(0, 3, 1, 2).contiguous(), keep  # (N, 3, H, W)
+
+
+# -------------------------------------------------------------------------- caching
+def _cache_file(tag: str, key: object) -> Path:
+    digest = hashlib.sha1(repr((CACHE_VERSION, key)).encode()).hexdigest()[:16]
+    return cache_dir() / f"{tag}-{digest}.pt"
+
+
+def _source_key(root: Path, entries: Sequence[Entry] | None) -> object:
+    """Archive: its path, size and mtime. Directory: the same for every file listed."""
+    if entries is None:
+        st = root.stat()
+        return (str(root.resolve()), st.st_size, st.st_mtime_ns)
+    stats = [(e.name, os.stat(e.name).st_size, os.stat(e.name).st_mtime_ns) for e in entries]
+    return (str(root.resolve()), hashlib.sha1(repr(stats).encode()).hexdigest())
+
+
+def load_cached(path: Path) -> TensorImageDataset | None:
+    """The dataset saved at ``path``, or None if absent or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        d = torch.load(path, weights_only=True)
+        return TensorImageDataset(
+            d["images"], d["labels"], d["superlabels"], d["class_names"], d["superclass_names"],
+            int(d["num_skipped"]),
+        )  # fmt: skip
+    except Exception as err:  # a stale or truncated cache is rebuilt, never fatal
+        warnings.warn(f"ignoring unreadable cache {path}: {err}", stacklevel=2)
+        return None
+
+
+def save_cached(path: Path, ds: TensorImageDataset) -> None:
+    """Save atomically (tmp file then rename); failures only warn."""
+    d = {
+        "images": ds.images, "labels": ds.labels, "superlabels": ds.superlabels,
+        "class_names": ds.class_names, "superclass_names": ds.superclass_names,
+        "num_skipped": ds.num_skipped,
+    }  # fmt: skip
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save(d, tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        warnings.warn(f"could not write dataset cache {path}: {err}", stacklevel=2)
+
+
+# --------------------------------------------------------------------- in-memory readers
+def _scan(root: Path, split: str | None) -> tuple[list[Entry], dict[str, str]]:
+    """Entries and hierarchy of a directory or archive; FileNotFoundError if there are none."""
+    if is_archive(root):
+        entries, text = scan_tar(root, split)
+    else:
+        top = root / split if split is not None else root
+        entries = scan_dir(top, labelled=split is not None) if top.is_dir() else []
+        hfile = root / "hierarchy.csv"
+        text = hfile.read_text() if hfile.is_file() else None
+    if not entries:
+        where = f"{root}/{split}" if split is not None else str(root)
+        layout = FOLDER_LAYOUT if split is not None else "a folder or archive of images"
+        raise missing_dataset_error("imagefolder", Path(where), layout, download=False)
+    return entries, parse_hierarchy(text) if text else {}
+
+
+def _load_folder(
+    root: Path, split: str | None, image_size: int | None, classes: Sequence[str] | None,
+    cache: bool, workers: int | None,
+) -> TensorImageDataset:  # fmt: skip
+    """Shared body of the imagefolder and unlabeled readers (scan, cache, decode)."""
+    key_base = (split, image_size, tuple(classes) if classes is not None else None)
+    cfile = _cache_file(root.name, (_source_key(root, None), key_base)) if is_archive(root) else None
+    if cache and cfile is not None and (hit := load_cached(cfile)) is not None:
+        return hit
+    entries, hierarchy = _scan(root, split)
+    if cache and cfile is None:
+        cfile = _cache_file(root.name, (_source_key(root, entries), key_base))
+        if (hit := load_cached(cfile)) is not None:
+            return hit
+    labels, superlabels, class_names, super_names = assign_labels(entries, hierarchy, classes)
+    if split is None:
+        class_names, labels, superlabels = [], labels.fill_(-1), superlabels.fill_(-1)
+    arrays = decode_many([e.source for e in entries], image_size, workers)
+    images, keep = stack_decoded(arrays, [e.name for e in entries])
+    ds = TensorImageDataset(
+        images, labels[keep], superlabels[keep], class_names, super_names, int((~keep).sum())
+    )
+    if cache and cfile is not None:
+        save_cached(cfile, ds)
+    return ds
+
+
+def read_imagefolder(
+    root: str | Path,
+    split: str = "train",
+    image_size: int | None = None,
+    classes: Sequence[str] | None = None,
+    cache: bool = True,
+    workers: int | None = None,
+) -> TensorImageDataset:
+    """Read ``<root>/<split>/<class>/*`` (folder or .tar/.tar.gz) into memory.
+
+    Args:
+        root: the tree's root folder, or an archive holding it.
+        split: sub-folder to read, e.g. "train" or "val".
+        image_size: centre-crop and resize every image to this square size (e.g. 32).
+        classes: fix the class order (pass the train split's ``class_names`` to the val
+            split); default: sorted class folders plus the classes in hierarchy.csv.
+        cache: read/write the decoded tensor under :func:`~hexssl.data.base.cache_dir`.
+        workers: decoding threads (default: CPU count).
+
+    Example:
+        >>> ds = read_imagefolder("../shared/data/cifar10-jpeg.tar.gz", "val")  # doctest: +SKIP
+        >>> ds.images.shape, ds.superclass_names  # doctest: +SKIP
+        (torch.Size([10000, 3, 32, 32]), ['animal', 'vehicle'])
+    """
+    return _load_folder(Path(root).expanduser(), split, image_size, classes, cache, workers)
+
+
+def read_unlabeled(
+    root: str | Path,
+    split: str = "train",
+    image_size: int | None = None,
+    cache: bool = True,
+    workers: int | None = None,
+) -> TensorImageDataset:
+    """Every image under ``root`` (recursive; folder or archive), labels -1.
+
+    ``split`` must be "train", "unlabeled" or "all"; all three read the whole folder.
+    """
+    if split not in ("train", "unlabeled", "all"):
+        raise ValueError(f"split {split!r}: an unlabeled folder has only 'train'/'unlabeled'/'all'")
+    return _load_folder(Path(root).expanduser(), None, image_size, None, cache, workers)
+
+
+# ---------------------------------------------------------------------- lazy (ImageNet)
+def rrc_box(
+    width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float], u: Tensor
+) -> tuple[float, float, float, float]:
+    """Random-resized-crop box (left, top, right, bottom), as torchvision's 10-try rule.
+
+    Shape:
+        u: (10, 4) uniform numbers in [0, 1) (area, log-ratio, x, y per try).
+    """
+    area = width * height
+    log_r = (math.log(ratio[0]), math.log(ratio[1]))
+    for a, r, x, y in u.tolist():
+        target = area * (scale[0] + a * (scale[1] - scale[0]))
+        aspect = math.exp(log_r[0] + r * (log_r[1] - log_r[0]))
+        w, h = math.sqrt(target * aspect), math.sqrt(target / aspect)
+        if w <= width and h <= height:
+            left, top = x * (width - w), y * (height - h)
+            return left, top, left + w, top + h
+    return centre_box(width, height, 1.0)
+
+
+def centre_box(width: int, height: int, frac: float) -> tuple[float, float, float, float]:
+    """Centred square box whose side is ``frac`` of the shorter side."""
+    side = min(width, height) * frac
+    left, top = (width - side) / 2, (height - side) / 2
+    return left, top, left + side, top + side
+
+
+def crop_resize(path: str, size: int, box_fn: Callable[[int, int], tuple[float, ...]]) -> Tensor:
+    """Open ``path``, crop ``box_fn(w, h)`` and resize it to (3, size, size) uint8.
+
+    JPEG draft mode decodes at the smallest power-of-two scale that keeps the crop at least
+    ``size`` pixels wide, which is what makes decode-time cropping cheap.
+    """
+    with Image.open(path) as img:
+        w, h = img.size
+        box = box_fn(w, h)
+        need = (math.ceil(w * size / (box[2] - box[0])), math.ceil(h * size / (box[3] - box[1])))
+        img.draft("RGB", need)
+        sx, sy = img.size[0] / w, img.size[1] / h
+        scaled = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+        out = to_rgb(img).resize((size, size), Image.Resampling.BILINEAR, box=scaled)
+        return torch.from_numpy(np.asarray(out, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+class LazyImageFolder(Dataset[Item]):
+    """Images decoded on access (in DataLoader workers), cropped at decode time to one size.
+
+    Train mode takes a random-resized crop at decode time with ``scale`` (default
+    (0.25, 1)); the on-device augmentation then crops each view again, so the default
+    device-side crop scale for ImageNet is (0.32, 1): 0.25 * 0.32 = 0.08, the SimCLR lower
+    bound. Eval mode resizes the shorter side to size / 0.875 and takes the centre crop.
+
+    Args:
+        files: image paths.
+        labels: class index per file.
+        class_names: name per class index.
+        superlabel_of_class: superclass index per class (-1 if none).
+        superclass_names: name per superclass index.
+        image_size: output side in pixels.
+        train: random crop (True) or centre crop (False).
+        scale: decode-time crop area range (train).
+        ratio: decode-time crop aspect range (train).
+
+    Shape:
+        item: ((3, image_size, image_size) uint8, label, superlabel, index)
+
+    Example:
+        >>> ds = build_dataset("imagenet100", "/data/imagenet", "train")  # doctest: +SKIP
+        >>> ds[0][0].shape  # doctest: +SKIP
+        torch.Size([3, 224, 224])
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str],
+        labels: Sequence[int],
+        class_names: Sequence[str],
+        superlabel_of_class: Sequence[int] = (),
+        superclass_names: Sequence[str] = (),
+        image_size: int = 224,
+        train: bool = True,
+        scale: tuple[float, float] = (0.25, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    ) -> None:
+        if len(files) != len(labels):
+            raise ValueError(f"{len(files)} files but {len(labels)} labels")
+        self.files = list(files)
+        self.labels = torch.tensor(labels, dtype=torch.long)  # (N,)
+        lookup = torch.tensor([*superlabel_of_class, -1] if superlabel_of_class else [-1])
+        self.superlabels = lookup[self.labels] if superlabel_of_class else torch.full_like(self.labels, -1)
+        self.class_names, self.superclass_names = list(class_names), list(superclass_names)
+        self.image_size, self.train, self.scale, self.ratio = image_size, train, scale, ratio
+        self.num_skipped = 0  # per process: each DataLoader worker counts its own
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _box(self, w: int, h: int) -> tuple[float, float, float, float]:
+        if self.train:
+            return rrc_box(w, h, self.scale, self.ratio, torch.rand(10, 4))
+        return centre_box(w, h, 0.875)  # resize 256 / crop 224 convention
+
+    def __getitem__(self, index: int) -> Item:
+        for k in range(10):  # corrupt file: warn, count, and serve the next one instead
+            i = (int(index) + k) % len(self.files)
+            try:
+                image = crop_resize(self.files[i], self.image_size, self._box)
+                return image, int(self.labels[i]), int(self.superlabels[i]), i
+            except Exception as err:
+                self.num_skipped += 1
+                warnings.warn(f"skipped unreadable image {self.files[i]}: {err}", stacklevel=2)
+        raise RuntimeError(f"10 unreadable images in a row from index {index}; check the dataset")
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.class_names)
+
+    @property
+    def num_superclasses(self) -> int:
+        """Number of superclasses (0 without hierarchy.csv)."""
+        return len(self.superclass_names)
+
+
+def imagenet100_classes() -> list[str]:
+    """The 100 WordNet ids of the standard ImageNet-100 subset (CMC, solo-learn)."""
+    text = resources.files("hexssl.data").joinpath("imagenet100_classes.txt").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _imagenet_files(split_dir: Path, classes: Iterable[str]) -> tuple[list[str], list[int]]:
+    files, labels = [], []
+    for label, wnid in enumerate(classes):
+        for e in sorted(os.scandir(split_dir / wnid), key=lambda e: e.name):
+            if is_image(e.name):
+                files.append(e.path)
+                labels.append(label)
+    return files, labels
+
+
+def read_imagenet(
+    root: str | Path,
+    split: str = "train",
+    image_size: int = 224,
+    subset: Sequence[str] | None = None,
+    scale: tuple[float, float] = (0.25, 1.0),
+    train: bool | None = None,
+) -> LazyImageFolder:
+    """ImageNet tree ``<root>/<split>/<wnid>/*.JPEG`` (val also in class folders), lazily decoded.
+
+    Args:
+        root: folder holding ``train/`` and ``val/``.
+        split: "train" or "val".
+        image_size: output side (decode-time crop).
+        subset: keep only these wnids (in this order); default: all class folders, sorted.
+        scale: decode-time random crop area range (train split).
+        train: random crop (default: split == "train") or centre crop.
+    """
+    root = Path(root).expanduser()
+    split_dir = root / split
+    if not split_dir.is_dir():
+        layout = "<root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG"
+        raise missing_dataset_error("imagenet", split_dir, layout, download=False)
+    classes = list(subset) if subset is not None else sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    missing = [c for c in classes if not (split_dir / c).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"imagenet: {len(missing)} class folders missing under {split_dir}, e.g. {missing[:3]}")
+    files, labels = _imagenet_files(split_dir, classes)
+    hfile = root / "hierarchy.csv"
+    hierarchy = parse_hierarchy(hfile.read_text()) if hfile.is_file() else {}
+    supers = sorted(set(hierarchy.values()))
+    sup_of_class = [supers.index(hierarchy[c]) if c in hierarchy else -1 for c in classes] if supers else []
+    is_train = split.startswith("train") if train is None else train
+    return LazyImageFolder(files, labels, classes, sup_of_class, supers, image_size, is_train, scale)
+
+
+def read_imagenet100(
+    root: str | Path,
+    split: str = "train",
+    image_size: int = 224,
+    scale: tuple[float, float] = (0.25, 1.0),
+    train: bool | None = None,
+) -> LazyImageFolder:
+    """The 100-class subset (shipped wnid list) of a full ImageNet tree; see :func:`read_imagenet`."""
+    return read_imagenet(root, split, image_size, imagenet100_classes(), scale, train)

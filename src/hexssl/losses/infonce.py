@@ -1,0 +1,178 @@
+"""InfoNCE over anchors x candidates with a pluggable denominator (HEX_SPEC 3).
+
+    L_i = -l_ip + log D_i,   l_ij = a_i . c_j / T
+
+The denominator is a module ``(sim, T, pos_idx, self_idx) -> (log D (M,), stats)``:
+``InfoNCEDenominator`` is the plain one, ``hex.HEXDenominator`` the HEX split. Methods
+choose the pairing (SimCLR 2B x 2B, cross B x B, with or without a queue) through the
+``*_pairing`` helpers, which also all-gather candidates under data-parallel training.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hexssl.losses.distributed import gather_with_grad, rank_and_world
+from hexssl.losses.hex import at_least_fp32, plain_log_denominator
+
+Stats = dict[str, Tensor]
+
+
+class Pairing(NamedTuple):
+    """Anchors (M, D), candidates (K, D), positive column (M, 1), self column (M, 1)|None."""
+
+    anchors: Tensor
+    candidates: Tensor
+    pos_idx: Tensor
+    self_idx: Tensor | None
+
+
+def simclr_pairing(z0: Tensor, z1: Tensor) -> Pairing:
+    """SimCLR / NT-Xent pairing: 2B anchors against all 2B views, self excluded.
+
+    Under data parallelism the candidates are gathered from every process; the indices
+    then point into the gathered matrix. Shape: z0, z1 (B, D) -> M = 2B, K = world*2B.
+    """
+    _check_pair(z0, z1)
+    z = torch.cat([z0, z1], 0)  # (2B, D)
+    rank, _ = rank_and_world()
+    n, b = z.shape[0], z0.shape[0]
+    local = torch.arange(n, device=z.device)
+    offset = rank * n
+    pos = (local + b) % n + offset  # view 0 <-> view 1 of the same image
+    return Pairing(z, gather_with_grad(z), pos[:, None], (local + offset)[:, None])
+
+
+def cross_pairing(anchors: Tensor, candidates: Tensor, negatives: Tensor | None = None) -> Pairing:
+    """Cross pairing: anchor i's positive is candidate i (MoCo, NNCLR, BYOL-style views).
+
+    ``negatives`` (Q, D) are extra negative-only candidates, e.g. a MoCo queue; they are
+    not gathered (every process holds the same queue). Shape: (B, D), (B, D) -> K = world*B + Q.
+    """
+    _check_pair(anchors, candidates)
+    rank, _ = rank_and_world()
+    b = anchors.shape[0]
+    cands = gather_with_grad(candidates)  # (world*B, D)
+    if negatives is not None:
+        if negatives.shape[1] != candidates.shape[1]:
+            raise ValueError(
+                f"negatives have dim {negatives.shape[1]}, candidates {candidates.shape[1]}"
+            )
+        cands = torch.cat([cands, negatives.to(cands.dtype)], 0)  # (world*B + Q, D)
+    pos = torch.arange(b, device=anchors.device) + rank * b
+    return Pairing(anchors, cands, pos[:, None], None)
+
+
+def _check_pair(a: Tensor, c: Tensor) -> None:
+    if a.ndim != 2 or c.ndim != 2:
+        raise ValueError(
+            f"embeddings must be 2-D (N, D); got {tuple(a.shape)} and {tuple(c.shape)}"
+        )
+    if a.shape != c.shape:
+        raise ValueError(f"shape mismatch: {tuple(a.shape)} vs {tuple(c.shape)}; need equal (B, D)")
+    if a.shape[0] == 0:
+        raise ValueError("empty batch: need at least one pair")
+
+
+def _check_indices(p: Pairing) -> None:
+    m, k = p.anchors.shape[0], p.candidates.shape[0]
+    if p.anchors.shape[1] != p.candidates.shape[1]:
+        raise ValueError(
+            f"anchors dim {p.anchors.shape[1]} != candidates dim {p.candidates.shape[1]}"
+        )
+    for name, idx in (("pos_idx", p.pos_idx), ("self_idx", p.self_idx)):
+        if idx is None:
+            continue
+        if idx.shape != (m, 1):
+            raise ValueError(f"{name} has shape {tuple(idx.shape)}; expected ({m}, 1)")
+        if int(idx.min()) < 0 or int(idx.max()) >= k:
+            raise ValueError(f"{name} holds columns outside [0, {k}) of the candidates")
+
+
+class InfoNCEDenominator(nn.Module):
+    """Plain InfoNCE denominator: positive plus every negative (HEX_SPEC 3)."""
+
+    def set_progress(self, epoch: float) -> None:
+        """Nothing depends on progress here; present so all denominators share the API."""
+
+    def forward(
+        self, sim: Tensor, temperature: float, pos_idx: Tensor, self_idx: Tensor | None
+    ) -> tuple[Tensor, Stats]:
+        """log D_i. Shape: sim (M, K) -> (M,)."""
+        return plain_log_denominator(at_least_fp32(sim) / temperature, self_idx), {}
+
+
+def contrastive_loss(
+    pairing: Pairing,
+    temperature: float,
+    denominator: nn.Module | None = None,
+    normalize: bool = True,
+) -> tuple[Tensor, Stats]:
+    """Mean InfoNCE loss over anchors with the given denominator, and its statistics.
+
+    Args:
+        pairing: from ``simclr_pairing`` / ``cross_pairing`` or built by hand.
+        temperature: T > 0.
+        denominator: ``InfoNCEDenominator()`` (default) or ``HEXDenominator(...)``.
+        normalize: L2-normalise anchors and candidates first.
+
+    Returns:
+        (scalar loss, dict of detached statistics).
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature={temperature} must be > 0 (e.g. 0.1)")
+    _check_indices(pairing)
+    a, c = pairing.anchors, pairing.candidates
+    if normalize:
+        a, c = F.normalize(a, dim=1), F.normalize(c, dim=1)
+    sim = a @ c.T  # (M, K)
+    den = denominator if denominator is not None else InfoNCEDenominator()
+    log_d, stats = den(sim, temperature, pairing.pos_idx, pairing.self_idx)
+    pos_logit = sim.gather(1, pairing.pos_idx).squeeze(1).to(log_d.dtype) / temperature  # (M,)
+    return (log_d - pos_logit).mean(), stats
+
+
+class InfoNCE(nn.Module):
+    """InfoNCE (NT-Xent) with a pluggable denominator; HEX is one choice of denominator.
+
+    ``forward(z0, z1)`` uses the SimCLR pairing; ``forward(z0, z1, pairing="cross",
+    negatives=queue)`` the cross pairing. The statistics of the last call are in
+    ``self.stats`` (detached tensors: eps, neighbours, neighbour_frac, local_share).
+
+    Example:
+        >>> from hexssl.losses import HEXDenominator, InfoNCE
+        >>> loss_fn = InfoNCE(temperature=0.1, denominator=HEXDenominator(beta=1.0))
+        >>> z0, z1 = torch.randn(32, 128), torch.randn(32, 128)
+        >>> loss = loss_fn(z0, z1)
+    """
+
+    def __init__(self, temperature: float = 0.1, denominator: nn.Module | None = None) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature={temperature} must be > 0 (e.g. 0.1)")
+        self.temperature = temperature
+        self.denominator = denominator if denominator is not None else InfoNCEDenominator()
+        self.stats: Stats = {}
+
+    def set_progress(self, epoch: float) -> None:
+        """Push training progress (fractional epochs) into the denominator."""
+        self.denominator.set_progress(epoch)  # type: ignore[operator]
+
+    def forward(
+        self, z0: Tensor, z1: Tensor, pairing: str = "simclr", negatives: Tensor | None = None
+    ) -> Tensor:
+        """Loss for two batches of embeddings. Shape: (B, D), (B, D) -> ()."""
+        if pairing not in PAIRINGS:
+            raise ValueError(f"unknown pairing {pairing!r}; valid: {sorted(PAIRINGS)}")
+        if pairing == "simclr" and negatives is not None:
+            raise ValueError("negatives (a queue) need pairing='cross'")
+        pairs = simclr_pairing(z0, z1) if pairing == "simclr" else cross_pairing(z0, z1, negatives)
+        loss, self.stats = contrastive_loss(pairs, self.temperature, self.denominator)
+        return loss
+
+
+PAIRINGS = {"simclr": simclr_pairing, "cross": cross_pairing}

@@ -1,0 +1,283 @@
+"""Neighbour thresholds eps for HEX (HEX_SPEC 5).
+
+A threshold turns a similarity matrix into the hierarchical-neighbour mask H. Every rule
+is a pure function of (detached similarities, training progress); the only state is the
+optional EMA of the adaptive threshold, which lives in a buffer so that it is saved and
+restored with the model.
+
+Index conventions shared by all losses: ``pos_idx`` (M, 1) holds the column of each
+anchor's positive, ``self_idx`` (M, 1) the column of the anchor itself when anchors are
+also candidates (else ``None``). N(i) is every column except those two.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hexssl.losses.distributed import global_mean
+
+NEG_INF = float("-inf")
+
+
+# ---------------------------------------------------------------- fixed schedules (5.2)
+def constant_schedule(epoch: float, eps0: float, **_: Any) -> float:
+    """eps(t) = eps0."""
+    return eps0
+
+
+def step_schedule(
+    epoch: float, eps0: float, step_down: float, epoch_step: float, eps_min: float, **_: Any
+) -> float:
+    """eps0 - step_down * floor(epoch / epoch_step), floored at eps_min (HEX_SPEC 5.2)."""
+    return max(eps0 - step_down * math.floor(epoch / epoch_step), eps_min)
+
+
+def cosine_schedule(
+    epoch: float, eps0: float, eps_min: float, max_epochs: float | None, **_: Any
+) -> float:
+    """eps_min + (eps0 - eps_min) * (1 + cos(pi * progress)) / 2 (HEX_SPEC 5.2)."""
+    if max_epochs is None:
+        raise ValueError("schedule='cosine' needs max_epochs (the length of training)")
+    progress = min(max(epoch / max_epochs, 0.0), 1.0)
+    return eps_min + (eps0 - eps_min) * (1.0 + math.cos(math.pi * progress)) / 2.0
+
+
+SCHEDULES: dict[str, Callable[..., float]] = {
+    "constant": constant_schedule,
+    "step": step_schedule,
+    "cosine": cosine_schedule,
+}
+
+
+# ------------------------------------------------------------------- shared helpers
+def exclusion_fill(sim: Tensor, pos_idx: Tensor, self_idx: Tensor | None, value: float) -> Tensor:
+    """Copy of ``sim`` with the positive and self columns set to ``value``.  # (M, K)"""
+    out = sim.scatter(1, pos_idx, value)
+    return out if self_idx is None else out.scatter_(1, self_idx, value)
+
+
+def nearest_rank(n: int, q: float) -> int:
+    """0-based index of the q-quantile of n sorted values, torch.quantile 'nearest' rule.
+
+    torch rounds half to even, as Python's ``round`` does.
+    """
+    return round(q * (n - 1))
+
+
+def row_quantile(values: Tensor, n_valid: int, q: float) -> Tensor:
+    """Exact nearest-rank q-quantile of each row's ``n_valid`` finite entries.
+
+    Excluded entries must hold -inf. Uses top-k of the largest values (an exact k-th
+    value selection) instead of sorting whole rows. Shape: (M, K) -> (M,).
+    """
+    if n_valid <= 0:  # N(i) is empty: no neighbour can exist, eps = 1 keeps H empty
+        return values.new_ones(values.shape[0])
+    k = n_valid - nearest_rank(n_valid, q)  # rank counted from the top, 1-based
+    return values.topk(k, dim=1, largest=True, sorted=True).values[:, -1]  # (M,)
+
+
+def minmax_rows(sim: Tensor) -> Tensor:
+    """(s - min) / (max - min) per row, self included (the reference code). # (M, K)"""
+    lo, hi = sim.aminmax(dim=1, keepdim=True)
+    return (sim - lo) / (hi - lo).clamp_min(1e-12)
+
+
+def mask_above(sim: Tensor, eps: Tensor, pos_idx: Tensor, self_idx: Tensor | None) -> Tensor:
+    """H = { j in N(i) : s_ij > eps } as a boolean mask (HEX_SPEC 4.1). # (M, K)"""
+    mask = sim > eps
+    mask.scatter_(1, pos_idx, False)
+    if self_idx is not None:
+        mask.scatter_(1, self_idx, False)
+    return mask
+
+
+# ------------------------------------------------------------------------ thresholds
+class Threshold(nn.Module):
+    """Base class: decides the neighbour mask H from similarities and progress."""
+
+    def threshold(
+        self, sim: Tensor, pos_idx: Tensor, self_idx: Tensor | None, epoch: float
+    ) -> Tensor:
+        """eps, a scalar () or per-anchor (M, 1), from detached fp32 similarities."""
+        raise NotImplementedError
+
+    def comparison_space(self, sim: Tensor) -> Tensor:
+        """The similarities that eps is compared with (identity unless overridden)."""
+        return sim
+
+    @torch.no_grad()
+    def forward(
+        self, sim: Tensor, pos_idx: Tensor, self_idx: Tensor | None, epoch: float
+    ) -> tuple[Tensor, Tensor]:
+        """Return (H mask (M, K) bool, eps) for the similarity matrix ``sim`` (M, K)."""
+        sim = sim.detach().float()  # HEX_SPEC 5: fp32, no gradient, even under autocast
+        eps = self.threshold(sim, pos_idx, self_idx, epoch)
+        return mask_above(self.comparison_space(sim), eps, pos_idx, self_idx), eps
+
+
+class AdaptiveThreshold(Threshold):
+    """eps = mean_i quantile_q({s_ij : j in N(i)}) (HEX_SPEC 5.1).
+
+    Args:
+        q: quantile in (0, 1); 0.99 keeps roughly the top 1 % of negatives.
+        per_anchor: use each anchor's own quantile instead of the batch mean.
+        ema: momentum of an exponential moving average over steps (0 disables it).
+        include_self_positive: take the quantile over the full row, self and positive
+            included, as the authors' code does (spec 4.4).
+
+    Example:
+        >>> thr = AdaptiveThreshold(q=0.99)
+        >>> sim = torch.randn(8, 8).clamp(-1, 1)
+        >>> H, eps = thr(sim, torch.arange(8).roll(4)[:, None], torch.arange(8)[:, None], 0.0)
+    """
+
+    ema_value: Tensor
+
+    def __init__(
+        self,
+        q: float = 0.99,
+        per_anchor: bool = False,
+        ema: float = 0.0,
+        include_self_positive: bool = False,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < q < 1.0:
+            raise ValueError(f"q={q} is outside (0, 1); use e.g. q=0.99")
+        if not 0.0 <= ema < 1.0:
+            raise ValueError(f"ema={ema} is outside [0, 1); 0 disables the moving average")
+        if per_anchor and ema > 0:
+            raise ValueError("ema applies to the batch-mean threshold; set per_anchor=False")
+        self.q, self.per_anchor, self.ema = q, per_anchor, ema
+        self.include_self_positive = include_self_positive
+        self.register_buffer("ema_value", torch.tensor(float("nan")))
+
+    def threshold(
+        self, sim: Tensor, pos_idx: Tensor, self_idx: Tensor | None, epoch: float
+    ) -> Tensor:
+        per_row = self._row_quantiles(sim, pos_idx, self_idx)  # (M,)
+        if self.per_anchor:
+            return per_row[:, None]  # (M, 1)
+        eps = global_mean(per_row)  # mean over all anchors on all processes
+        return self._smooth(eps)
+
+    def _row_quantiles(self, sim: Tensor, pos_idx: Tensor, self_idx: Tensor | None) -> Tensor:
+        if self.include_self_positive:
+            return row_quantile(sim, sim.shape[1], self.q)
+        n_valid = sim.shape[1] - 1 - (self_idx is not None)
+        return row_quantile(exclusion_fill(sim, pos_idx, self_idx, NEG_INF), n_valid, self.q)
+
+    def _smooth(self, eps: Tensor) -> Tensor:
+        if self.ema == 0.0:
+            return eps
+        if self.training:
+            prev = self.ema_value
+            new = eps if torch.isnan(prev) else self.ema * prev + (1.0 - self.ema) * eps
+            self.ema_value.copy_(new)
+        return eps if torch.isnan(self.ema_value) else self.ema_value.clone()
+
+
+class FixedThreshold(Threshold):
+    """eps(t) from a schedule of training progress (HEX_SPEC 5.2).
+
+    Args:
+        eps0: starting threshold.
+        schedule: one of ``SCHEDULES`` (constant, step, cosine).
+        step_down, epoch_step: the step schedule's decrement and period (epochs).
+        eps_min: floor of the step schedule and end point of the cosine schedule.
+        max_epochs: training length, needed by the cosine schedule.
+        minmax: compare eps with row-wise min-max normalised similarities, as the
+            authors' code does (spec 4.4).
+
+    Example:
+        >>> FixedThreshold(0.9, "step", step_down=0.1, epoch_step=100).value(250.0)
+        0.7
+    """
+
+    def __init__(
+        self,
+        eps0: float = 0.9,
+        schedule: str = "constant",
+        step_down: float = 0.1,
+        epoch_step: float = 100.0,
+        eps_min: float = 0.3,
+        max_epochs: float | None = None,
+        minmax: bool = False,
+    ) -> None:
+        super().__init__()
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; valid: {sorted(SCHEDULES)}")
+        if epoch_step <= 0:
+            raise ValueError(f"epoch_step={epoch_step} must be > 0")
+        if schedule == "cosine" and max_epochs is None:
+            raise ValueError("schedule='cosine' needs max_epochs (the length of training)")
+        self.schedule = schedule
+        self.params: dict[str, float | None] = dict(
+            eps0=eps0,
+            step_down=step_down,
+            epoch_step=epoch_step,
+            eps_min=eps_min,
+            max_epochs=max_epochs,
+        )
+        self.minmax = minmax
+
+    def value(self, epoch: float) -> float:
+        """eps at ``epoch`` (a float: fractional epochs are allowed)."""
+        return round(SCHEDULES[self.schedule](epoch, **self.params), 12)
+
+    def threshold(
+        self, sim: Tensor, pos_idx: Tensor, self_idx: Tensor | None, epoch: float
+    ) -> Tensor:
+        return sim.new_tensor(self.value(epoch))
+
+    def comparison_space(self, sim: Tensor) -> Tensor:
+        return minmax_rows(sim) if self.minmax else sim
+
+
+class SuperclassOracle(Threshold):
+    """H(i) = negatives sharing the anchor's ground-truth superclass (HEX_SPEC 6).
+
+    USES LABELS: an upper bound for analysis, never a self-supervised result. Call
+    :meth:`set_labels` with anchor and candidate superclass labels before each forward.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._labels: tuple[Tensor, Tensor] | None = None
+
+    def set_labels(self, anchor_labels: Tensor, candidate_labels: Tensor) -> None:
+        """Superclass labels of the anchors (M,) and the candidates (K,); -1 = unknown."""
+        self._labels = (anchor_labels, candidate_labels)
+
+    @torch.no_grad()
+    def forward(
+        self, sim: Tensor, pos_idx: Tensor, self_idx: Tensor | None, epoch: float
+    ) -> tuple[Tensor, Tensor]:
+        if self._labels is None:
+            raise RuntimeError("SuperclassOracle needs set_labels(...) before the loss")
+        a, c = self._labels
+        if a.shape[0] != sim.shape[0] or c.shape[0] != sim.shape[1]:
+            raise ValueError(f"oracle labels {tuple(a.shape)}/{tuple(c.shape)} != {sim.shape}")
+        same = (a[:, None] == c[None, :]) & (a[:, None] >= 0)  # (M, K)
+        same.scatter_(1, pos_idx, False)
+        if self_idx is not None:
+            same.scatter_(1, self_idx, False)
+        return same, sim.new_tensor(float("nan"))
+
+
+THRESHOLDS: dict[str, type[Threshold]] = {
+    "adaptive": AdaptiveThreshold,
+    "fixed": FixedThreshold,
+    "superclass_oracle": SuperclassOracle,
+}
+
+
+def build_threshold(name: str, **kwargs: Any) -> Threshold:
+    """Build a threshold by registry name; unknown names list the valid ones."""
+    if name not in THRESHOLDS:
+        raise ValueError(f"unknown threshold {name!r}; valid: {sorted(THRESHOLDS)}")
+    return THRESHOLDS[name](**kwargs)
