@@ -73,7 +73,9 @@ def global_mean(values: Tensor) -> Tensor:
 
     Shape: (n,) -> ().
     """
-    stats = torch.stack([values.detach().float().sum(), values.new_tensor(values.numel()).float()])
+    v = values.detach()
+    v = v if v.dtype == torch.float64 else v.float()
+    stats = torch.stack([v.sum(), v.new_tensor(v.numel())])
     if is_distributed():
         dist.all_reduce(stats, op=dist.ReduceOp.SUM)
     return stats[0] / stats[1].clamp_min(1.0)

@@ -17,7 +17,7 @@ autograd of the naive formula by gradcheck in the tests.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -25,17 +25,8 @@ from torch import Tensor, nn
 from hexssl.losses.thresholds import Threshold, build_threshold
 
 NEG_INF = float("-inf")
-EXCLUDED, POSITIVE, GLOBAL, LOCAL = 0, 1, 2, 3  # values of the role mask
 VARIANTS = ("paper", "reference")
-
-
-def role_mask(H: Tensor, pos_idx: Tensor, self_idx: Tensor | None) -> Tensor:
-    """Encode self / positive / G(i) / H(i) in one int8 mask. # (M, K)"""
-    roles = H.to(torch.int8).add_(GLOBAL)  # H -> LOCAL, rest -> GLOBAL
-    roles.scatter_(1, pos_idx, POSITIVE)
-    if self_idx is not None:
-        roles.scatter_(1, self_idx, EXCLUDED)
-    return roles
+HParams = tuple[float, float, float, float, bool]  # beta, tau_plus, lambda, 1/T, detach
 
 
 def _log(x: float) -> float:
@@ -43,25 +34,25 @@ def _log(x: float) -> float:
 
 
 class _HexLogDenominator(torch.autograd.Function):
-    """log D_i of HEX_SPEC 4.3 with a hand-written backward. Shapes in ``forward``."""
+    """log D_i of HEX_SPEC 4.3 with a hand-written backward.
+
+    Inputs: ``masked`` (M, K) logits with positive and self at -inf, ``lp`` (M,) positive
+    logits, ``H`` (M, K) bool neighbours, ``pos_weight`` (M,) 0/1, hyperparameters.
+    Saves only the global exponentials E (M, K) plus O(|H|) sparse values.
+    """
 
     @staticmethod
     def forward(
-        ctx: Any,
-        logits: Tensor,  # (M, K) fp32, s / T
-        roles: Tensor,  # (M, K) int8
-        pos_idx: Tensor,  # (M, 1)
-        pos_weight: Tensor,  # (M,) 0 or 1
-        hp: tuple[float, float, float, float, bool],  # beta, tau_plus, lambda, 1/T, detach
+        ctx: Any, masked: Tensor, lp: Tensor, H: Tensor, pos_weight: Tensor, hp: HParams
     ) -> tuple[Tensor, Tensor]:
         beta, tau, lam, inv_t, _ = hp
-        lp = logits.gather(1, pos_idx).squeeze(1)  # (M,)
-        log_g = logits.masked_fill(roles != GLOBAL, NEG_INF).logsumexp(1)  # (M,)
-        local = _local_forward(logits, roles, lp, beta, tau, inv_t, lam)
-        log_pos = pos_weight.log() + lp  # (M,)
-        log_loc = _log(lam) + local["log_local"]  # (M,)
-        log_d = torch.stack([log_pos, log_loc, log_g], 1).logsumexp(1)  # (M,)
-        ctx.save_for_backward(logits, roles, pos_idx, pos_weight, log_d, *local.values())
+        E, m = _global_exp(masked, H, lp)  # (M, K) e^{l - m} on G(i), 0 elsewhere
+        log_g = E.sum(1).log() + m  # (M,) log sum_G e^l, -inf when G(i) is empty
+        rows, cols = H.nonzero(as_tuple=True)  # (nnz,) each: H(i) in sparse form
+        loc = _local_forward(masked[rows, cols], rows, lp, beta, tau, inv_t, lam)
+        log_loc = _log(lam) + loc.log_local  # (M,)
+        log_d = torch.stack([pos_weight.log() + lp, log_loc, log_g], 1).logsumexp(1)  # (M,)
+        ctx.save_for_backward(E, m, lp, pos_weight, log_d, rows, cols, *loc)
         ctx.hp = hp
         ctx.mark_non_differentiable(log_loc)
         return log_d, log_loc
@@ -69,53 +60,69 @@ class _HexLogDenominator(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_d: Tensor, _grad_loc: Tensor) -> tuple[Tensor | None, ...]:
-        logits, roles, pos_idx, pos_weight, log_d, _log_local, m_h, log_a, log_c, log_r, active = (
-            ctx.saved_tensors
-        )
+        E, m, lp, pos_weight, log_d, rows, cols, *rest = ctx.saved_tensors
+        loc = LocalTerm(*rest)
         beta, tau, lam, _, detach = ctx.hp
-        g = torch.where(roles == GLOBAL, (logits - log_d[:, None]).exp(), 0.0)  # (M, K)
-        if lam > 0:
-            coef = _local_coef(log_r, log_d, active, lam, tau)  # (M,)
-            g += _local_grad(logits, roles, m_h, log_a, log_c, coef, beta, detach)
-        n_h = (roles == LOCAL).sum(1).to(logits.dtype)  # (M,)
-        dpos = (
-            pos_weight - active.to(logits.dtype) * (lam * tau / (1.0 - tau)) * n_h
-        )  # d(D/P)/dP, spec 4.2
-        g.scatter_add_(
-            1, pos_idx, ((log_d.neg() + logits.gather(1, pos_idx).squeeze(1)).exp() * dpos)[:, None]
-        )
-        return g * grad_d[:, None], None, None, None, None
+        g = E * (grad_d * (m - log_d).exp())[:, None]  # (M, K) e^{l_ij} / D_i on G(i)
+        if lam > 0 and rows.numel() > 0:
+            coef = _local_coef(loc, log_d, lam, tau) * grad_d  # (M,)
+            g[rows, cols] = _local_grad(loc, rows, coef, beta, detach)  # (nnz,)
+        dpos = pos_weight - loc.active * (lam * tau / (1.0 - tau)) * loc.n_h  # spec 4.2
+        grad_lp = grad_d * (lp - log_d).exp() * dpos  # (M,)
+        return g, grad_lp, None, None, None
+
+
+def _global_exp(masked: Tensor, H: Tensor, lp: Tensor) -> tuple[Tensor, Tensor]:
+    """E = e^{l - m} on G(i) and 0 elsewhere, m = max over G(i) (lp if G(i) is empty)."""
+    E = masked.masked_fill(H, NEG_INF)  # (M, K) the one new (M, K) float tensor
+    m = E.amax(1)  # (M,)
+    m = torch.where(torch.isfinite(m), m, lp.detach())
+    return E.sub_(m[:, None]).exp_(), m
+
+
+class LocalTerm(NamedTuple):
+    """Per-anchor (M,) and per-neighbour (nnz,) quantities of the local term (spec 4.2)."""
+
+    log_local: Tensor  # (M,) log Local_i, -inf when H(i) is empty
+    log_r: Tensor  # (M,) log R_i
+    log_a: Tensor  # (M,) log sum_H e^{b d}
+    log_c: Tensor  # (M,) log sum_H e^{(1+b) d}
+    n_h: Tensor  # (M,) |H(i)|
+    active: Tensor  # (M,) 1 where the debiased value (not the floor) is used
+    d_h: Tensor  # (nnz,) l_ij - max_{H(i)} l, <= 0
+
+
+def _segment_logsumexp(x: Tensor, rows: Tensor, m: int) -> Tensor:
+    """log sum over each row's entries of x (entries <= 0, row max 0). (nnz,) -> (m,)"""
+    out = x.new_zeros(m).index_add_(0, rows, x.exp())
+    return out.log()
 
 
 def _local_forward(
-    logits: Tensor, roles: Tensor, lp: Tensor, beta: float, tau: float, inv_t: float, lam: float
-) -> dict[str, Tensor]:
-    """log Local_i and the per-row quantities its gradient needs (HEX_SPEC 4.2)."""
-    is_h = roles == LOCAL  # (M, K)
-    n_h = is_h.sum(1).to(logits.dtype)  # (M,)
+    l_h: Tensor, rows: Tensor, lp: Tensor, beta: float, tau: float, inv_t: float, lam: float
+) -> LocalTerm:
+    """log Local_i = log max((R_i - tau |H| e^{l_p}) / (1 - tau), |H| e^{-1/T}) (spec 4.2).
+
+    R_i = sum_H w_ij e^{l_ij} with w = |H| softmax(beta l) = |H| e^{m_h} C / A, where
+    C = sum_H e^{(1+b) d}, A = sum_H e^{b d} and d = l - m_h (m_h the row max over H).
+    """
+    m = lp.shape[0]
+    n_h = lp.new_zeros(m).index_add_(0, rows, torch.ones_like(l_h))  # (M,)
+    m_h = lp.new_full((m,), NEG_INF).scatter_reduce_(0, rows, l_h, "amax")  # (M,)
     has_h = n_h > 0
-    if lam == 0:  # the local term is switched off: skip its M x K work
-        ninf = torch.full_like(lp, NEG_INF)
-        return dict(
-            log_local=ninf,
-            m_h=lp * 0,
-            log_a=ninf,
-            log_c=ninf,
-            log_r=ninf,
-            active=torch.zeros_like(lp),
-        )
-    l_h = logits.masked_fill(~is_h, NEG_INF)  # (M, K)
-    m_h = torch.where(has_h, l_h.amax(1), 0.0)  # (M,) row max over H, for stability
-    d_h = l_h - m_h[:, None]  # (M, K) <= 0 on H, -inf elsewhere
-    log_a = (beta * d_h).logsumexp(1) if beta > 0 else n_h.log()  # log sum_H e^{b d}
-    log_c = ((1.0 + beta) * d_h).logsumexp(1)  # log sum_H e^{(1+b) d}
-    log_a, log_c = torch.where(has_h, log_a, 0.0), torch.where(has_h, log_c, 0.0)  # no NaN
-    log_r = n_h.log() + log_c - log_a + m_h  # R_i = sum_H w_ij e^{l_ij}, w mean 1
+    m_h = torch.where(has_h, m_h, 0.0)
+    d_h = l_h - m_h[rows]  # (nnz,)
+    if lam == 0:  # switched off: keep only what the positive's gradient reads
+        zero = torch.zeros_like(lp)
+        return LocalTerm(zero + NEG_INF, zero, zero, zero, n_h, zero, d_h)
+    log_a = _segment_logsumexp(beta * d_h, rows, m) if beta > 0 else n_h.log()
+    log_c = _segment_logsumexp((1.0 + beta) * d_h, rows, m)
+    log_a, log_c = torch.where(has_h, log_a, 0.0), torch.where(has_h, log_c, 0.0)
+    log_r = n_h.log() + log_c - log_a + m_h  # (M,)
     log_local, active = _debias(log_r, lp, n_h, tau, inv_t)
     log_local = torch.where(has_h, log_local, NEG_INF)  # Local_i = 0 for empty H(i)
-    return dict(
-        log_local=log_local, m_h=m_h, log_a=log_a, log_c=log_c, log_r=log_r, active=active & has_h
-    )
+    active = (active & has_h).to(lp.dtype)
+    return LocalTerm(log_local, log_r, log_a, log_c, n_h, active, d_h)
 
 
 def _debias(
@@ -126,44 +133,30 @@ def _debias(
         return log_r, torch.ones_like(log_r, dtype=torch.bool)
     log_ratio = math.log(tau) + n_h.log() + lp - log_r  # log(tau |H| P / R)  (M,)
     ratio = log_ratio.clamp_max(0.0).exp()
-    log_raw = torch.where(log_ratio < 0, log_r + (-ratio).log1p(), NEG_INF) - math.log1p(
-        -tau
-    )  # (M,)
+    log_raw = torch.where(log_ratio < 0, log_r + (-ratio).log1p(), NEG_INF) - math.log1p(-tau)
     log_floor = n_h.log() - inv_t
     active = log_raw > log_floor
     return torch.maximum(log_raw, log_floor), active
 
 
-def _local_coef(log_r: Tensor, log_d: Tensor, active: Tensor, lam: float, tau: float) -> Tensor:
+def _local_coef(loc: LocalTerm, log_d: Tensor, lam: float, tau: float) -> Tensor:
     """lambda * dLocal/dR * R / D per anchor. # (M,)"""
-    scale = lam / (1.0 - tau)
-    return torch.where(active, scale * (log_r - log_d).exp(), 0.0)
+    return loc.active * (lam / (1.0 - tau)) * (loc.log_r - log_d).exp()
 
 
-def _local_grad(
-    logits: Tensor,
-    roles: Tensor,
-    m_h: Tensor,
-    log_a: Tensor,
-    log_c: Tensor,
-    coef: Tensor,
-    beta: float,
-    detach: bool,
-) -> Tensor:
-    """coef_i * d log R_i / d l_ij on H(i), zero elsewhere. # (M, K)
+def _local_grad(loc: LocalTerm, rows: Tensor, coef: Tensor, beta: float, detach: bool) -> Tensor:
+    """coef_i * dR_i/dl_ij / R_i for every neighbour. # (nnz,)
 
-    R = |H| C / A with C = sum e^{(1+b) d}, A = sum e^{b d}; so
-    dR/dl_j / R = (1+b) e^{(1+b) d_j} / C - b e^{b d_j} / A, and with detached
-    weights only the first part without the (1+b) factor.
+    R = |H| C / A, so dR/dl_j / R = (1+b) e^{(1+b) d_j} / C - b e^{b d_j} / A; with
+    detached weights only e^{(1+b) d_j} / C remains.
     """
-    d_h = (logits - m_h[:, None]).masked_fill(roles != LOCAL, NEG_INF)  # (M, K)
-    part_c = ((1.0 + beta) * d_h - log_c[:, None]).exp()  # (M, K)
+    part_c = ((1.0 + beta) * loc.d_h - loc.log_c[rows]).exp()  # (nnz,)
     if detach:
-        return part_c * coef[:, None]
+        return part_c * coef[rows]
     grad = part_c * (1.0 + beta)
     if beta > 0:
-        grad -= beta * (beta * d_h - log_a[:, None]).exp()
-    return grad * coef[:, None]
+        grad = grad - beta * (beta * loc.d_h - loc.log_a[rows]).exp()
+    return grad * coef[rows]
 
 
 class HEXDenominator(nn.Module):
@@ -222,20 +215,26 @@ class HEXDenominator(nn.Module):
         Shape:
             sim: (M, K) cosine similarities; pos_idx, self_idx: (M, 1). Returns (M,).
         """
-        H, eps = self.threshold(sim, pos_idx, self_idx, float(self.epoch))
-        logits = at_least_fp32(sim) / temperature  # (M, K)
-        if self.in_warmup:
-            log_d = plain_log_denominator(logits, self_idx)
-            return log_d, _stats(H, eps, log_d.new_full(log_d.shape, NEG_INF), log_d, self_idx)
-        roles = role_mask(H, pos_idx, self_idx)
-        pos_weight = logits.new_ones(logits.shape[0])
-        lam = self.lambda_local
+        sim32 = at_least_fp32(sim)
+        lp = sim32.gather(1, pos_idx).squeeze(1) / temperature  # (M,) positive logits
+        masked = _exclude_(sim32 / temperature, pos_idx, self_idx)  # (M, K) logits on N(i)
+        H, eps = self.threshold(sim, pos_idx, self_idx, float(self.epoch), temperature, masked)
+        n_neg = sim.shape[1] - 1 - (self_idx is not None)  # |N(i)|
+        if self.in_warmup:  # spec 5.3: plain InfoNCE
+            log_d = torch.logaddexp(lp, masked.logsumexp(1))
+            return log_d, _stats(H, eps, torch.full_like(log_d, NEG_INF), log_d, n_neg)
+        pos_weight, lam = torch.ones_like(lp), self.lambda_local
         if self.variant == "reference":
-            pos_weight = _reference_pos(roles).to(logits.dtype)
-            roles, lam = _reference_roles(roles), 0.0
+            H, pos_weight, lam = *_reference_sets(H, lp, n_neg), 0.0
         hp = (self.beta, self.tau_plus, lam, 1.0 / temperature, self.detach_weights)
-        log_d, log_loc = _HexLogDenominator.apply(logits, roles, pos_idx, pos_weight, hp)
-        return log_d, _stats(H, eps, log_loc, log_d, self_idx)
+        log_d, log_loc = _HexLogDenominator.apply(masked, lp, H, pos_weight, hp)
+        return log_d, _stats(H, eps, log_loc, log_d, n_neg)
+
+
+def _exclude_(logits: Tensor, pos_idx: Tensor, self_idx: Tensor | None) -> Tensor:
+    """Set the positive and self columns to -inf in place: what is left is N(i)."""
+    logits.scatter_(1, pos_idx, NEG_INF)
+    return logits if self_idx is None else logits.scatter_(1, self_idx, NEG_INF)
 
 
 def at_least_fp32(x: Tensor) -> Tensor:
@@ -250,23 +249,20 @@ def plain_log_denominator(logits: Tensor, self_idx: Tensor | None) -> Tensor:
     return logits.logsumexp(1)
 
 
-def _reference_roles(roles: Tensor) -> Tensor:
-    """Rows whose G(i) is empty fall back to N(i) (spec 4.4): their H becomes G."""
-    empty_g = ~(roles == GLOBAL).any(1, keepdim=True)  # (M, 1)
-    return torch.where(empty_g & (roles == LOCAL), GLOBAL, roles).to(torch.int8)
+def _reference_sets(H: Tensor, lp: Tensor, n_neg: int) -> tuple[Tensor, Tensor]:
+    """The reference's denominator is G(i); an empty G(i) falls back to N(i) (spec 4.4).
+
+    The positive is dropped from D, except where N(i) itself is empty (then D = e^{l_p}
+    and the loss is 0 instead of inf). Returns (H, positive weight (M,)).
+    """
+    g_empty = H.sum(1) == n_neg  # (M,)
+    if bool(g_empty.any()):
+        H = H & ~g_empty[:, None]  # those rows: every negative counts as global
+    return H, torch.full_like(lp, float(n_neg == 0))
 
 
-def _reference_pos(roles: Tensor) -> Tensor:
-    """The reference drops the positive from D; keep it only where N(i) is empty."""
-    empty_n = ~(roles >= GLOBAL).any(1)  # (M,)
-    return empty_n.to(torch.float32)
-
-
-def _stats(
-    H: Tensor, eps: Tensor, log_loc: Tensor, log_d: Tensor, self_idx: Tensor | None
-) -> dict[str, Tensor]:
+def _stats(H: Tensor, eps: Tensor, log_loc: Tensor, log_d: Tensor, n_neg: int) -> dict[str, Tensor]:
     """HEX_SPEC 8 observables, detached; no extra pass over (M, K) beyond a count."""
-    n_neg = H.shape[1] - 1 - (self_idx is not None)
     size = H.sum(1).float()  # (M,)
     return {
         "eps": eps.detach().float().mean(),

@@ -98,26 +98,43 @@ def mask_above(sim: Tensor, eps: Tensor, pos_idx: Tensor, self_idx: Tensor | Non
 
 # ------------------------------------------------------------------------ thresholds
 class Threshold(nn.Module):
-    """Base class: decides the neighbour mask H from similarities and progress."""
+    """Base class: decides the neighbour mask H from similarities and progress.
 
-    def threshold(
-        self, sim: Tensor, pos_idx: Tensor, self_idx: Tensor | None, epoch: float
+    Subclasses implement :meth:`logit_threshold`, working on ``masked``: the logits
+    s / T of the batch with the positive and self columns at -inf, which the HEX loss
+    builds anyway. Thresholding there needs no extra copy of the (M, K) matrix.
+    """
+
+    def logit_threshold(
+        self, masked: Tensor, sim: Tensor, temperature: float, epoch: float
     ) -> Tensor:
-        """eps, a scalar () or per-anchor (M, 1), from detached fp32 similarities."""
+        """eps / T, a scalar () or per-anchor (M, 1)."""
         raise NotImplementedError
-
-    def comparison_space(self, sim: Tensor) -> Tensor:
-        """The similarities that eps is compared with (identity unless overridden)."""
-        return sim
 
     @torch.no_grad()
     def forward(
-        self, sim: Tensor, pos_idx: Tensor, self_idx: Tensor | None, epoch: float
+        self,
+        sim: Tensor,
+        pos_idx: Tensor,
+        self_idx: Tensor | None,
+        epoch: float,
+        temperature: float = 1.0,
+        masked: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Return (H mask (M, K) bool, eps) for the similarity matrix ``sim`` (M, K)."""
+        """Return (H mask (M, K) bool, eps in cosine units) for similarities ``sim`` (M, K).
+
+        ``masked`` (optional) is ``sim / temperature`` with the positive and self at -inf.
+        """
         sim = sim.detach().float()  # HEX_SPEC 5: fp32, no gradient, even under autocast
-        eps = self.threshold(sim, pos_idx, self_idx, epoch)
-        return mask_above(self.comparison_space(sim), eps, pos_idx, self_idx), eps
+        if masked is None:
+            masked = exclusion_fill(sim / temperature, pos_idx, self_idx, NEG_INF)
+        eps_logit = self.logit_threshold(masked.detach(), sim, temperature, epoch)
+        return masked > eps_logit, eps_logit * temperature
+
+
+def valid_count(masked: Tensor) -> int:
+    """|N(i)|: the number of finite entries of a row of ``masked`` (same for every row)."""
+    return int(torch.isfinite(masked[0]).sum())
 
 
 class AdaptiveThreshold(Threshold):
@@ -156,20 +173,17 @@ class AdaptiveThreshold(Threshold):
         self.include_self_positive = include_self_positive
         self.register_buffer("ema_value", torch.tensor(float("nan")))
 
-    def threshold(
-        self, sim: Tensor, pos_idx: Tensor, self_idx: Tensor | None, epoch: float
+    def logit_threshold(
+        self, masked: Tensor, sim: Tensor, temperature: float, epoch: float
     ) -> Tensor:
-        per_row = self._row_quantiles(sim, pos_idx, self_idx)  # (M,)
+        if self.include_self_positive:  # the reference: full row, self and positive in
+            per_row = row_quantile(sim, sim.shape[1], self.q) / temperature  # (M,)
+        else:
+            per_row = row_quantile(masked, valid_count(masked), self.q)  # (M,)
         if self.per_anchor:
             return per_row[:, None]  # (M, 1)
-        eps = global_mean(per_row)  # mean over all anchors on all processes
-        return self._smooth(eps)
-
-    def _row_quantiles(self, sim: Tensor, pos_idx: Tensor, self_idx: Tensor | None) -> Tensor:
-        if self.include_self_positive:
-            return row_quantile(sim, sim.shape[1], self.q)
-        n_valid = sim.shape[1] - 1 - (self_idx is not None)
-        return row_quantile(exclusion_fill(sim, pos_idx, self_idx, NEG_INF), n_valid, self.q)
+        eps = global_mean(per_row * temperature)  # mean over all anchors on all processes
+        return self._smooth(eps) / temperature
 
     def _smooth(self, eps: Tensor) -> Tensor:
         if self.ema == 0.0:
@@ -229,13 +243,25 @@ class FixedThreshold(Threshold):
         """eps at ``epoch`` (a float: fractional epochs are allowed)."""
         return round(SCHEDULES[self.schedule](epoch, **self.params), 12)
 
-    def threshold(
-        self, sim: Tensor, pos_idx: Tensor, self_idx: Tensor | None, epoch: float
+    def logit_threshold(
+        self, masked: Tensor, sim: Tensor, temperature: float, epoch: float
     ) -> Tensor:
-        return sim.new_tensor(self.value(epoch))
+        return masked.new_tensor(self.value(epoch) / temperature)
 
-    def comparison_space(self, sim: Tensor) -> Tensor:
-        return minmax_rows(sim) if self.minmax else sim
+    @torch.no_grad()
+    def forward(
+        self,
+        sim: Tensor,
+        pos_idx: Tensor,
+        self_idx: Tensor | None,
+        epoch: float,
+        temperature: float = 1.0,
+        masked: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        if not self.minmax:
+            return super().forward(sim, pos_idx, self_idx, epoch, temperature, masked)
+        eps = sim.new_tensor(self.value(epoch)).float()
+        return mask_above(minmax_rows(sim.detach().float()), eps, pos_idx, self_idx), eps
 
 
 class SuperclassOracle(Threshold):
@@ -255,7 +281,13 @@ class SuperclassOracle(Threshold):
 
     @torch.no_grad()
     def forward(
-        self, sim: Tensor, pos_idx: Tensor, self_idx: Tensor | None, epoch: float
+        self,
+        sim: Tensor,
+        pos_idx: Tensor,
+        self_idx: Tensor | None,
+        epoch: float,
+        temperature: float = 1.0,
+        masked: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         if self._labels is None:
             raise RuntimeError("SuperclassOracle needs set_labels(...) before the loss")
