@@ -94,21 +94,18 @@ def markdown(res: dict) -> str:
         f"Loss forward+backward, CPU ({res['threads']} threads, torch {res['torch']}), D=128, "
         "median ms; ratio = HEX / InfoNCE.",
         "",
-        "| 2B | InfoNCE ms | HEX paper ms (ratio) | HEX reference ms (ratio) | saved (2B)^2 tensors "
-        "InfoNCE / paper / reference |",
+        "| 2B | InfoNCE ms | HEX paper ms (ratio) | HEX reference ms (ratio) "
+        "| saved (2B)^2 tensors InfoNCE / paper / reference |",
         "|---|---|---|---|---|",
     ]
     for r in res["rows"]:
-        s, q, m = r["seconds"], r["ratio"], r["saved_square"]
-
-        def fmt_mem(k: str) -> str:
-            v = m[k]
-            return f"{v['float']}f+{v['mask']}m"
+        s, q = r["seconds"], r["ratio"]
+        mem = {k: f"{v['float']}f+{v['mask']}m" for k, v in r["saved_square"].items()}
 
         lines.append(
             f"| {r['two_b']} | {s['infonce'] * 1e3:.2f} | {s['hex_paper'] * 1e3:.2f} "
             f"({q['hex_paper']:.2f}x) | {s['hex_reference'] * 1e3:.2f} ({q['hex_reference']:.2f}x)"
-            f" | {fmt_mem('infonce')} / {fmt_mem('hex_paper')} / {fmt_mem('hex_reference')} |"
+            f" | {mem['infonce']} / {mem['hex_paper']} / {mem['hex_reference']} |"
         )
     lines.append("")
     lines.append(

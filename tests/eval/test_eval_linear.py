@@ -93,3 +93,10 @@ def test_topk_accuracy_clips_k_to_the_number_of_classes() -> None:
     scores = torch.tensor([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
     labels = torch.tensor([2, 2])
     assert topk_accuracy(scores, labels) == {"top1": 50.0, "top5": 100.0}
+
+
+def test_linear_eval_names_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="5 train features but 4 labels"):
+        linear_eval(
+            torch.randn(5, 3), torch.zeros(4).long(), torch.randn(2, 3), torch.zeros(2).long()
+        )

@@ -54,7 +54,9 @@ class TensorImageDataset(Dataset[Item]):
         superlabels = torch.full((n,), -1, dtype=torch.long) if superlabels is None else superlabels
         for name, t in (("labels", labels), ("superlabels", superlabels)):
             if t.shape != (n,):
-                raise ValueError(f"{name} must have shape ({n},) to match images, got {tuple(t.shape)}")
+                raise ValueError(
+                    f"{name} must have shape ({n},) to match images, got {tuple(t.shape)}"
+                )
         self.images = images  # (N, 3, H, W) uint8
         self.labels = labels.long()  # (N,)
         self.superlabels = superlabels.long()  # (N,)
@@ -124,7 +126,9 @@ def check_split(split: str, valid: Sequence[str], dataset: str) -> str:
     return split
 
 
-def missing_dataset_error(name: str, expected: Path, layout: str, download: bool) -> FileNotFoundError:
+def missing_dataset_error(
+    name: str, expected: Path, layout: str, download: bool
+) -> FileNotFoundError:
     """A FileNotFoundError that names the expected path, the layout and how to get the data."""
     hint = (
         f"download it with hexssl.data.download_dataset({name!r}, root) or pass download=True"

@@ -75,8 +75,10 @@ def _cifar_images(data: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
 
 
-def read_cifar10(root: str | Path, split: str = "train", download: bool = False) -> TensorImageDataset:
-    """CIFAR-10, official python version: ``<root>/cifar-10-batches-py/data_batch_1..5, test_batch``.
+def read_cifar10(
+    root: str | Path, split: str = "train", download: bool = False
+) -> TensorImageDataset:
+    """CIFAR-10, official python version: ``<root>/cifar-10-batches-py/data_batch_1..5,test_batch``.
 
     Superlabels: animal (0) / vehicle (1). Splits: "train", "test" ("val" = "test").
     """
@@ -92,7 +94,9 @@ def read_cifar10(root: str | Path, split: str = "train", download: bool = False)
     return TensorImageDataset(images, labels, supers, classes, ANIMAL_VEHICLE)
 
 
-def read_cifar100(root: str | Path, split: str = "train", download: bool = False) -> TensorImageDataset:
+def read_cifar100(
+    root: str | Path, split: str = "train", download: bool = False
+) -> TensorImageDataset:
     """CIFAR-100, official python version: ``<root>/cifar-100-python/train, test, meta``.
 
     Superlabels are the 20 official coarse labels. Splits: "train", "test" ("val" = "test").
@@ -111,7 +115,18 @@ def read_cifar100(root: str | Path, split: str = "train", download: bool = False
 
 
 # ---------------------------------------------------------------------------- STL-10
-STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
+STL10_CLASSES = [
+    "airplane",
+    "bird",
+    "car",
+    "cat",
+    "deer",
+    "dog",
+    "horse",
+    "monkey",
+    "ship",
+    "truck",
+]
 STL10_SPLITS = ("train", "test", "unlabeled", "train+unlabeled")
 
 
@@ -129,7 +144,9 @@ def _stl_part(d: Path, part: str) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
-def read_stl10(root: str | Path, split: str = "train", download: bool = False) -> TensorImageDataset:
+def read_stl10(
+    root: str | Path, split: str = "train", download: bool = False
+) -> TensorImageDataset:
     """STL-10 binary version: ``<root>/stl10_binary/{train,test}_{X,y}.bin, unlabeled_X.bin``.
 
     Splits: "train", "test" ("val" = "test"), "unlabeled" and "train+unlabeled" (for
@@ -162,7 +179,9 @@ DATASETS: dict[str, Reader] = {
 }
 
 
-def build_dataset(name: str, root: str | Path | None, split: str = "train", **kw: Any) -> Dataset[Item]:
+def build_dataset(
+    name: str, root: str | Path | None, split: str = "train", **kw: Any
+) -> Dataset[Item]:
     """Build dataset ``name`` from ``root`` (ignored by "synthetic").
 
     Args:

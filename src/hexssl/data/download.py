@@ -73,7 +73,7 @@ def _open_url(url: str) -> BinaryIO:
     """Open an URL (http(s)/file/ftp) or a plain local path for reading."""
     if "://" not in url:  # a plain local path
         return open(Path(url).expanduser(), "rb")
-    resp: BinaryIO = urllib.request.urlopen(url, timeout=60)  # noqa: S310 - user-given URL
+    resp: BinaryIO = urllib.request.urlopen(url, timeout=60)
     return resp
 
 
@@ -135,7 +135,9 @@ def is_extractable(path: Path) -> bool:
     return zipfile.is_zipfile(path) or tarfile.is_tarfile(path)
 
 
-def download(url: str, dest: str | Path, checksum: str | None = None, extract_archive: bool = True) -> Path:
+def download(
+    url: str, dest: str | Path, checksum: str | None = None, extract_archive: bool = True
+) -> Path:
     """Download ``url`` into folder ``dest``, verify it, and extract it there if it is an archive.
 
     Args:

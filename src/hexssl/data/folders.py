@@ -35,7 +35,9 @@ from hexssl.data.base import Item, TensorImageDataset, cache_dir, missing_datase
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
-FOLDER_LAYOUT = "<root>/<split>/<class>/*.jpg|png, optional <root>/hierarchy.csv; root may be a .tar.gz"
+FOLDER_LAYOUT = (
+    "<root>/<split>/<class>/*.jpg|png, optional <root>/hierarchy.csv; root may be a .tar.gz"
+)
 CACHE_VERSION = 1
 _CHUNK = 256  # images per decode task
 
@@ -124,7 +126,9 @@ def scan_dir(top: Path, labelled: bool) -> list[Entry]:
             continue  # files directly in <split>/ have no class
         for f in sorted(filenames):
             if is_image(f):
-                entries.append(Entry(rel[0] if labelled else "", f"{dirpath}/{f}", f"{dirpath}/{f}"))
+                entries.append(
+                    Entry(rel[0] if labelled else "", f"{dirpath}/{f}", f"{dirpath}/{f}")
+                )
     return entries
 
 
@@ -158,7 +162,8 @@ def scan_tar(path: Path, split: str | None) -> tuple[list[Entry], str | None]:
                 prefix = hit[0] if prefix is None else prefix
                 if hit[0] == prefix:
                     entries.append(Entry(hit[1], m.name, _read_member(tf, m)))
-    return entries, csvs.get(prefix or (), csvs.get((), None))
+    entries.sort(key=lambda e: e.name)  # archive member order is arbitrary
+    return entries, csvs.get(prefix or (), csvs.get(()))
 
 
 def _read_member(tf: tarfile.TarFile, m: tarfile.TarInfo) -> bytes:
@@ -190,10 +195,14 @@ def assign_labels(
     class_names = list(classes) if classes is not None else sorted(found | set(hierarchy))
     super_names = sorted(set(hierarchy.values()))
     class_idx = {c: i for i, c in enumerate(class_names)}
-    super_of_class = [super_names.index(hierarchy[c]) if c in hierarchy else -1 for c in class_names]
+    super_of_class = [
+        super_names.index(hierarchy[c]) if c in hierarchy else -1 for c in class_names
+    ]
     unknown = sorted(found - set(class_idx))
     if unknown:
-        warnings.warn(f"classes {unknown[:5]} are not in the class list; their labels are -1", stacklevel=3)
+        warnings.warn(
+            f"classes {unknown[:5]} are not in the class list; their labels are -1", stacklevel=3
+        )
     labels = torch.tensor([class_idx.get(e.klass, -1) for e in entries], dtype=torch.long)
     lookup = torch.tensor([*super_of_class, -1], dtype=torch.long)  # index -1 -> -1
     return labels, lookup[labels], class_names, super_names
@@ -214,7 +223,8 @@ def stack_decoded(arrays: list[np.ndarray | None], names: Sequence[str]) -> tupl
     sizes = {a.shape for a in good}
     if len(sizes) > 1:
         raise ValueError(
-            f"images have different sizes {sorted(sizes)[:3]}; pass image_size=... to resize at load"
+            f"images have different sizes {sorted(sizes)[:3]}; "
+            "pass image_size=... to resize them at load time"
         )
     return torch.from_numpy(np.stack(good)).permute(0, 3, 1, 2).contiguous(), keep  # (N, 3, H, W)
 
@@ -288,7 +298,9 @@ def _load_folder(
 ) -> TensorImageDataset:  # fmt: skip
     """Shared body of the imagefolder and unlabeled readers (scan, cache, decode)."""
     key_base = (split, image_size, tuple(classes) if classes is not None else None)
-    cfile = _cache_file(root.name, (_source_key(root, None), key_base)) if is_archive(root) else None
+    cfile = (
+        _cache_file(root.name, (_source_key(root, None), key_base)) if is_archive(root) else None
+    )
     if cache and cfile is not None and (hit := load_cached(cfile)) is not None:
         return hit
     entries, hierarchy = _scan(root, split)
@@ -442,7 +454,9 @@ class LazyImageFolder(Dataset[Item]):
         self.files = list(files)
         self.labels = torch.tensor(labels, dtype=torch.long)  # (N,)
         lookup = torch.tensor([*superlabel_of_class, -1] if superlabel_of_class else [-1])
-        self.superlabels = lookup[self.labels] if superlabel_of_class else torch.full_like(self.labels, -1)
+        self.superlabels = (
+            lookup[self.labels] if superlabel_of_class else torch.full_like(self.labels, -1)
+        )
         self.class_names, self.superclass_names = list(class_names), list(superclass_names)
         self.image_size, self.train, self.scale, self.ratio = image_size, train, scale, ratio
         self.num_skipped = 0  # per process: each DataLoader worker counts its own
@@ -516,17 +530,27 @@ def read_imagenet(
     if not split_dir.is_dir():
         layout = "<root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG"
         raise missing_dataset_error("imagenet", split_dir, layout, download=False)
-    classes = list(subset) if subset is not None else sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    classes = (
+        list(subset)
+        if subset is not None
+        else sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    )
     missing = [c for c in classes if not (split_dir / c).is_dir()]
     if missing:
-        raise FileNotFoundError(f"imagenet: {len(missing)} class folders missing under {split_dir}, e.g. {missing[:3]}")
+        raise FileNotFoundError(
+            f"imagenet: {len(missing)} class folders missing under {split_dir}, e.g. {missing[:3]}"
+        )
     files, labels = _imagenet_files(split_dir, classes)
     hfile = root / "hierarchy.csv"
     hierarchy = parse_hierarchy(hfile.read_text()) if hfile.is_file() else {}
     supers = sorted(set(hierarchy.values()))
-    sup_of_class = [supers.index(hierarchy[c]) if c in hierarchy else -1 for c in classes] if supers else []
+    sup_of_class = (
+        [supers.index(hierarchy[c]) if c in hierarchy else -1 for c in classes] if supers else []
+    )
     is_train = split.startswith("train") if train is None else train
-    return LazyImageFolder(files, labels, classes, sup_of_class, supers, image_size, is_train, scale)
+    return LazyImageFolder(
+        files, labels, classes, sup_of_class, supers, image_size, is_train, scale
+    )
 
 
 def read_imagenet100(
@@ -536,5 +560,5 @@ def read_imagenet100(
     scale: tuple[float, float] = (0.25, 1.0),
     train: bool | None = None,
 ) -> LazyImageFolder:
-    """The 100-class subset (shipped wnid list) of a full ImageNet tree; see :func:`read_imagenet`."""
+    """The 100-class subset (shipped wnid list) of an ImageNet tree; see :func:`read_imagenet`."""
     return read_imagenet(root, split, image_size, imagenet100_classes(), scale, train)

@@ -67,7 +67,9 @@ def _diagonal(x: Tensor, y: Tensor, f: Tensor, ph: Tensor) -> Tensor:
 
 
 def _grid(x: Tensor, y: Tensor, f: Tensor, ph: Tensor) -> Tensor:
-    lines = torch.maximum(torch.cos(math.pi * f * x + ph) ** 8, torch.cos(math.pi * f * y + ph) ** 8)
+    lines = torch.maximum(
+        torch.cos(math.pi * f * x + ph) ** 8, torch.cos(math.pi * f * y + ph) ** 8
+    )
     return 2 * lines - 1
 
 
@@ -91,7 +93,9 @@ SHAPES: dict[str, Shape] = {
     "ring": lambda u, v: ((u**2 + v**2).sqrt() - 0.75).abs() < 0.2,
     "diamond": lambda u, v: u.abs() + v.abs() < 0.95,
     "bars": lambda u, v: ((v.abs() - 0.45).abs() < 0.18) & (u.abs() < 0.85),
-    "xshape": lambda u, v: ((u.abs() - v.abs()).abs() < 0.25) & (torch.maximum(u.abs(), v.abs()) < 0.85),
+    "xshape": lambda u, v: (
+        ((u.abs() - v.abs()).abs() < 0.25) & (torch.maximum(u.abs(), v.abs()) < 0.85)
+    ),
 }
 
 
@@ -151,7 +155,9 @@ def render(
     for k in shape_idx.unique().tolist():
         sel = shape_idx == k
         mask[sel] = SHAPES[shapes[k]](u[sel], v[sel])
-    tex = F.avg_pool2d(tex.unsqueeze(1), _SUPERSAMPLE).squeeze(1).unsqueeze(-1)  # (n, size, size, 1)
+    tex = (
+        F.avg_pool2d(tex.unsqueeze(1), _SUPERSAMPLE).squeeze(1).unsqueeze(-1)
+    )  # (n, size, size, 1)
     m = F.avg_pool2d(mask.unsqueeze(1).float(), _SUPERSAMPLE).squeeze(1).unsqueeze(-1)  # coverage
     bg, fg = _palettes(sup, n_super, g)  # (n, 1, 1, 3)
     img = torch.lerp(bg * (1 + 0.35 * tex), fg * (1 + 0.15 * tex), m)  # (n, size, size, 3)
@@ -180,14 +186,17 @@ def make_synthetic(
         noise: std of the per-pixel Gaussian noise (images in [0, 1]).
 
     Shape:
-        returns images (N, 3, image_size, image_size) uint8, N = n_super * n_per_super * n_per_class;
-        labels = superlabel * n_per_super + shape.
+        images: (N, 3, image_size, image_size) uint8 with
+        N = n_super * n_per_super * n_per_class; label = superlabel * n_per_super + shape.
     """
     if split not in SPLIT_SEEDS:
-        raise ValueError(f"unknown split {split!r} for synthetic; valid splits: {list(SPLIT_SEEDS)}")
+        raise ValueError(
+            f"unknown split {split!r} for synthetic; valid splits: {list(SPLIT_SEEDS)}"
+        )
     if not (1 <= n_super <= len(TEXTURES) and 1 <= n_per_super <= len(SHAPES)):
         raise ValueError(
-            f"n_super={n_super}, n_per_super={n_per_super}: need 1..{len(TEXTURES)} and 1..{len(SHAPES)}"
+            f"n_super={n_super}, n_per_super={n_per_super}: "
+            f"need 1..{len(TEXTURES)} and 1..{len(SHAPES)}"
         )
     n_per_class = n_per_class or (250 if split == "train" else 50)
     g = torch.Generator().manual_seed(seed * 1009 + SPLIT_SEEDS[split])
@@ -204,6 +213,8 @@ def make_synthetic(
     return TensorImageDataset(torch.cat(chunks), labels, sup, class_names, super_names)
 
 
-def read_synthetic(root: str | Path | None = None, split: str = "train", **kw: int | float) -> TensorImageDataset:
+def read_synthetic(
+    root: str | Path | None = None, split: str = "train", **kw: int | float
+) -> TensorImageDataset:
     """Registry adapter: ``root`` is ignored (nothing is read from disk)."""
     return make_synthetic(split, **kw)  # type: ignore[arg-type]

@@ -65,7 +65,7 @@ class ViewConfig:
         hue: hue shift strength (shift in [-hue, hue] of a full turn), at most 0.5.
         gray_p: grayscale probability.
         blur_p: Gaussian blur probability.
-        blur_sigma: blur sigma range, in pixels at 224 px (scaled with ``size``).
+        blur_sigma: blur sigma range in output pixels (as torchvision and solo-learn).
         solar_p: solarisation probability (x -> 1 - x where x >= 0.5).
     """
 
@@ -103,7 +103,9 @@ class ViewConfig:
 
 
 # ----------------------------------------------------------------------- randomness
-def uniform(n: int, lo: float, hi: float, gen: torch.Generator | None, device: torch.device) -> Tensor:
+def uniform(
+    n: int, lo: float, hi: float, gen: torch.Generator | None, device: torch.device
+) -> Tensor:
     """(n,) uniform in [lo, hi), drawn on the generator's device, returned on ``device``."""
     where = gen.device if gen is not None else torch.device("cpu")
     return (lo + (hi - lo) * torch.rand(n, generator=gen, device=where)).to(device)
@@ -180,7 +182,9 @@ def centre_resize(x: Tensor, size: int) -> Tensor:
     x = x[..., top : top + side, left : left + side]
     if side == size:
         return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=side > size)
+    return F.interpolate(
+        x, size=(size, size), mode="bilinear", align_corners=False, antialias=side > size
+    )
 
 
 # --------------------------------------------------------------------- colour ops
@@ -282,11 +286,10 @@ def gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
 
 
 def random_blur(x: Tensor, cfg: ViewConfig, gen: torch.Generator | None) -> Tensor:
-    """Blur a random subset (probability ``cfg.blur_p``); sigma range scaled from 224 px."""
+    """Blur a random subset (probability ``cfg.blur_p``), sigma uniform in ``cfg.blur_sigma``."""
     B = x.shape[0]
     on = bernoulli(B, cfg.blur_p, gen, x.device)
-    lo, hi = (s * cfg.size / 224 for s in cfg.blur_sigma)
-    sigma = uniform(B, lo, hi, gen, x.device)
+    sigma = uniform(B, *cfg.blur_sigma, gen, x.device)
     idx = on.nonzero().squeeze(1)  # (b,)
     if idx.numel() == 0:
         return x
@@ -324,6 +327,8 @@ class ViewAugment(nn.Module):
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"mean and std need 3 values with std > 0, got mean={mean}, std={std}")
         self.cfg = cfg
+        self.mean: Tensor
+        self.std: Tensor
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
@@ -343,8 +348,7 @@ class ViewAugment(nn.Module):
             x = random_blur(x, cfg, gen)
         if cfg.solar_p > 0:
             x = random_solarize(x, cfg.solar_p, gen)
-        mean, std = self.mean.to(x), self.std.to(x)  # type: ignore[operator]
-        return (x - mean) / std
+        return (x - self.mean.to(x)) / self.std.to(x)
 
 
 class MultiViewAugment(nn.Module):
@@ -364,7 +368,9 @@ class MultiViewAugment(nn.Module):
         [32, 16]
     """
 
-    def __init__(self, views: Sequence[ViewConfig], mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(
+        self, views: Sequence[ViewConfig], mean: Sequence[float], std: Sequence[float]
+    ) -> None:
         super().__init__()
         if not views:
             raise ValueError("MultiViewAugment needs at least one ViewConfig")
@@ -437,7 +443,7 @@ def multicrop_views(
 
 def eval_views(image_size: int) -> list[ViewConfig]:
     """One deterministic view: centre crop, resize, normalise."""
-    off = dict(flip_p=0.0, jitter_p=0.0, gray_p=0.0, blur_p=0.0, solar_p=0.0)
+    off: dict[str, Any] = dict(flip_p=0.0, jitter_p=0.0, gray_p=0.0, blur_p=0.0, solar_p=0.0)
     return [ViewConfig(image_size, crop=False, **off)]
 
 
@@ -450,19 +456,35 @@ PRESETS: dict[str, Callable[..., list[ViewConfig]]] = {
 }
 PRESET_OPTIONS = {"multicrop": ("num_local", "local_size", "global_scale", "local_scale")}
 VIEW_FIELDS = tuple(f.name for f in dataclasses.fields(ViewConfig))
+RANGE_FIELDS = ("crop_scale", "crop_ratio", "blur_sigma")
+
+
+def _is_per_view(key: str, value: Any) -> bool:
+    """A list/tuple means one value per view, except a flat pair for a range field."""
+    if not isinstance(value, (list, tuple)):
+        return False
+    return key not in RANGE_FIELDS or all(isinstance(x, (list, tuple)) for x in value)
+
+
+def _field_value(key: str, value: Any) -> Any:
+    return tuple(float(x) for x in value) if key in RANGE_FIELDS else value
 
 
 def apply_overrides(views: list[ViewConfig], overrides: dict[str, Any]) -> list[ViewConfig]:
-    """Set ViewConfig fields on every view; a list value gives one value per view."""
+    """Set ViewConfig fields on every view; a list gives one value per view.
+
+    Range fields (``crop_scale``, ``crop_ratio``, ``blur_sigma``) take a pair (YAML lists
+    are fine) for every view, or a list of pairs for one per view.
+    """
     out = list(views)
     for key, value in overrides.items():
         if key not in VIEW_FIELDS:
             raise ValueError(f"unknown augmentation option {key!r}; valid: {sorted(VIEW_FIELDS)}")
-        per_view = isinstance(value, list)
-        if per_view and len(value) != len(out):
-            raise ValueError(f"{key}={value} has {len(value)} values for {len(out)} views")
-        values = value if per_view else [value] * len(out)
-        out = [dataclasses.replace(v, **{key: tuple(x) if isinstance(x, list) else x}) for v, x in zip(out, values)]
+        values = list(value) if _is_per_view(key, value) else [value] * len(out)
+        if len(values) != len(out):
+            raise ValueError(f"{key}={value} has {len(values)} values for {len(out)} views")
+        changes: list[dict[str, Any]] = [{key: _field_value(key, x)} for x in values]
+        out = [dataclasses.replace(v, **c) for v, c in zip(out, changes)]
     return out
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hexssl.eval.metrics import infer_num_classes, topk_correct, valid_rows
+from hexssl.eval.metrics import check_train_test, infer_num_classes, topk_correct, valid_rows
 
 
 def knn_neighbours(train_n: Tensor, query_n: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -45,30 +45,16 @@ def knn_votes(sims: Tensor, neighbour_labels: Tensor, T: float, num_classes: int
     return votes.scatter_add_(1, neighbour_labels, weights)
 
 
-def _check_inputs(
-    train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, test_labels: Tensor
-) -> None:
-    """Raise ValueError naming the first inconsistent shape."""
-    if train_feats.ndim != 2 or test_feats.ndim != 2:
-        raise ValueError(
-            f"features must be 2-D (N, D); got {tuple(train_feats.shape)} and "
-            f"{tuple(test_feats.shape)}"
-        )
-    if train_feats.shape[1] != test_feats.shape[1]:
-        raise ValueError(f"feature dims differ: {train_feats.shape[1]} vs {test_feats.shape[1]}")
-    if train_feats.shape[0] != train_labels.shape[0]:
-        raise ValueError(
-            f"{train_feats.shape[0]} train features but {train_labels.shape[0]} labels"
-        )
-    if test_feats.shape[0] != test_labels.shape[0]:
-        raise ValueError(f"{test_feats.shape[0]} test features but {test_labels.shape[0]} labels")
-
-
 def _check_sweep(k: Sequence[int], T: Sequence[float]) -> None:
     if not k or any(ki < 1 for ki in k):
         raise ValueError(f"k={tuple(k)} must be a non-empty list of integers >= 1")
     if not T or any(t <= 0 for t in T):
         raise ValueError(f"T={tuple(T)} must be a non-empty list of temperatures > 0")
+
+
+def _check_chunk(chunk_size: int) -> None:
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size} must be >= 1")
 
 
 def config_key(k: int, T: float) -> str:
@@ -112,8 +98,9 @@ def knn_eval(
         >>> res = knn_eval(train_f, train_y, test_f, test_y, k=(10, 20), T=(0.07,))
         >>> res["top1"], res["k10_T0.07_top1"]
     """
-    _check_inputs(train_feats, train_labels, test_feats, test_labels)
+    check_train_test(train_feats, train_labels, test_feats, test_labels)
     _check_sweep(k, T)
+    _check_chunk(chunk_size)
     keep_tr, keep_te = valid_rows(train_labels), valid_rows(test_labels)
     if not keep_tr.any() or not keep_te.any():
         raise ValueError("knn_eval needs at least one labelled train and one labelled test sample")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hexssl.eval.metrics import infer_num_classes, topk_accuracy, valid_rows
+from hexssl.eval.metrics import check_train_test, infer_num_classes, topk_accuracy, valid_rows
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter], float, float], torch.optim.Optimizer]
 
@@ -230,6 +230,7 @@ def linear_eval(
         >>> res = linear_eval(train_f, train_y, test_f, test_y, fractions=(1.0, 0.01))
         >>> res["1pct_top1"]
     """
+    check_train_test(train_feats, train_labels, test_feats, test_labels)
     mean, std = fit_standardiser(train_feats.float())
     x_tr, x_te = (train_feats.float() - mean) / std, (test_feats.float() - mean) / std
     keep_te = valid_rows(test_labels)

@@ -46,4 +46,23 @@ def valid_rows(labels: Tensor) -> Tensor:
     return labels >= 0
 
 
-__all__ = ["infer_num_classes", "topk_accuracy", "topk_correct", "valid_rows"]
+def check_train_test(
+    train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, test_labels: Tensor
+) -> None:
+    """Raise ValueError naming the first inconsistent shape."""
+    if train_feats.ndim != 2 or test_feats.ndim != 2:
+        raise ValueError(
+            f"features must be 2-D (N, D); got {tuple(train_feats.shape)} and "
+            f"{tuple(test_feats.shape)}"
+        )
+    if train_feats.shape[1] != test_feats.shape[1]:
+        raise ValueError(f"feature dims differ: {train_feats.shape[1]} vs {test_feats.shape[1]}")
+    if train_feats.shape[0] != train_labels.shape[0]:
+        raise ValueError(
+            f"{train_feats.shape[0]} train features but {train_labels.shape[0]} labels"
+        )
+    if test_feats.shape[0] != test_labels.shape[0]:
+        raise ValueError(f"{test_feats.shape[0]} test features but {test_labels.shape[0]} labels")
+
+
+__all__ = ["check_train_test", "infer_num_classes", "topk_accuracy", "topk_correct", "valid_rows"]

@@ -1,0 +1,129 @@
+"""From a validated ``RunConfig`` to the objects of a run: data, loss, method.
+
+This is the one place where config names are resolved, so an unknown name fails at
+load time, before any data is read or any checkpoint written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from hexssl.backbones import build_backbone
+from hexssl.config import ConfigError, HexConfig, RunConfig, check_params
+from hexssl.data.datamodule import HexDataModule
+from hexssl.data.transforms import build_augmentation
+from hexssl.losses import HEXDenominator, InfoNCE, InfoNCEDenominator
+from hexssl.methods import SSLMethod, WeightedTerm, get_method
+
+THRESHOLD_KEYS = {
+    "adaptive": ("q", "per_anchor", "ema"),
+    "fixed": ("eps0", "schedule", "step_down", "epoch_step", "eps_min"),
+    "superclass_oracle": (),
+}
+
+
+def build_denominator(h: HexConfig, max_epochs: int) -> nn.Module:
+    """InfoNCE's plain denominator, or HEX with the configured threshold."""
+    if not h.enabled:
+        return InfoNCEDenominator()
+    if h.threshold not in THRESHOLD_KEYS:
+        raise ConfigError(
+            f"hex.threshold={h.threshold!r} is unknown; valid: {sorted(THRESHOLD_KEYS)}"
+        )
+    kwargs: dict[str, Any] = {k: getattr(h, k) for k in THRESHOLD_KEYS[h.threshold]}
+    if h.threshold == "fixed":
+        kwargs["max_epochs"] = max_epochs
+    try:
+        return HEXDenominator(
+            h.threshold,
+            variant=h.variant,
+            beta=h.beta,
+            tau_plus=h.tau_plus,
+            lambda_local=h.lambda_local,
+            warmup_epochs=h.warmup_epochs,
+            detach_weights=h.detach_weights,
+            **kwargs,
+        )
+    except ValueError as err:
+        raise ConfigError(f"hex: {err}") from None
+
+
+def build_datamodule(
+    cfg: RunConfig, rank: int | None = None, world: int | None = None
+) -> HexDataModule:
+    """The data module of a run (uint8 batches; augmentation runs in the method)."""
+    d = cfg.data
+    options = dict(d.options)
+    if (
+        d.dataset != "synthetic"
+        and "image_size" not in options
+        and d.dataset in ("imagefolder", "unlabeled")
+    ):
+        options["image_size"] = d.image_size
+    max_samples = options.pop("max_train_samples", None)
+    return HexDataModule(
+        d.dataset,
+        d.root,
+        batch_size=d.batch_size,
+        num_workers=d.num_workers,
+        dataset_kwargs=options,
+        max_train_samples=max_samples,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world,
+    )
+
+
+def global_batch(cfg: RunConfig) -> int:
+    """Images per optimiser step over all processes."""
+    devices = cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else 1
+    return (
+        cfg.data.batch_size
+        * max(devices, 1)
+        * cfg.trainer.num_nodes
+        * (cfg.trainer.accumulate_grad_batches)
+    )
+
+
+def scaled_lr(cfg: RunConfig) -> float:
+    """lr * global batch / 256 (the linear scaling rule of SimCLR / MoCo)."""
+    o = cfg.optim
+    return o.lr * global_batch(cfg) / 256 if o.scale_lr else o.lr
+
+
+def build_method(cfg: RunConfig, dm: HexDataModule) -> SSLMethod:
+    """Compose backbone, heads and loss; ``dm`` must be set up (stats, classes)."""
+    cls = get_method(cfg.method.name)
+    params = check_params(cfg.method.params, cls.Params(), "method.params.")
+    try:
+        backbone = build_backbone(cfg.backbone.name, **cfg.backbone.kwargs)
+    except ValueError as err:
+        raise ConfigError(f"backbone: {err}") from None
+    denominator = build_denominator(cfg.hex, cfg.trainer.max_epochs)
+    extra = None
+    if cfg.hex.enabled and not cls.contrastive:  # HEX_SPEC 6: weighted extra term
+        extra = WeightedTerm(InfoNCE(cfg.hex.temperature, denominator), cfg.hex.alpha)
+        denominator = InfoNCEDenominator()
+    preset = cfg.data.augment or cls.default_augment
+    mean, std = dm.mean, dm.std
+    try:
+        augment = build_augmentation(
+            preset, cfg.data.image_size, mean, std, **cfg.data.aug_overrides
+        )
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"data.augment / data.aug_overrides: {err}") from None
+    eval_augment = build_augmentation("eval", cfg.data.image_size, mean, std)
+    return cls(
+        backbone,
+        params,
+        denominator,
+        dm.num_classes,
+        augment,
+        eval_augment,
+        cfg.optim,
+        scaled_lr(cfg),
+        extra_term=extra,
+        purity_every=cfg.eval.purity_every_n_steps,
+    )

@@ -1,0 +1,300 @@
+"""Typed run configuration: dataclass schema, YAML loading, CLI overrides, validation.
+
+Every key is checked when the config loads: an unknown key fails with the closest valid
+names, and a value of the wrong type fails with the key, the value and the expected
+type. Overrides use dotted paths (``optim.lr=0.3 hex.variant=reference``); values are
+parsed as YAML scalars.
+
+Example:
+    >>> cfg = load_config(None, ["method.name=simclr", "hex.enabled=true"])
+    >>> cfg.hex.enabled
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key or value is invalid; the message names it and the fix."""
+
+
+@dataclass
+class MethodConfig:
+    """The SSL method and its own hyperparameters (``params`` is checked per method)."""
+
+    name: str = "simclr"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BackboneConfig:
+    """Backbone name and constructor options (stem, width, img_size, patch_size)."""
+
+    name: str = "resnet18"
+    kwargs: dict[str, Any] = field(default_factory=lambda: {"stem": "cifar"})
+
+
+@dataclass
+class HexConfig:
+    """HEX_SPEC 4-6. ``enabled=false`` trains the plain method."""
+
+    enabled: bool = False
+    variant: str = "paper"
+    threshold: str = "adaptive"  # adaptive | fixed | superclass_oracle (uses labels!)
+    q: float = 0.99
+    per_anchor: bool = False
+    ema: float = 0.0
+    eps0: float = 0.9
+    schedule: str = "constant"
+    step_down: float = 0.1
+    epoch_step: float = 100.0
+    eps_min: float = 0.3
+    beta: float = 1.0
+    tau_plus: float = 0.1
+    lambda_local: float = 1.0
+    warmup_epochs: float = 10.0
+    detach_weights: bool = False
+    alpha: float = 0.1  # weight of the HEX term for non-contrastive methods (spec 6)
+    temperature: float = 0.1  # temperature of that HEX term
+
+
+@dataclass
+class DataConfig:
+    """Dataset, loading and augmentation."""
+
+    dataset: str = "synthetic"
+    root: str | None = None
+    image_size: int = 32
+    batch_size: int = 256
+    num_workers: int = 0
+    augment: str | None = None  # None: the method's default preset
+    options: dict[str, Any] = field(default_factory=dict)  # reader-specific (e.g. n_classes)
+    aug_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and LR schedule; lr is per 256 images and scaled with the global batch."""
+
+    name: str = "lars"
+    lr: float = 0.3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    eta: float = 0.02  # LARS trust coefficient
+    exclude_bias_norm: bool = True
+    warmup_epochs: float = 10.0
+    min_lr_ratio: float = 0.0
+    scale_lr: bool = True
+    classifier_lr: float = 0.1  # online linear probe (its own LR, SGD)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings."""
+
+    max_epochs: int = 100
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32"
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 10
+    checkpoint_every_n_steps: int = 200
+    limit_train_batches: float = 1.0
+    limit_val_batches: float = 1.0
+    check_val_every_n_epoch: int = 1
+    progress_bar: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Diagnostics logged during training."""
+
+    purity_every_n_steps: int = 50
+    purity_batch_size: int = 256
+    knn_at_end: bool = True
+    knn_k: int = 20
+    knn_t: float = 0.07
+
+
+@dataclass
+class RunConfig:
+    """A whole run. ``name`` picks ``<output_dir>/<name>/``."""
+
+    name: str = "run"
+    seed: int = 0
+    output_dir: str = "runs"
+    label: str | None = None  # groups seeds in reports; default: name
+    wandb: bool = False
+    resume: str | None = None  # "auto" resumes from <run>/checkpoints/last.ckpt if present
+    method: MethodConfig = field(default_factory=MethodConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    hex: HexConfig = field(default_factory=HexConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        """``<output_dir>/<name>``."""
+        return Path(self.output_dir) / self.name
+
+
+T = TypeVar("T")
+
+
+# ----------------------------------------------------------------------- validation
+def suggest(key: str, valid: list[str]) -> str:
+    """' (did you mean 'x'?)' for the closest valid name, or a list of all of them."""
+    close = difflib.get_close_matches(key, valid, n=2, cutoff=0.6)
+    if close:
+        return f" (did you mean {' or '.join(repr(c) for c in close)}?)"
+    return f"; valid keys: {', '.join(sorted(valid))}"
+
+
+def check_keys(given: dict[str, Any], valid: list[str], where: str) -> None:
+    """Raise ConfigError for the first unknown key, with a close-match suggestion."""
+    for key in given:
+        if key not in valid:
+            raise ConfigError(f"unknown config key '{where}{key}'{suggest(key, valid)}")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (with int -> float widening)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key '{key}' = {value!r}: expected {_type_name(tp)}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"config key '{key}' = {value!r}: expected null")
+    if origin in (dict, list):
+        if not isinstance(value, origin):
+            raise ConfigError(f"config key '{key}' = {value!r}: expected a {origin.__name__}")
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # e.g. precision: 32
+    if (tp in (int, float) and isinstance(value, bool)) or not isinstance(value, tp):
+        raise ConfigError(
+            f"config key '{key}' = {value!r} ({type(value).__name__}): expected {_type_name(tp)}"
+        )
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
+    """Build dataclass ``cls`` from a nested dict, validating keys and types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{where.rstrip('.') or '<root>'}' must be a mapping")
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    check_keys(data, names, where)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = from_dict(tp, value or {}, f"{where}{key}.")  # type: ignore[arg-type]
+        else:
+            kwargs[key] = _coerce(value, tp, f"{where}{key}")
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict of a config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+# ------------------------------------------------------------------ loading, overrides
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'optim.lr=0.3' -> (['optim', 'lr'], 0.3)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value (e.g. optim.lr=0.3)")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set ``data[path[0]][path[1]]... = value``, creating sections as needed."""
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {'.'.join(path)}: '{part}' is not a section")
+    node[path[-1]] = value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with a clear error for missing or malformed files."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p} (see configs/ for presets)")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {p} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    return data
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; ``extra`` wins. Dicts under ``params``/``kwargs`` merge too."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML preset (``defaults:`` may name a base file), apply overrides, validate."""
+    data = _read_with_defaults(Path(path)) if path is not None else {}
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        set_path(data, keys, value)
+    return from_dict(RunConfig, data)
+
+
+def _read_with_defaults(path: Path) -> dict[str, Any]:
+    data = read_yaml(path)
+    base = data.pop("defaults", None)
+    if base is None:
+        return data
+    return merge(_read_with_defaults((path.parent / str(base)).resolve()), data)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """YAML text of the resolved config."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def check_params(params: dict[str, Any], defaults: Any, where: str) -> Any:
+    """Validate a method's ``params`` against its dataclass of defaults and build it."""
+    return from_dict(type(defaults), {**dataclasses.asdict(defaults), **params}, where)

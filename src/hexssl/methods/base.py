@@ -1,0 +1,251 @@
+"""Shared Lightning machinery for every SSL method, kept small.
+
+A method subclass builds its heads and loss in ``build()`` and implements ``ssl_step``
+(augmented views -> loss). The base class covers what all methods share: on-device
+augmentation, the online linear probe, the optimiser and the step-based LR schedule,
+momentum encoders, pushing training progress into the losses (HEX warm-up and
+schedules), the optional weighted HEX term of non-contrastive methods (HEX_SPEC 6), the
+NaN guard and the HEX statistics (HEX_SPEC 8).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hexssl.config import OptimConfig
+from hexssl.losses.infonce import InfoNCE
+from hexssl.optim import build_optimizer, cosine_momentum, param_groups, warmup_cosine
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or Inf; the run stops without saving that state."""
+
+
+@dataclass
+class StepOutput:
+    """What ``ssl_step`` returns.
+
+    loss: the method's loss; feats: (B, F) backbone features of view 0 (online probe);
+    z: two (B, D) projector outputs, used by the weighted HEX term when it is enabled.
+    """
+
+    loss: Tensor
+    feats: Tensor
+    z: tuple[Tensor, Tensor]
+
+
+class WeightedTerm(nn.Module):
+    """``alpha * term(z0, z1)``: HEX added to a method without a denominator (spec 6)."""
+
+    def __init__(self, term: nn.Module, alpha: float) -> None:
+        super().__init__()
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"hex.alpha={alpha} must be in (0, 1]")
+        self.term, self.alpha = term, alpha
+
+
+class SSLMethod(L.LightningModule):
+    """Base class. Subclasses set ``Params`` (a dataclass of defaults) and ``ssl_step``."""
+
+    Params: ClassVar[Any]
+    contrastive: ClassVar[bool] = True
+    default_augment: ClassVar[str] = "simclr"
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        params: Any,
+        denominator: nn.Module,
+        num_classes: int,
+        augment: nn.Module,
+        eval_augment: nn.Module,
+        optim: OptimConfig,
+        lr: float,
+        extra_term: WeightedTerm | None = None,
+        purity_every: int = 0,
+    ) -> None:
+        super().__init__()
+        self.backbone, self.params, self.denominator = backbone, params, denominator
+        self.augment, self.eval_augment = augment, eval_augment
+        self.optim_cfg, self.lr, self.extra_term = optim, lr, extra_term
+        self.num_classes, self.purity_every = max(num_classes, 1), purity_every
+        self.num_features = int(backbone.num_features)  # type: ignore[arg-type]
+        self.classifier = nn.Linear(self.num_features, self.num_classes)  # online probe
+        self.momentum_pairs: list[tuple[nn.Module, nn.Module]] = []
+        self.purity_batch: tuple[Tensor, Tensor, Tensor] | None = None
+        self.build()
+
+    # ------------------------------------------------------------------ subclass API
+    def build(self) -> None:
+        """Create heads, losses, queues (buffers) and momentum copies."""
+        raise NotImplementedError
+
+    def ssl_step(self, views: list[Tensor], superlabels: Tensor) -> StepOutput:
+        """Loss of one batch of augmented views."""
+        raise NotImplementedError
+
+    def embed(self, x: Tensor) -> Tensor:
+        """The embedding HEX sees (projector output), used for purity diagnostics."""
+        projector: nn.Module = self.projector  # type: ignore[assignment]
+        out: Tensor = projector(self.backbone(x))
+        return out
+
+    def make_momentum(self, online: nn.Module) -> nn.Module:
+        """A frozen EMA copy of ``online``, updated after each optimiser step."""
+        target = copy.deepcopy(online).requires_grad_(False)
+        self.momentum_pairs.append((online, target))
+        return target
+
+    # ------------------------------------------------------------------ progress
+    @property
+    def epoch_float(self) -> float:
+        """Training progress in fractional epochs, from the optimiser step (resume-exact)."""
+        trainer = self._trainer
+        if trainer is None or not trainer.num_training_batches:
+            return 0.0
+        per_epoch = max(trainer.num_training_batches // trainer.accumulate_grad_batches, 1)
+        if math.isinf(per_epoch):
+            return 0.0
+        return self.global_step / per_epoch
+
+    def push_progress(self) -> None:
+        """Hand training progress to every loss that depends on it (HEX_SPEC 5.2-5.3)."""
+        epoch = self.epoch_float
+        for module in self.modules():
+            setter = getattr(module, "set_progress", None)
+            if module is not self and callable(setter):
+                setter(epoch)
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        images, labels, superlabels, _ = batch
+        self.push_progress()
+        with torch.no_grad():
+            views = self.augment(images)
+        out = self.ssl_step(views, superlabels)
+        loss = self._with_extra_term(out, superlabels)
+        self._guard_finite(loss)
+        probe_loss = self._probe(out.feats.detach(), labels)
+        self._log_train(loss, out.loss, images.shape[0])
+        return loss + probe_loss
+
+    def _with_extra_term(self, out: StepOutput, superlabels: Tensor) -> Tensor:
+        if self.extra_term is None:
+            return out.loss
+        a = self.extra_term.alpha
+        hex_loss = self.extra_term.term(*out.z, labels=superlabels)
+        self.log("train/hex_term", hex_loss.detach())
+        return (1.0 - a) * out.loss + a * hex_loss
+
+    def _guard_finite(self, loss: Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {float(loss)} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}); stopping before the update"
+            )
+
+    def _probe(self, feats: Tensor, labels: Tensor) -> Tensor:
+        """Online linear probe on detached features (no effect on the SSL gradients)."""
+        known = labels >= 0
+        if not bool(known.any()):
+            return feats.new_zeros(())
+        logits = self.classifier(feats[known])  # (b, C)
+        loss = F.cross_entropy(logits, labels[known])
+        acc = (logits.argmax(1) == labels[known]).float().mean()
+        self.log("train/online_acc1", acc, prog_bar=True)
+        return loss
+
+    def _log_train(self, loss: Tensor, ssl_loss: Tensor, batch_size: int) -> None:
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
+        self.log("train/ssl_loss", ssl_loss.detach(), batch_size=batch_size)
+        self.log("train/epoch_float", self.epoch_float)
+        for key, value in self.hex_stats().items():
+            self.log(f"train/hex/{key}", value, prog_bar=key == "eps")
+
+    def hex_stats(self) -> dict[str, Tensor]:
+        """HEX_SPEC 8 observables of the first HEX-bearing loss of the last step."""
+        for module in self.modules():
+            if isinstance(module, InfoNCE) and module.stats:
+                return module.stats
+        return {}
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._update_momentum()
+        every = self.purity_every
+        if every and self.purity_batch is not None and self.global_step % every == 0:
+            self.log_dict(self.purity_metrics(), on_step=True, on_epoch=False)
+
+    @torch.no_grad()
+    def _update_momentum(self) -> None:
+        if not self.momentum_pairs:
+            return
+        total = int(self.trainer.estimated_stepping_batches)
+        tau = cosine_momentum(self.global_step, total, self.params.momentum_base)
+        for online, target in self.momentum_pairs:
+            for po, pt in zip(online.parameters(), target.parameters()):
+                pt.mul_(tau).add_(po.detach(), alpha=1.0 - tau)
+            for bo, bt in zip(online.buffers(), target.buffers()):
+                bt.copy_(bo)
+
+    @torch.no_grad()
+    def purity_metrics(self) -> dict[str, float]:
+        """Neighbour purity of H(i) on a fixed validation batch (HEX_SPEC 8)."""
+        from hexssl.eval.hierarchy import neighbour_purity, neighbour_sets
+
+        assert self.purity_batch is not None
+        images, labels, superlabels = (t.to(self.device) for t in self.purity_batch)
+        was_training = self.training
+        self.eval()
+        z = self.embed(self.eval_augment(images)[0])  # (N, D)
+        self.train(was_training)
+        H, eps = neighbour_sets(z.float())
+        out = {"val/purity_eps": float(eps)}
+        for name, lab in (("class", labels), ("super", superlabels)):
+            if bool((lab >= 0).any()):
+                res = neighbour_purity(H, lab, lab)
+                out[f"val/purity_{name}"] = float(res["pooled"])
+                out[f"val/purity_{name}_chance"] = float(res["chance"])
+        return out
+
+    # ------------------------------------------------------------------ validation
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        images, labels, _, _ = batch
+        known = labels >= 0
+        if not bool(known.any()):
+            return
+        feats = self.backbone(self.eval_augment(images)[0][known])
+        logits = self.classifier(feats)  # (b, C)
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices  # (b, 5)
+        hit = top5 == labels[known][:, None]
+        self.log("val/online_acc1", hit[:, 0].float().mean() * 100, prog_bar=True)
+        self.log("val/online_acc5", hit.any(1).float().mean() * 100)
+
+    # ------------------------------------------------------------------ optimiser
+    def configure_optimizers(self) -> Any:
+        cfg = self.optim_cfg
+        ssl = nn.ModuleDict({k: m for k, m in self.named_children() if k != "classifier"})
+        groups = param_groups(ssl, cfg.weight_decay, cfg.exclude_bias_norm)
+        groups.append(
+            dict(
+                params=list(self.classifier.parameters()),
+                lr=cfg.classifier_lr,
+                weight_decay=0.0,
+                lars_exclude=True,
+            )
+        )
+        opt = build_optimizer(cfg.name, groups, self.lr, cfg)
+        total = int(self.trainer.estimated_stepping_batches)
+        max_epochs = max(self.trainer.max_epochs or 1, 1)
+        warm = int(total * min(cfg.warmup_epochs / max_epochs, 1.0))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: warmup_cosine(step, warm, total, cfg.min_lr_ratio)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
