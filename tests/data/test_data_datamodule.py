@@ -96,7 +96,8 @@ def _worker(rank: int, port: int, out: str) -> None:
 
 
 def test_two_process_gloo_sharding(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2)
+    # fork: the children inherit the imported modules (spawn re-imports lightning: ~5 s)
+    mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, start_method="fork")
     a, b = (torch.load(tmp_path / f"{r}.pt") for r in (0, 1))
     assert len(a) == len(b) == 24 and not set(a.tolist()) & set(b.tolist())
 
@@ -133,3 +134,32 @@ def test_subset_and_errors() -> None:
         HexDataModule("cifar")
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         ShardedBatchSampler(10, 0)
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec")
+def test_lightning_fit_keeps_sampler_and_reshuffles() -> None:
+    import lightning as L
+
+    class Probe(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Linear(3, 1)
+            self.seen: list[tuple[int, torch.Tensor]] = []
+
+        def training_step(self, batch: tuple[torch.Tensor, ...], i: int) -> torch.Tensor:
+            self.seen.append((self.current_epoch, batch[3].clone()))
+            return self.net(batch[0].float().mean(dim=(2, 3))).pow(2).mean()
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    dm = HexDataModule("synthetic", batch_size=32, dataset_kwargs={"n_per_class": 4})
+    probe = Probe()
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(probe, datamodule=dm)
+    assert isinstance(trainer.train_dataloader.sampler, ShardedBatchSampler)  # type: ignore[union-attr]
+    epochs = [torch.cat([i for e, i in probe.seen if e == k]) for k in (0, 1)]
+    assert len(epochs[0]) == len(epochs[1]) == 64 and not torch.equal(epochs[0], epochs[1])

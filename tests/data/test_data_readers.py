@@ -254,3 +254,14 @@ def test_unknown_dataset_lists_names() -> None:
     with pytest.raises(ValueError, match="valid names") as err:
         build_dataset("cifar11", "x", "train")
     assert all(name in str(err.value) for name in DATASETS)
+
+
+def test_directory_cache_sees_hierarchy_changes(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "toy")
+    assert as_tensor(build_dataset("imagefolder", root, "train")).superclass_names == [
+        "animal",
+        "vehicle",
+    ]
+    (root / "hierarchy.csv").write_text("cat,pet\ndog,pet\ncar,machine\n")
+    ds = as_tensor(build_dataset("imagefolder", root, "train"))
+    assert ds.superclass_names == ["machine", "pet"] and ds.superlabels.tolist() == [0, 1, 1, 1]

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from hexssl.methods.all4one import All4One
+from hexssl.methods.barlow import BarlowTwins
 from hexssl.methods.base import SSLMethod, StepOutput, WeightedTerm
+from hexssl.methods.byol import BYOL
+from hexssl.methods.moco_v2 import MoCoV2
+from hexssl.methods.moco_v3 import MoCoV3
+from hexssl.methods.nnclr import NNCLR
 from hexssl.methods.simclr import SimCLR
+from hexssl.methods.vicreg import VICReg
 
 METHODS: dict[str, type[SSLMethod]] = {
     "simclr": SimCLR,
+    "moco_v2": MoCoV2,
+    "moco_v3": MoCoV3,
+    "nnclr": NNCLR,
+    "all4one": All4One,
+    "byol": BYOL,
+    "barlow": BarlowTwins,
+    "vicreg": VICReg,
 }
 
 

@@ -1,0 +1,173 @@
+"""The ``hexssl`` command line: one entry point, one sub-command per job.
+
+hexssl pretrain CONFIG [key=value ...] [--print-config]
+hexssl resume RUN_DIR
+hexssl export RUN_DIR --format torchvision|timm|state_dict [--out FILE]
+hexssl knn RUN_DIR | linear RUN_DIR | umap RUN_DIR | report RUN_DIR...
+hexssl convert-config THEIR.yaml [--out OURS.yaml]
+hexssl demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hexssl.config import ConfigError
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from hexssl.config import dump_config, load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(dump_config(cfg), end="")
+        return 0
+    from hexssl.train import pretrain
+
+    pretrain(cfg)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from hexssl.train import resume
+
+    resume(args.run_dir, args.overrides)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hexssl.export import export_run
+
+    path = export_run(args.run_dir, args.format, args.out, args.checkpoint)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from hexssl import evaluate
+
+    job: Callable[..., Any] = getattr(evaluate, f"run_{args.command}")
+    job(args)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hexssl.eval.report import compare_runs
+
+    out = Path(args.out)
+    print(compare_runs([Path(r) for r in args.run_dirs], out))
+    print(f"(report and plots in {out})")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from hexssl.compat import convert_file
+
+    text, notes = convert_file(args.config)
+    for note in notes:
+        print(f"# {note}", file=sys.stderr)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hexssl.demo import run_demo
+
+    run_demo(args.output_dir, args.epochs)
+    return 0
+
+
+def _eval_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    p.add_argument("run_dir", help="a run directory written by `hexssl pretrain`")
+    p.add_argument(
+        "--data",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the run's data section, e.g. data.root=../shared/data/x.tar.gz",
+    )
+    p.add_argument("--checkpoint", default="last", help="last | best | a .ckpt path")
+    p.set_defaults(func=cmd_eval)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="hexssl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pretrain", help="train a method on a dataset (config + overrides)")
+    p.add_argument("config", help="YAML preset, e.g. configs/simclr/synthetic-cpu.yaml")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="dotted overrides, e.g. optim.lr=0.3 hex.enabled=true",
+    )
+    p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
+    p.set_defaults(func=cmd_pretrain)
+    p = sub.add_parser("resume", help="continue a run exactly from its last checkpoint")
+    p.add_argument("run_dir")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="e.g. trainer.max_epochs=200 to extend a finished run",
+    )
+    p.set_defaults(func=cmd_resume)
+    p = sub.add_parser("export", help="write the backbone weights for torchvision/timm")
+    p.add_argument("run_dir")
+    p.add_argument("--format", default="state_dict", choices=["torchvision", "timm", "state_dict"])
+    p.add_argument("--out", default=None, help="output file (default <run>/backbone-<fmt>.pt)")
+    p.add_argument("--checkpoint", default="last", help="last | best | a .ckpt path")
+    p.set_defaults(func=cmd_export)
+    k = _eval_parser(sub, "knn", "weighted kNN accuracy on frozen features (class, superclass)")
+    k.add_argument("--k", type=int, nargs="+", default=[20], help="neighbours (sweepable)")
+    k.add_argument("--t", type=float, nargs="+", default=[0.07], help="temperatures")
+    lin = _eval_parser(sub, "linear", "offline linear probe on cached frozen features")
+    lin.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.1, 0.01])
+    lin.add_argument("--epochs", type=int, default=100)
+    um = _eval_parser(sub, "umap", "2-D embedding plot coloured by superclass")
+    um.add_argument("--method", default="umap", choices=["umap", "pca"])
+    p = sub.add_parser("report", help="compare runs: markdown table and plots")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", default="runs/report", help="output folder")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("convert-config", help="translate an authors' HEX/solo-learn YAML")
+    p.add_argument("config")
+    p.add_argument("--out", default=None)
+    p.set_defaults(func=cmd_convert)
+    p = sub.add_parser("demo", help="SimCLR with and without HEX on built-in synthetic data")
+    p.add_argument("--output-dir", default="runs/demo")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.set_defaults(func=cmd_demo)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hexssl`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"hexssl: error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        if type(err).__name__ != "NonFiniteLossError":
+            raise
+        print(f"hexssl: error: {err}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
