@@ -95,7 +95,10 @@ def scaled_lr(cfg: RunConfig) -> float:
 
 def build_method(cfg: RunConfig, dm: HexDataModule) -> SSLMethod:
     """Compose backbone, heads and loss; ``dm`` must be set up (stats, classes)."""
-    cls = get_method(cfg.method.name)
+    try:
+        cls = get_method(cfg.method.name)
+    except ValueError as err:
+        raise ConfigError(f"method.name: {err}") from None
     params = check_params(cfg.method.params, cls.Params(), "method.params.")
     try:
         backbone = build_backbone(cfg.backbone.name, **cfg.backbone.kwargs)
@@ -110,7 +113,12 @@ def build_method(cfg: RunConfig, dm: HexDataModule) -> SSLMethod:
     mean, std = dm.mean, dm.std
     try:
         augment = build_augmentation(
-            preset, cfg.data.image_size, mean, std, **cfg.data.aug_overrides
+            preset,
+            cfg.data.image_size,
+            mean,
+            std,
+            precrop_scale=dm.precrop_scale,
+            **cfg.data.aug_overrides,
         )
     except (ValueError, TypeError) as err:
         raise ConfigError(f"data.augment / data.aug_overrides: {err}") from None

@@ -31,11 +31,7 @@ def frozen_features(
     """(train, val) backbone features with the eval transform; cached when ``run_dir``."""
     if getattr(dm, "val_set", None) is None:
         raise ConfigError("this dataset has no evaluation split; pass --data data.dataset=...")
-    aug = method.eval_augment
-
-    def transform(x: Tensor) -> Tensor:
-        return aug(x)[0]
-
+    transform = method.eval_view
     method.eval()
     loaders = {"train": dm.train_eval_dataloader(), "val": dm.val_dataloader()}
     out = []

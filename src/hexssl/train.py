@@ -110,16 +110,19 @@ class ResumeState(Callback):
 
 
 def _rng_state() -> dict[str, Any]:
+    """RNG states as tensors and plain Python values (loadable with weights_only)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
     return {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
         "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
     }
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     random.setstate(state["python"])
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hexssl.data import RESOURCES, ChecksumError, build_dataset, download
-from hexssl.data.download import parse_checksum
+from hexssl.data import RESOURCES, ChecksumError, build_dataset
+from hexssl.data.download import download, parse_checksum
 
 from .conftest import FOLDER_FILES, write_tar
 

@@ -224,3 +224,17 @@ def test_compute_stats() -> None:
     mean, std = T.compute_stats(images)
     assert mean == pytest.approx((0.0, 1.0, 0.0)) and std == pytest.approx((0.0, 0.0, 0.0))
     assert math.isclose(DATASET_STATS["imagenet"][0][0], 0.485)
+
+
+def test_precrop_compensation() -> None:
+    views = build_views("simclr", 224, precrop_scale=0.25)
+    assert all(v.crop_scale == pytest.approx((0.32, 1.0)) for v in views)
+    local = build_views("multicrop", 224, precrop_scale=0.25, num_local=1)[-1]
+    assert local.crop_scale == pytest.approx((0.2, 0.56))
+    assert build_views("eval", 224, precrop_scale=0.25)[0].crop_scale == (0.08, 1.0)  # no crop
+    assert build_views("simclr", 224, precrop_scale=0.25, crop_scale=(0.5, 1.0))[0].crop_scale == (
+        0.5,
+        1.0,
+    )
+    with pytest.raises(ValueError, match="precrop_scale"):
+        build_views("simclr", 32, precrop_scale=0.0)

@@ -82,7 +82,9 @@ def update_momentum(method: SSLMethod, tau: float = 0.9) -> None:
             bt.copy_(bo)
 
 
-def train_steps(method: SSLMethod, views: list[Tensor], superlabels: Tensor, steps: int) -> list[float]:
+def train_steps(
+    method: SSLMethod, views: list[Tensor], superlabels: Tensor, steps: int
+) -> list[float]:
     """``steps`` Adam steps of the SSL loss on fixed views; the loss before each step."""
     params = [p for n, p in method.named_parameters() if p.requires_grad and "classifier" not in n]
     opt = torch.optim.Adam(params, lr=1e-3)

@@ -10,8 +10,11 @@ Example:
 from hexssl.data.base import Item, TensorImageDataset, cache_dir
 from hexssl.data.datamodule import DEFAULT_SPLITS, HexDataModule, ShardedBatchSampler
 from hexssl.data.datasets import DATASETS, build_dataset
-from hexssl.data.download import RESOURCES, ChecksumError, download, download_dataset
-from hexssl.data.folders import LazyImageFolder, imagenet100_classes
+
+# The download() function stays in hexssl.data.download: re-exporting it here would
+# shadow the submodule of the same name.
+from hexssl.data.download import RESOURCES, ChecksumError, download_dataset
+from hexssl.data.imagenet import LazyImageFolder, imagenet100_classes
 from hexssl.data.synthetic import make_synthetic
 from hexssl.data.transforms import (
     DATASET_STATS,
@@ -42,7 +45,6 @@ __all__ = [
     "build_dataset",
     "build_views",
     "cache_dir",
-    "download",
     "download_dataset",
     "imagenet100_classes",
     "make_synthetic",

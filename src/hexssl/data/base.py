@@ -133,8 +133,8 @@ def missing_dataset_error(
     hint = (
         f"download it with hexssl.data.download_dataset({name!r}, root) or pass download=True"
         if download
-        else "point root at a copy in that layout (hexssl.data.download(url, root, checksum) "
-        "fetches and extracts an archive)"
+        else "point root at a copy in that layout "
+        "(hexssl.data.download.download(url, root, checksum) fetches and extracts archives)"
     )
     return FileNotFoundError(f"{name}: expected {expected} ({layout}); {hint}")
 

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hexssl.data.base import Item, TensorImageDataset
 from hexssl.data.datasets import build_dataset
+from hexssl.data.imagenet import LazyImageFolder
 from hexssl.data.transforms import DATASET_STATS, Stats, compute_stats
 
 Batch = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -111,10 +113,20 @@ class ShardedBatchSampler(DistributedSampler[Tensor]):
         return order[self.rank : self.total_size : self.num_replicas]
 
     def __iter__(self) -> Iterator[Tensor]:
+        # A generator: the permutation is drawn at the first next(), after set_epoch().
         batches = self.shard().split(self.batch_size)
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches = batches[:-1]
-        return iter(batches)
+        yield from batches[self._take_skip() :]
+
+    def skip_batches(self, epoch: int, n: int) -> None:
+        """On resume: drop the first ``n`` batches of ``epoch`` (already trained on) once."""
+        self._skip = (epoch, n)
+
+    def _take_skip(self) -> int:
+        epoch, n = getattr(self, "_skip", (-1, 0))
+        self._skip = (-1, 0)
+        return n if epoch == self.epoch else 0
 
     def __len__(self) -> int:
         n = self.num_samples
@@ -139,6 +151,12 @@ def keep_batch(batch: Any) -> Any:
     return batch
 
 
+def own_generator(seed: int) -> torch.Generator:
+    """A private generator: creating a loader iterator must not consume the global RNG
+    (it would shift training randomness and break exact resume)."""
+    return torch.Generator().manual_seed(seed)
+
+
 def tensor_loader(
     ds: TensorImageDataset, batch_size: int, shuffle: bool, drop_last: bool, seed: int,
     rank: int | None, world_size: int | None, pin_memory: bool,
@@ -147,7 +165,12 @@ def tensor_loader(
     sampler = ShardedBatchSampler(len(ds), batch_size, shuffle, drop_last, seed, rank, world_size)
     fetch = BatchFetcher(ds)
     return DataLoader(
-        fetch, sampler=sampler, batch_size=None, collate_fn=keep_batch, pin_memory=pin_memory
+        fetch,
+        sampler=sampler,
+        batch_size=None,
+        collate_fn=keep_batch,
+        pin_memory=pin_memory,
+        generator=own_generator(seed),
     )
 
 
@@ -163,6 +186,7 @@ def lazy_loader(
     return DataLoader(
         ds, batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers,
         pin_memory=pin_memory, persistent_workers=num_workers > 0,
+        generator=own_generator(seed),
     )  # fmt: skip
 
 
@@ -263,8 +287,21 @@ class HexDataModule(L.LightningDataModule):
         return ds
 
     def train_dataloader(self) -> DataLoader[Any]:
-        """Shuffled (seed + epoch), sharded across ranks, last short batch dropped."""
-        return self._loader(self._require(self.train_set, "train"), self.batch_size, train=True)
+        """Shuffled (seed + epoch), sharded across ranks, last short batch dropped.
+
+        After a mid-epoch resume (``resume_skip = (epoch, batches done)``, set by the
+        trainer's resume hook), the batches already trained on in that epoch are skipped.
+        """
+        loader = self._loader(self._require(self.train_set, "train"), self.batch_size, train=True)
+        skip = getattr(self, "resume_skip", None)
+        if skip is not None and isinstance(loader.sampler, ShardedBatchSampler):
+            loader.sampler.skip_batches(*skip)
+        elif skip is not None and skip[1] > 0:
+            warnings.warn(
+                "mid-epoch resume of a lazy dataset restarts the epoch's data order", stacklevel=2
+            )
+        self.resume_skip = None
+        return loader
 
     def val_dataloader(self) -> DataLoader[Any] | list[Any]:
         """Eval split in order, sharded, nothing dropped; [] when there is no eval split."""
@@ -319,6 +356,15 @@ class HexDataModule(L.LightningDataModule):
     def num_superclasses(self) -> int:
         """Number of superclasses."""
         return len(self.superclass_names)
+
+    @property
+    def precrop_scale(self) -> float:
+        """Smallest crop area the train loader already takes at decode time (1.0: none).
+
+        Pass it to ``build_augmentation(..., precrop_scale=dm.precrop_scale)``.
+        """
+        ds = self._require(self.train_set, "train")
+        return float(ds.scale[0]) if isinstance(ds, LazyImageFolder) and ds.train else 1.0
 
     @property
     def image_size(self) -> int:

@@ -24,7 +24,8 @@ from torch.utils.data import Dataset
 
 from hexssl.data.base import Item, TensorImageDataset, check_split, missing_dataset_error
 from hexssl.data.download import download_dataset
-from hexssl.data.folders import read_imagefolder, read_imagenet, read_imagenet100, read_unlabeled
+from hexssl.data.folders import read_imagefolder, read_unlabeled
+from hexssl.data.imagenet import read_imagenet, read_imagenet100
 from hexssl.data.synthetic import read_synthetic
 
 # Coarse hierarchy for CIFAR-10 and STL-10, the same as ../shared/data's hierarchy.csv.

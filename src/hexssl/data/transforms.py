@@ -488,17 +488,45 @@ def apply_overrides(views: list[ViewConfig], overrides: dict[str, Any]) -> list[
     return out
 
 
-def build_views(preset: str, image_size: int, **overrides: Any) -> list[ViewConfig]:
+def compensate_precrop(views: list[ViewConfig], precrop_scale: float) -> list[ViewConfig]:
+    """Divide crop-area ranges by the area already kept by a decode-time crop (clipped at 1).
+
+    Lazy ImageNet crops to a fixed size with area in (0.25, 1) when it decodes; with
+    ``precrop_scale=0.25`` SimCLR's (0.08, 1) becomes (0.32, 1), so the two crops together
+    again reach 8 % of the original image.
+    """
+    if not 0.0 < precrop_scale <= 1.0:
+        raise ValueError(f"precrop_scale must be in (0, 1], got {precrop_scale}")
+    if precrop_scale == 1.0:
+        return views
+
+    def widen(v: ViewConfig) -> ViewConfig:
+        lo, hi = (min(s / precrop_scale, 1.0) for s in v.crop_scale)
+        return dataclasses.replace(v, crop_scale=(lo, hi)) if v.crop else v
+
+    return [widen(v) for v in views]
+
+
+def build_views(
+    preset: str, image_size: int, precrop_scale: float = 1.0, **overrides: Any
+) -> list[ViewConfig]:
     """The view configs of ``preset`` at ``image_size`` with ``overrides`` applied.
 
-    Overrides are :class:`ViewConfig` fields (``blur_p=0.5`` for every view, or a list such
-    as ``solar_p=[0.0, 0.2]`` for one value per view) plus the preset's own options
-    (multicrop: ``num_local``, ``local_size``, ``global_scale``, ``local_scale``).
+    Args:
+        preset: a key of :data:`PRESETS`.
+        image_size: output side of the (global) views.
+        precrop_scale: smallest crop area already taken at decode time (see
+            :func:`compensate_precrop`; ``HexDataModule.precrop_scale`` gives it).
+        **overrides: :class:`ViewConfig` fields (``blur_p=0.5`` for every view, or a list
+            such as ``solar_p=[0.0, 0.2]`` for one value per view; applied after the
+            precrop compensation) plus the preset's own options (multicrop:
+            ``num_local``, ``local_size``, ``global_scale``, ``local_scale``).
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown augmentation preset {preset!r}; valid: {sorted(PRESETS)}")
     own = {k: overrides.pop(k) for k in PRESET_OPTIONS.get(preset, ()) if k in overrides}
-    return apply_overrides(PRESETS[preset](image_size, **own), overrides)
+    views = compensate_precrop(PRESETS[preset](image_size, **own), precrop_scale)
+    return apply_overrides(views, overrides)
 
 
 def build_augmentation(

@@ -32,9 +32,10 @@ def column_correlation(a: Tensor, b: Tensor) -> Tensor:
     Shape:
         a, b: (B, D) -> (D, D)
     """
-    a = F.normalize(gather_with_grad(a).float(), dim=0)  # (N, D) unit columns
-    b = F.normalize(gather_with_grad(b).float(), dim=0)  # (N, D)
-    return a.T @ b  # (D, D)
+    with torch.autocast(a.device.type, enabled=False):  # float32 under mixed precision
+        a = F.normalize(gather_with_grad(a).float(), dim=0)  # (N, D) unit columns
+        b = F.normalize(gather_with_grad(b).float(), dim=0)  # (N, D)
+        return a.T @ b  # (D, D)
 
 
 def feature_redundancy_loss(

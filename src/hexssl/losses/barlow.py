@@ -49,9 +49,10 @@ def cross_correlation(z0: Tensor, z1: Tensor) -> Tensor:
     Shape:
         z0, z1: (B, D) -> (D, D)
     """
-    a = batch_standardise(gather_with_grad(z0).float())  # (N, D), N = world * B
-    b = batch_standardise(gather_with_grad(z1).float())  # (N, D)
-    return a.T @ b / a.shape[0]  # (D, D)
+    with torch.autocast(z0.device.type, enabled=False):  # float32 under mixed precision
+        a = batch_standardise(gather_with_grad(z0).float())  # (N, D), N = world * B
+        b = batch_standardise(gather_with_grad(z1).float())  # (N, D)
+        return a.T @ b / a.shape[0]  # (D, D)
 
 
 class BarlowTwinsLoss(nn.Module):

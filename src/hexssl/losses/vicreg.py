@@ -88,7 +88,10 @@ class VICRegLoss(nn.Module):
 
     def forward(self, z0: Tensor, z1: Tensor) -> Tensor:
         check_two_views(z0, z1)
-        z0, z1 = z0.float(), z1.float()
+        with torch.autocast(z0.device.type, enabled=False):  # float32 under mixed precision
+            return self._terms(z0.float(), z1.float())
+
+    def _terms(self, z0: Tensor, z1: Tensor) -> Tensor:
         inv = F.mse_loss(z0, z1)  # local batch, as the official code
         g0, g1 = gather_with_grad(z0), gather_with_grad(z1)  # (N, D) global batch
         var = (

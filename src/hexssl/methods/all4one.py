@@ -129,6 +129,8 @@ class All4One(SSLMethod):
 
     def build(self) -> None:
         p = self.params
+        if not 1 <= p.num_neighbours <= p.queue_size:
+            raise ValueError(f"num_neighbours={p.num_neighbours} must be in [1, queue_size]")
         self.projector = build_projector("all4one", self.num_features, p.proj_hidden, p.proj_out)
         self.predictor = build_predictor("all4one", p.proj_out, p.pred_hidden, p.proj_out)
         self.centroid_predictor = build_predictor("all4one", p.proj_out, p.pred_hidden, p.proj_out)

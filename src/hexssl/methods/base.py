@@ -71,12 +71,14 @@ class SSLMethod(L.LightningModule):
         lr: float,
         extra_term: WeightedTerm | None = None,
         purity_every: int = 0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.backbone, self.params, self.denominator = backbone, params, denominator
         self.augment, self.eval_augment = augment, eval_augment
         self.optim_cfg, self.lr, self.extra_term = optim, lr, extra_term
         self.num_classes, self.purity_every = max(num_classes, 1), purity_every
+        self.seed = seed
         self.num_features = int(backbone.num_features)  # type: ignore[arg-type]
         self.classifier = nn.Linear(self.num_features, self.num_classes)  # online probe
         self.momentum_pairs: list[tuple[nn.Module, nn.Module]] = []
@@ -129,13 +131,18 @@ class SSLMethod(L.LightningModule):
         images, labels, superlabels, _ = batch
         self.push_progress()
         with torch.no_grad():
-            views = self.augment(images)
+            views = self.augment(images, generator=self.step_generator(images.device))
         out = self.ssl_step(views, superlabels)
         loss = self._with_extra_term(out, superlabels)
         self._guard_finite(loss)
         probe_loss = self._probe(out.feats.detach(), labels)
         self._log_train(loss, out.loss, images.shape[0])
         return loss + probe_loss
+
+    def step_generator(self, device: torch.device) -> torch.Generator:
+        """Augmentation randomness as a pure function of (seed, step, rank): exact resume."""
+        seed = hash((self.seed, self.global_step, self.global_rank)) % (2**62)
+        return torch.Generator(device=device).manual_seed(seed)
 
     def _with_extra_term(self, out: StepOutput, superlabels: Tensor) -> Tensor:
         if self.extra_term is None:
@@ -178,7 +185,8 @@ class SSLMethod(L.LightningModule):
         return {}
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._update_momentum()
+        if (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0:  # after optimiser steps
+            self._update_momentum()
         every = self.purity_every
         if every and self.purity_batch is not None and self.global_step % every == 0:
             self.log_dict(self.purity_metrics(), on_step=True, on_epoch=False)
@@ -204,7 +212,7 @@ class SSLMethod(L.LightningModule):
         images, labels, superlabels = (t.to(self.device) for t in self.purity_batch)
         was_training = self.training
         self.eval()
-        z = self.embed(self.eval_augment(images)[0])  # (N, D)
+        z = self.embed(self.eval_view(images))  # (N, D)
         self.train(was_training)
         H, eps = neighbour_sets(z.float())
         out = {"val/purity_eps": float(eps)}
@@ -216,12 +224,22 @@ class SSLMethod(L.LightningModule):
         return out
 
     # ------------------------------------------------------------------ validation
+    def eval_view(self, images: Tensor) -> Tensor:
+        """The deterministic evaluation view (resize + normalise) of a uint8 batch.
+
+        It draws from its own generator, never the global RNG, so that evaluation does
+        not change the training randomness (exact resume).
+        """
+        gen = torch.Generator(device=images.device).manual_seed(0)
+        view: Tensor = self.eval_augment(images, generator=gen)[0]
+        return view
+
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         images, labels, _, _ = batch
         known = labels >= 0
         if not bool(known.any()):
             return
-        feats = self.backbone(self.eval_augment(images)[0][known])
+        feats = self.backbone(self.eval_view(images[known]))
         logits = self.classifier(feats)  # (b, C)
         top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices  # (b, 5)
         hit = top5 == labels[known][:, None]

@@ -6,7 +6,10 @@ other, with that view's queue of past keys as extra negatives:
 
     L = ( InfoNCE(q_0, k_1; queue_1) + InfoNCE(q_1, k_0; queue_0) ) / 2
 
-after which the batch keys (gathered from every process) are enqueued. HEX replaces
+after which the batch keys (gathered from every process) are enqueued. The candidates
+are all keys of the (gathered) batch plus the queue (HEX_SPEC 2), so besides the queue
+the other B - 1 batch keys are negatives too; the original MoCo contrasts the positive
+key with the queue alone. HEX replaces
 the denominator over keys and queue (HEX_SPEC 6), so neighbours can come from the
 queue. One queue per view, as solo-learn's MoCo v2+. Note that the superclass-oracle
 threshold rejects a queue (the queue carries no labels).

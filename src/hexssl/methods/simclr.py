@@ -23,6 +23,7 @@ class SimCLRParams:
     temperature: float = 0.1
     proj_hidden: int = 2048
     proj_out: int = 128
+    projector: str = "simclr"  # a heads preset; "moco_v2" has no BatchNorm
 
 
 class SimCLR(SSLMethod):
@@ -33,7 +34,7 @@ class SimCLR(SSLMethod):
 
     def build(self) -> None:
         p = self.params
-        self.projector = build_projector("simclr", self.num_features, p.proj_hidden, p.proj_out)
+        self.projector = build_projector(p.projector, self.num_features, p.proj_hidden, p.proj_out)
         self.loss_fn = InfoNCE(p.temperature, self.denominator)
 
     def ssl_step(self, views: list[Tensor], superlabels: Tensor) -> StepOutput:
