@@ -64,6 +64,11 @@ def test_preset_loads_and_names_things_that_exist(path: Path) -> None:
     build_denominator(cfg.hex, cfg.trainer.max_epochs)  # raises on a bad hex section
 
 
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("_base/*.yaml")), ids=rel)
+def test_shared_base_loads(path: Path) -> None:
+    assert cached(path).method.name == "simclr"  # bases leave the method to the preset
+
+
 def test_run_names_are_unique_and_match_the_file() -> None:
     names = [cached(p).name for p in PRESETS]
     assert len(set(names)) == len(names)

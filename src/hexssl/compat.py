@@ -216,8 +216,8 @@ def convert_dict(
     Returns:
         ``(ours, notes)``: a dict that :func:`hexssl.config.load_config` accepts, and one
         note per key of ``their`` (``"X -> Y=v"`` or ``"X ignored: reason"``) plus
-        ``"WARNING: ..."`` and ``"note: ..."`` lines where their code behaved differently
-        from its key names.
+        ``"note: ..."`` lines where their code behaved differently from its key names.
+        ``"WARNING: ..."`` lines (the run did not train what the file says) come first.
 
     Raises:
         ConfigError: no ``method``, a method or backbone hexssl does not have, or a value
@@ -238,7 +238,8 @@ def convert_dict(
     _scheduler(out, their.get("scheduler") or {})
     _augmentations(out, their, dataset, source_dir)
     from_dict(RunConfig, out.ours)  # the result must load; a failure here is a bug
-    return _ordered(out.ours), out.notes
+    loud_first = sorted(out.notes, key=lambda n: not n.startswith("WARNING"))
+    return _ordered(out.ours), loud_first
 
 
 def convert_file(path: str | Path) -> tuple[str, list[str]]:

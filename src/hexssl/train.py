@@ -111,7 +111,8 @@ class ResumeState(Callback):
 
 def _rng_state() -> dict[str, Any]:
     """RNG states as tensors and plain Python values (loadable with weights_only)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    keys = np.asarray(keys)
     return {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),

@@ -106,6 +106,7 @@ def test_type_adaptive_fixture_warns_loudly(tmp_path: Path) -> None:
     cfg, notes, text = convert_and_load(TYPE_ADAPTIVE, tmp_path)
     assert cfg.hex.enabled is False  # their SimCLR code never ran adaptive HEX for it
     (warning,) = warnings(notes)
+    assert notes[0] == warning  # printed first, not lost among the mapping notes
     assert "type 'adaptive'" in warning and "did NOT train adaptive HEX" in warning
     assert "hex.enabled=true hex.threshold=adaptive" in warning
     assert "type -> hex.enabled=false" in "\n".join(notes)

@@ -171,8 +171,9 @@ class SSLMethod(L.LightningModule):
         return loss
 
     def _log_train(self, loss: Tensor, ssl_loss: Tensor, batch_size: int) -> None:
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
-        self.log("train/ssl_loss", ssl_loss.detach(), batch_size=batch_size)
+        # sync_dist: under DDP the logged value is the global-batch mean, not rank 0's
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size, sync_dist=True)
+        self.log("train/ssl_loss", ssl_loss.detach(), batch_size=batch_size, sync_dist=True)
         self.log("train/epoch_float", self.epoch_float)
         for key, value in self.hex_stats().items():
             self.log(f"train/hex/{key}", value, prog_bar=key == "eps")
