@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from step_overhead import step_times  # benchmarks/ is on sys.path when run as a script
 
 from hexssl.data.datamodule import HexDataModule
 from hexssl.data.transforms import DATASET_STATS, build_augmentation
+from step_overhead import step_times  # benchmarks/ is on sys.path when run as a script
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -84,7 +84,7 @@ def train_all(args: argparse.Namespace) -> None:
 
 def evaluate(run_dir: Path, linear_epochs: int) -> dict[str, Any]:
     """kNN, linear probe, neighbour purity and per-superclass effective rank."""
-    cfg, method, dm = open_run(run_dir, ["eval.purity_every_n_steps=0"])
+    _, method, dm = open_run(run_dir, ["eval.purity_every_n_steps=0"])
     with torch.no_grad():
         train, val = frozen_features(method, dm, run_dir, "last")
         z_val = torch.cat([method.embed(method.eval_view(b[0])) for b in dm.val_dataloader()])
