@@ -5,11 +5,10 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.hexssl-installed
 
-.PHONY: demo test test-all lint bench clean
+.PHONY: demo test test-all lint bench first-comparison clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first: on CPU machines this picks the local CPU wheel instead of CUDA packages
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
@@ -31,6 +30,11 @@ test-all: lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/loss_speed.py
+	$(BIN)/python benchmarks/step_overhead.py
+	$(BIN)/python benchmarks/data_throughput.py
+
+first-comparison: $(STAMP)
+	$(BIN)/python benchmarks/first_comparison.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
