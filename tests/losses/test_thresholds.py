@@ -11,6 +11,7 @@ from hexssl.losses.thresholds import (
     AdaptiveThreshold,
     FixedThreshold,
     build_threshold,
+    exclusion_fill,
     row_quantile,
 )
 
@@ -93,3 +94,30 @@ def test_schedule_is_pure_in_progress():
 def test_build_threshold_unknown_lists_valid():
     with pytest.raises(ValueError, match=r"adaptive.*fixed"):
         build_threshold("Hex_adaptive")
+
+
+@pytest.mark.parametrize("per_anchor", [False, True])
+@pytest.mark.parametrize("spread", ["uniform", "one_cluster"])
+@pytest.mark.parametrize("n_img", [256, 251, 1024])  # 2B = 502 is not a multiple of 8
+def test_sparse_neighbours_equal_dense_mask(per_anchor, spread, n_img):
+    # "one_cluster": a third of the batch is near-identical, so those rows have far more
+    # neighbours than the top-k window and the dense fallback must take over.
+    torch.manual_seed(1)
+    z = torch.randn(n_img, 16)
+    if spread == "one_cluster":
+        z[:80] = z[0] + 0.01 * torch.randn(80, 16)
+    z = torch.nn.functional.normalize(z, dim=1)
+    s = z @ z.T
+    n = s.shape[0]
+    pos = ((torch.arange(n) + n // 2) % n)[:, None]
+    own = torch.arange(n)[:, None]
+    thr = AdaptiveThreshold(q=0.99, per_anchor=per_anchor)
+    H, eps = thr(s, pos, own, 0.0, 0.1)
+    masked = exclusion_fill(s / 0.1, pos, own, float("-inf"))
+    rows, cols, eps2 = thr.neighbours(s, pos, own, 0.0, 0.1, masked)
+    sparse = torch.zeros_like(H)
+    sparse[rows, cols] = True
+    assert torch.equal(sparse, H)
+    torch.testing.assert_close(eps2, eps)
+    if spread == "one_cluster" and not per_anchor:
+        assert int(H.sum(1).max()) > 4 * (n - 2 - round(0.99 * (n - 3)))  # beyond the window

@@ -8,10 +8,12 @@ with Local_i the importance-weighted, optionally debiased sum over the neighbour
 (spec 4.2). ``variant="paper"`` uses pw = 1; ``variant="reference"`` reproduces the
 authors' code (spec 4.4): pw = 0 and lambda = 0, i.e. positive and neighbours removed.
 
-Memory: the forward keeps the logits (which InfoNCE keeps too), one int8 role mask
-(M, K) and a few (M,) vectors; backward recomputes the exponentials from them. The
-gradient is written out by hand (``_HexLogDenominator.backward``) and checked against
-autograd of the naive formula by gradcheck in the tests.
+Memory and speed: the threshold yields H(i) in sparse form straight from one top-k, and
+one (M, K) logits buffer is turned into the global exponentials in place; backward reads
+it and O(|H|) sparse values. So HEX keeps no more (M, K) tensors for backward than
+InfoNCE does (see benchmarks/loss_speed.py). The gradient is written out by hand
+(``_HexLogDenominator.backward``) and checked by gradcheck and against autograd of the
+naive formula in the tests.
 """
 
 from __future__ import annotations
@@ -33,23 +35,36 @@ def _log(x: float) -> float:
     return math.log(x) if x > 0 else NEG_INF
 
 
+class Workspace:
+    """Holds the (M, K) logits buffer that the HEX forward overwrites in place.
+
+    Passed to the autograd function as a plain object: it is scratch memory, not an
+    input that gradients flow to (they flow to ``sim`` through the hand-written backward).
+    """
+
+    def __init__(self, logits: Tensor) -> None:
+        self.logits = logits
+
+
 class _HexLogDenominator(torch.autograd.Function):
     """log D_i of HEX_SPEC 4.3 with a hand-written backward.
 
-    Inputs: ``masked`` (M, K) logits with positive and self at -inf, ``lp`` (M,) positive
-    logits, ``H`` (M, K) bool neighbours, ``pos_weight`` (M,) 0/1, hyperparameters.
-    Saves only the global exponentials E (M, K) plus O(|H|) sparse values.
+    Inputs: ``sim`` (M, K) (only to receive the gradient), ``lp`` (M,) positive logits,
+    the workspace (logits s / T with positive and self at -inf), the neighbours H as
+    ``rows``/``cols`` (nnz,), ``pos_weight`` (M,) 0/1, hyperparameters. The workspace
+    becomes E = e^{l - m} on G(i) in place: the only (M, K) float tensor kept.
     """
 
     @staticmethod
     def forward(
-        ctx: Any, masked: Tensor, lp: Tensor, H: Tensor, pos_weight: Tensor, hp: HParams
-    ) -> tuple[Tensor, Tensor]:
+        ctx: Any, sim: Tensor, lp: Tensor, ws: Workspace, rows: Tensor, cols: Tensor,
+        pos_weight: Tensor, hp: HParams,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
         beta, tau, lam, inv_t, _ = hp
-        E, m = _global_exp(masked, H, lp)  # (M, K) e^{l - m} on G(i), 0 elsewhere
+        l_h = ws.logits[rows, cols]  # (nnz,) neighbour logits
+        E, m = _global_exp_(ws.logits, rows, cols, lp)  # (M, K) e^{l - m} on G(i), else 0
         log_g = E.sum(1).log() + m  # (M,) log sum_G e^l, -inf when G(i) is empty
-        rows, cols = H.nonzero(as_tuple=True)  # (nnz,) each: H(i) in sparse form
-        loc = _local_forward(masked[rows, cols], rows, lp, beta, tau, inv_t, lam)
+        loc = _local_forward(l_h, rows, lp, beta, tau, inv_t, lam)
         log_loc = _log(lam) + loc.log_local  # (M,)
         log_d = torch.stack([pos_weight.log() + lp, log_loc, log_g], 1).logsumexp(1)  # (M,)
         ctx.save_for_backward(E, m, lp, pos_weight, log_d, rows, cols, *loc)
@@ -62,22 +77,22 @@ class _HexLogDenominator(torch.autograd.Function):
     def backward(ctx: Any, grad_d: Tensor, _grad_loc: Tensor) -> tuple[Tensor | None, ...]:
         E, m, lp, pos_weight, log_d, rows, cols, *rest = ctx.saved_tensors
         loc = LocalTerm(*rest)
-        beta, tau, lam, _, detach = ctx.hp
-        g = E * (grad_d * (m - log_d).exp())[:, None]  # (M, K) e^{l_ij} / D_i on G(i)
+        beta, tau, lam, inv_t, detach = ctx.hp
+        g = E * (grad_d * (m - log_d).exp() * inv_t)[:, None]  # (M, K) d/ds on G(i)
         if lam > 0 and rows.numel() > 0:
-            coef = _local_coef(loc, log_d, lam, tau) * grad_d  # (M,)
+            coef = _local_coef(loc, log_d, lam, tau) * grad_d * inv_t  # (M,)
             g[rows, cols] = _local_grad(loc, rows, coef, beta, detach)  # (nnz,)
         dpos = pos_weight - loc.active * (lam * tau / (1.0 - tau)) * loc.n_h  # spec 4.2
         grad_lp = grad_d * (lp - log_d).exp() * dpos  # (M,)
-        return g, grad_lp, None, None, None
+        return g, grad_lp, None, None, None, None, None
 
 
-def _global_exp(masked: Tensor, H: Tensor, lp: Tensor) -> tuple[Tensor, Tensor]:
-    """E = e^{l - m} on G(i) and 0 elsewhere, m = max over G(i) (lp if G(i) is empty)."""
-    E = masked.masked_fill(H, NEG_INF)  # (M, K) the one new (M, K) float tensor
-    m = E.amax(1)  # (M,)
+def _global_exp_(logits: Tensor, rows: Tensor, cols: Tensor, lp: Tensor) -> tuple[Tensor, Tensor]:
+    """In place: E = e^{l - m} on G(i) and 0 elsewhere, m = max over G(i) (lp if empty)."""
+    logits[rows, cols] = NEG_INF  # (M, K) now -inf outside G(i)
+    m = logits.amax(1)  # (M,)
     m = torch.where(torch.isfinite(m), m, lp.detach())
-    return E.sub_(m[:, None]).exp_(), m
+    return logits.sub_(m[:, None]).exp_(), m
 
 
 class LocalTerm(NamedTuple):
@@ -217,18 +232,26 @@ class HEXDenominator(nn.Module):
         """
         sim32 = at_least_fp32(sim)
         lp = sim32.gather(1, pos_idx).squeeze(1) / temperature  # (M,) positive logits
-        masked = _exclude_(sim32 / temperature, pos_idx, self_idx)  # (M, K) logits on N(i)
-        H, eps = self.threshold(sim, pos_idx, self_idx, float(self.epoch), temperature, masked)
+        with torch.no_grad():  # the one (M, K) work buffer: logits on N(i), -inf elsewhere
+            work = _exclude_(sim32.detach() / temperature, pos_idx, self_idx)
+        epoch = float(self.epoch)
+        rows, cols, eps = self.threshold.neighbours(
+            sim, pos_idx, self_idx, epoch, temperature, work
+        )
         n_neg = sim.shape[1] - 1 - (self_idx is not None)  # |N(i)|
         if self.in_warmup:  # spec 5.3: plain InfoNCE
+            masked = _exclude_(sim32 / temperature, pos_idx, self_idx)  # with gradients
             log_d = torch.logaddexp(lp, masked.logsumexp(1))
-            return log_d, _stats(H, eps, torch.full_like(log_d, NEG_INF), log_d, n_neg)
+            return log_d, _stats(rows, eps, torch.full_like(log_d, NEG_INF), log_d, n_neg)
         pos_weight, lam = torch.ones_like(lp), self.lambda_local
         if self.variant == "reference":
-            H, pos_weight, lam = *_reference_sets(H, lp, n_neg), 0.0
+            rows, cols, pos_weight = _reference_sets(rows, cols, lp, n_neg)
+            lam = 0.0
         hp = (self.beta, self.tau_plus, lam, 1.0 / temperature, self.detach_weights)
-        log_d, log_loc = _HexLogDenominator.apply(masked, lp, H, pos_weight, hp)
-        return log_d, _stats(H, eps, log_loc, log_d, n_neg)
+        log_d, log_loc = _HexLogDenominator.apply(
+            sim32, lp, Workspace(work), rows, cols, pos_weight, hp
+        )
+        return log_d, _stats(rows, eps, log_loc, log_d, n_neg)
 
 
 def _exclude_(logits: Tensor, pos_idx: Tensor, self_idx: Tensor | None) -> Tensor:
@@ -249,25 +272,30 @@ def plain_log_denominator(logits: Tensor, self_idx: Tensor | None) -> Tensor:
     return logits.logsumexp(1)
 
 
-def _reference_sets(H: Tensor, lp: Tensor, n_neg: int) -> tuple[Tensor, Tensor]:
+def _reference_sets(
+    rows: Tensor, cols: Tensor, lp: Tensor, n_neg: int
+) -> tuple[Tensor, Tensor, Tensor]:
     """The reference's denominator is G(i); an empty G(i) falls back to N(i) (spec 4.4).
 
     The positive is dropped from D, except where N(i) itself is empty (then D = e^{l_p}
-    and the loss is 0 instead of inf). Returns (H, positive weight (M,)).
+    and the loss is 0 instead of inf). Returns (rows, cols, positive weight (M,)).
     """
-    g_empty = H.sum(1) == n_neg  # (M,)
-    if bool(g_empty.any()):
-        H = H & ~g_empty[:, None]  # those rows: every negative counts as global
-    return H, torch.full_like(lp, float(n_neg == 0))
+    sizes = torch.bincount(rows, minlength=lp.shape[0])  # (M,) |H(i)|
+    keep = sizes[rows] < n_neg  # drop H entirely in rows whose G(i) is empty
+    if not bool(keep.all()):
+        rows, cols = rows[keep], cols[keep]
+    return rows, cols, torch.full_like(lp, float(n_neg == 0))
 
 
-def _stats(H: Tensor, eps: Tensor, log_loc: Tensor, log_d: Tensor, n_neg: int) -> dict[str, Tensor]:
-    """HEX_SPEC 8 observables, detached; no extra pass over (M, K) beyond a count."""
-    size = H.sum(1).float()  # (M,)
+def _stats(
+    rows: Tensor, eps: Tensor, log_loc: Tensor, log_d: Tensor, n_neg: int
+) -> dict[str, Tensor]:
+    """HEX_SPEC 8 observables, detached, from the sparse neighbour sets."""
+    mean_size = rows.new_tensor(rows.numel(), dtype=log_d.dtype) / log_d.shape[0]
     return {
         "eps": eps.detach().float().mean(),
-        "neighbours": size.mean(),
-        "neighbour_frac": size.mean() / max(n_neg, 1),
+        "neighbours": mean_size,
+        "neighbour_frac": mean_size / max(n_neg, 1),
         "local_share": (log_loc - log_d).exp().mean().detach(),
     }
 

@@ -125,16 +125,67 @@ class Threshold(nn.Module):
 
         ``masked`` (optional) is ``sim / temperature`` with the positive and self at -inf.
         """
-        sim = sim.detach().float()  # HEX_SPEC 5: fp32, no gradient, even under autocast
-        if masked is None:
-            masked = exclusion_fill(sim / temperature, pos_idx, self_idx, NEG_INF)
-        eps_logit = self.logit_threshold(masked.detach(), sim, temperature, epoch)
+        sim, masked = _prepare(sim, pos_idx, self_idx, temperature, masked)
+        eps_logit = self.logit_threshold(masked, sim, temperature, epoch)
         return masked > eps_logit, eps_logit * temperature
+
+    @torch.no_grad()
+    def neighbours(
+        self,
+        sim: Tensor,
+        pos_idx: Tensor,
+        self_idx: Tensor | None,
+        epoch: float,
+        temperature: float = 1.0,
+        masked: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """H in sparse form: (rows (nnz,), cols (nnz,), eps). Same sets as ``forward``."""
+        H, eps = self(sim, pos_idx, self_idx, epoch, temperature, masked)
+        rows, cols = H.nonzero(as_tuple=True)
+        return rows, cols, eps
+
+
+def _prepare(
+    sim: Tensor, pos_idx: Tensor, self_idx: Tensor | None, temperature: float,
+    masked: Tensor | None,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Detached similarities in at least fp32 (HEX_SPEC 5) and the masked logits."""
+    sim = sim.detach()
+    sim = sim.float() if sim.dtype in (torch.float16, torch.bfloat16) else sim
+    if masked is None:
+        masked = exclusion_fill(sim / temperature, pos_idx, self_idx, NEG_INF)
+    return sim, masked.detach()
 
 
 def valid_count(masked: Tensor) -> int:
     """|N(i)|: the number of finite entries of a row of ``masked`` (same for every row)."""
     return int(torch.isfinite(masked[0]).sum())
+
+
+BLOCK = 8  # block size of the two-stage top-k
+
+
+def top_candidates(x: Tensor, k: int) -> tuple[Tensor, Tensor, Callable[[Tensor], bool]]:
+    """A few columns per row that surely hold its k largest values, and more.
+
+    Rows are cut into blocks of ``BLOCK``; the k largest values of a row lie in its k
+    blocks with the largest maxima (any value outside them is beaten by k block maxima).
+    We keep the top 2k + 4 blocks, so the candidates (M, C) also hold every value above
+    a threshold t unless a kept block's maximum still exceeds t (``complete(t)`` checks).
+    Cost: one cheap max-pool pass and top-k on K / 8 block maxima instead of on K values.
+
+    Returns (candidate values (M, C), their column indices (M, C), complete).
+    """
+    m, width = x.shape
+    n_keep = 2 * k + 4
+    if width % BLOCK or n_keep * BLOCK >= width:  # small or ragged rows: the whole row
+        cols = torch.arange(width, device=x.device).expand(m, width)
+        return x, cols, lambda t: True
+    blocks = x.view(m, width // BLOCK, BLOCK)  # (M, K/8, 8)
+    bmax, bidx = blocks.amax(2).topk(n_keep, dim=1)  # (M, n_keep) sorted
+    offs = torch.arange(BLOCK, device=x.device)
+    cols = (bidx[:, :, None] * BLOCK + offs).reshape(m, -1)  # (M, n_keep * 8)
+    return x.gather(1, cols), cols, lambda t: not bool((bmax[:, -1:] > t).any())
 
 
 class AdaptiveThreshold(Threshold):
@@ -180,10 +231,43 @@ class AdaptiveThreshold(Threshold):
             per_row = row_quantile(sim, sim.shape[1], self.q) / temperature  # (M,)
         else:
             per_row = row_quantile(masked, valid_count(masked), self.q)  # (M,)
+        return self._combine(per_row, temperature)
+
+    def _combine(self, per_row: Tensor, temperature: float) -> Tensor:
+        """Per-anchor eps / T (M, 1), or the (smoothed) mean over all anchors and processes."""
         if self.per_anchor:
             return per_row[:, None]  # (M, 1)
-        eps = global_mean(per_row * temperature)  # mean over all anchors on all processes
+        eps = global_mean(per_row * temperature)
         return self._smooth(eps) / temperature
+
+    @torch.no_grad()
+    def neighbours(
+        self,
+        sim: Tensor,
+        pos_idx: Tensor,
+        self_idx: Tensor | None,
+        epoch: float,
+        temperature: float = 1.0,
+        masked: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Sparse H straight from one top-k: no (M, K) mask and no dense nonzero().
+
+        The top 4k values of each row hold the k-th (the quantile) and, unless some row
+        has more neighbours than that, every entry above eps; else fall back to dense.
+        """
+        n = valid_count(masked) if masked is not None else -1
+        if self.include_self_positive or masked is None or n <= 0:
+            return super().neighbours(sim, pos_idx, self_idx, epoch, temperature, masked)
+        k = n - nearest_rank(n, self.q)  # rank of the quantile from the top, 1-based
+        cand, cols_of, complete = top_candidates(masked.detach(), k)  # (M, C) each
+        kth = cand.topk(k, dim=1).values[:, -1]  # (M,) exact k-th largest of N(i)
+        eps_l = self._combine(kth, temperature)
+        if not complete(eps_l):  # some row has neighbours outside the candidates: go dense
+            rows, cols = (masked > eps_l).nonzero(as_tuple=True)
+        else:
+            rows, j = (cand > eps_l).nonzero(as_tuple=True)
+            cols = cols_of[rows, j]
+        return rows, cols, eps_l * temperature
 
     def _smooth(self, eps: Tensor) -> Tensor:
         if self.ema == 0.0:
