@@ -10,6 +10,7 @@ the current epoch.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import time
@@ -28,6 +29,7 @@ from hexssl.config import ConfigError, RunConfig, dump_config, load_config
 from hexssl.methods.base import NonFiniteLossError, SSLMethod
 
 CKPT_DIR = "checkpoints"
+log = logging.getLogger("hexssl")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -156,6 +158,10 @@ def prepare(cfg: RunConfig) -> tuple[SSLMethod, Any]:
     dm = build_datamodule(cfg)
     dm.setup()
     method = build_method(cfg, dm)
+    for split in ("train_set", "val_set"):
+        skipped = getattr(getattr(dm, split, None), "num_skipped", 0)
+        if skipped:
+            log.warning("%s: %d unreadable images were skipped", split, skipped)
     if cfg.eval.purity_every_n_steps and getattr(dm, "val_set", None) is not None:
         method.purity_batch = fixed_batch(dm.val_set, cfg.eval.purity_batch_size)
     return method, dm
