@@ -163,13 +163,21 @@ def prepare(cfg: RunConfig) -> tuple[SSLMethod, Any]:
         if skipped:
             log.warning("%s: %d unreadable images were skipped", split, skipped)
     if cfg.eval.purity_every_n_steps and getattr(dm, "val_set", None) is not None:
-        method.purity_batch = fixed_batch(dm.val_set, cfg.eval.purity_batch_size)
+        method.purity_batch = fixed_batch(dm.val_set, cfg.eval.purity_batch_size, cfg.seed)
     return method, dm
 
 
-def fixed_batch(dataset: Any, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The first ``n`` items of a dataset as (images, labels, superlabels)."""
-    items = [dataset[i] for i in range(min(n, len(dataset)))]
+def fixed_batch(
+    dataset: Any, n: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` items drawn once at random (seeded) as (images, labels, superlabels).
+
+    Random, not the first ``n``: evaluation splits are often sorted by class, and a
+    slice of them would hold only a few classes (and inflated chance rates).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(dataset), generator=gen)[: min(n, len(dataset))]
+    items = [dataset[int(i)] for i in order]
     images = torch.stack([torch.as_tensor(it[0]) for it in items])
     labels = torch.tensor([int(it[1]) for it in items])
     supers = torch.tensor([int(it[2]) for it in items])
