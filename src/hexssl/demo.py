@@ -22,7 +22,8 @@ COLUMNS = [
     ("kNN superclass @1", "knn_super_top1", "{:.1f}"),
     ("final eps", "train/hex/eps", "{:.3f}"),
     ("neighbour fraction", "train/hex/neighbour_frac", "{:.4f}"),
-    ("purity class / chance", "val/purity_class", "{:.3f}"),
+    ("neighbour purity class", "val/purity_class", "{:.3f}"),
+    ("chance", "val/purity_class_chance", "{:.3f}"),
     ("time (s)", "seconds", "{:.0f}"),
 ]
 

@@ -1,0 +1,23 @@
+"""The demo's comparison table formats present and missing metrics."""
+
+from __future__ import annotations
+
+from hexssl.demo import table
+
+
+def test_table_rows_and_missing_values():
+    rows = [
+        {"name": "simclr", "val/online_acc1": 32.46, "knn_class_top1": 47.7, "seconds": 95.2},
+        {
+            "name": "simclr-hex",
+            "val/online_acc1": 40.4,
+            "train/hex/eps": 0.9691,
+            "val/purity_class": 0.306,
+            "val/purity_class_chance": 0.05,
+            "seconds": 91.0,
+        },
+    ]
+    text = table(rows).splitlines()
+    assert len(text) == 4 and text[0].startswith("| run |")
+    assert "| simclr | 32.5 | 47.7 |" in text[2] and "n/a" in text[2]
+    assert "0.969" in text[3] and "0.306" in text[3] and "0.050" in text[3]
