@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hexssl.eval.features import Batch, extract_features
+from hexssl.losses.thresholds import row_quantile
 
 
 # ------------------------------------------------------------------- neighbour purity
@@ -144,9 +145,8 @@ def adaptive_eps(sim: Tensor, q: float = 0.99) -> float:
         sim: (N, N) with self on the diagonal.
     """
     N = sim.shape[0]
-    off = sim[~torch.eye(N, dtype=torch.bool, device=sim.device)].view(N, N - 1)  # (N, N-1)
-    rank = round(q * (N - 2))  # 0-based position in the ascending order
-    return float(off.kthvalue(rank + 1, dim=1).values.mean())
+    masked = sim.diagonal_scatter(sim.new_full((N,), float("-inf")))  # (N, N) self excluded
+    return float(row_quantile(masked, N - 1, q).mean())  # the loss's own selection
 
 
 def neighbour_sets(z: Tensor, eps: float | None = None, q: float = 0.99) -> tuple[Tensor, float]:
