@@ -87,13 +87,15 @@ def minmax_rows(sim: Tensor) -> Tensor:
     return (sim - lo) / (hi - lo).clamp_min(1e-12)
 
 
+def drop_excluded(mask: Tensor, pos_idx: Tensor, self_idx: Tensor | None) -> Tensor:
+    """Clear the positive and self columns of ``mask`` in place: what is left is in N(i)."""
+    mask.scatter_(1, pos_idx, False)
+    return mask if self_idx is None else mask.scatter_(1, self_idx, False)
+
+
 def mask_above(sim: Tensor, eps: Tensor, pos_idx: Tensor, self_idx: Tensor | None) -> Tensor:
     """H = { j in N(i) : s_ij > eps } as a boolean mask (HEX_SPEC 4.1). # (M, K)"""
-    mask = sim > eps
-    mask.scatter_(1, pos_idx, False)
-    if self_idx is not None:
-        mask.scatter_(1, self_idx, False)
-    return mask
+    return drop_excluded(sim > eps, pos_idx, self_idx)
 
 
 # ------------------------------------------------------------------------ thresholds
@@ -126,6 +128,13 @@ class Threshold(nn.Module):
         ``masked`` (optional) is ``sim / temperature`` with the positive and self at -inf.
         """
         sim, masked = _prepare(sim, pos_idx, self_idx, temperature, masked)
+        return self.mask(sim, masked, pos_idx, self_idx, temperature, epoch)
+
+    def mask(
+        self, sim: Tensor, masked: Tensor, pos_idx: Tensor, self_idx: Tensor | None,
+        temperature: float, epoch: float,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """(H (M, K) bool, eps): entries of ``masked`` above the threshold."""
         eps_logit = self.logit_threshold(masked, sim, temperature, epoch)
         return masked > eps_logit, eps_logit * temperature
 
@@ -250,10 +259,11 @@ class AdaptiveThreshold(Threshold):
         temperature: float = 1.0,
         masked: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Sparse H straight from one top-k: no (M, K) mask and no dense nonzero().
+        """Sparse H from a two-stage top-k: no (M, K) mask and no dense nonzero().
 
-        The top 4k values of each row hold the k-th (the quantile) and, unless some row
-        has more neighbours than that, every entry above eps; else fall back to dense.
+        The candidate blocks of :func:`top_candidates` hold each row's k-th value (the
+        quantile) and, unless some row has more neighbours than they cover, every entry
+        above eps; otherwise this falls back to the dense mask.
         """
         n = valid_count(masked) if masked is not None else -1
         if self.include_self_positive or masked is None or n <= 0:
@@ -332,20 +342,14 @@ class FixedThreshold(Threshold):
     ) -> Tensor:
         return masked.new_tensor(self.value(epoch) / temperature)
 
-    @torch.no_grad()
-    def forward(
-        self,
-        sim: Tensor,
-        pos_idx: Tensor,
-        self_idx: Tensor | None,
-        epoch: float,
-        temperature: float = 1.0,
-        masked: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
+    def mask(
+        self, sim: Tensor, masked: Tensor, pos_idx: Tensor, self_idx: Tensor | None,
+        temperature: float, epoch: float,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
         if not self.minmax:
-            return super().forward(sim, pos_idx, self_idx, epoch, temperature, masked)
-        eps = sim.new_tensor(self.value(epoch)).float()
-        return mask_above(minmax_rows(sim.detach().float()), eps, pos_idx, self_idx), eps
+            return super().mask(sim, masked, pos_idx, self_idx, temperature, epoch)
+        eps = sim.new_tensor(self.value(epoch))
+        return mask_above(minmax_rows(sim), eps, pos_idx, self_idx), eps
 
 
 class SuperclassOracle(Threshold):
@@ -363,26 +367,17 @@ class SuperclassOracle(Threshold):
         """Superclass labels of the anchors (M,) and the candidates (K,); -1 = unknown."""
         self._labels = (anchor_labels, candidate_labels)
 
-    @torch.no_grad()
-    def forward(
-        self,
-        sim: Tensor,
-        pos_idx: Tensor,
-        self_idx: Tensor | None,
-        epoch: float,
-        temperature: float = 1.0,
-        masked: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
+    def mask(
+        self, sim: Tensor, masked: Tensor, pos_idx: Tensor, self_idx: Tensor | None,
+        temperature: float, epoch: float,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
         if self._labels is None:
             raise RuntimeError("SuperclassOracle needs set_labels(...) before the loss")
         a, c = self._labels
         if a.shape[0] != sim.shape[0] or c.shape[0] != sim.shape[1]:
             raise ValueError(f"oracle labels {tuple(a.shape)}/{tuple(c.shape)} != {sim.shape}")
         same = (a[:, None] == c[None, :]) & (a[:, None] >= 0)  # (M, K)
-        same.scatter_(1, pos_idx, False)
-        if self_idx is not None:
-            same.scatter_(1, self_idx, False)
-        return same, sim.new_tensor(float("nan"))
+        return drop_excluded(same, pos_idx, self_idx), sim.new_tensor(float("nan"))
 
 
 THRESHOLDS: dict[str, type[Threshold]] = {
