@@ -18,7 +18,24 @@ Item = tuple[Tensor, int, int, int]
 """A dataset item: (image uint8 (3, H, W), label, superlabel, index); missing labels are -1."""
 
 
-class TensorImageDataset(Dataset[Item]):
+class NamedClasses:
+    """``num_classes`` / ``num_superclasses`` from ``class_names`` / ``superclass_names``."""
+
+    class_names: list[str]
+    superclass_names: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (length of ``class_names``)."""
+        return len(self.class_names)
+
+    @property
+    def num_superclasses(self) -> int:
+        """Number of superclasses (0 when the dataset has no hierarchy)."""
+        return len(self.superclass_names)
+
+
+class TensorImageDataset(NamedClasses, Dataset[Item]):
     """Decoded images held in memory as one uint8 tensor.
 
     Args:
@@ -79,16 +96,6 @@ class TensorImageDataset(Dataset[Item]):
         """
         index = index.long()
         return self.images[index], self.labels[index], self.superlabels[index], index
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (length of ``class_names``)."""
-        return len(self.class_names)
-
-    @property
-    def num_superclasses(self) -> int:
-        """Number of superclasses (0 when the dataset has no hierarchy)."""
-        return len(self.superclass_names)
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from hexssl.data.base import Item, missing_dataset_error
+from hexssl.data.base import Item, NamedClasses, missing_dataset_error
 from hexssl.data.folders import is_image, parse_hierarchy, to_rgb
 
 
@@ -69,7 +69,7 @@ def crop_resize(path: str, size: int, box_fn: Callable[[int, int], tuple[float, 
         return torch.from_numpy(np.asarray(out, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
-class LazyImageFolder(Dataset[Item]):
+class LazyImageFolder(NamedClasses, Dataset[Item]):
     """Images decoded on access (in DataLoader workers), cropped at decode time to one size.
 
     Train mode takes a random-resized crop at decode time with ``scale`` (default
@@ -141,16 +141,6 @@ class LazyImageFolder(Dataset[Item]):
                 self.num_skipped += 1
                 warnings.warn(f"skipped unreadable image {self.files[i]}: {err}", stacklevel=2)
         raise RuntimeError(f"10 unreadable images in a row from index {index}; check the dataset")
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return len(self.class_names)
-
-    @property
-    def num_superclasses(self) -> int:
-        """Number of superclasses (0 without hierarchy.csv)."""
-        return len(self.superclass_names)
 
 
 def imagenet100_classes() -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -83,6 +84,7 @@ class SSLMethod(L.LightningModule):
         self.classifier = nn.Linear(self.num_features, self.num_classes)  # online probe
         self.momentum_pairs: list[tuple[nn.Module, nn.Module]] = []
         self.purity_batch: tuple[Tensor, Tensor, Tensor] | None = None
+        self._progress_setters: list[Callable[[float], None]] | None = None
         self.build()
 
     # ------------------------------------------------------------------ subclass API
@@ -120,11 +122,12 @@ class SSLMethod(L.LightningModule):
 
     def push_progress(self) -> None:
         """Hand training progress to every loss that depends on it (HEX_SPEC 5.2-5.3)."""
+        if self._progress_setters is None:  # collected once, not walked every step
+            found = (getattr(m, "set_progress", None) for m in self.modules() if m is not self)
+            self._progress_setters = [f for f in found if callable(f)]
         epoch = self.epoch_float
-        for module in self.modules():
-            setter = getattr(module, "set_progress", None)
-            if module is not self and callable(setter):
-                setter(epoch)
+        for setter in self._progress_setters:
+            setter(epoch)
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
