@@ -134,4 +134,5 @@ def build_method(cfg: RunConfig, dm: HexDataModule) -> SSLMethod:
         scaled_lr(cfg),
         extra_term=extra,
         purity_every=cfg.eval.purity_every_n_steps,
+        seed=cfg.seed,
     )

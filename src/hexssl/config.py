@@ -116,6 +116,33 @@ class TrainerConfig:
     limit_val_batches: float = 1.0
     check_val_every_n_epoch: int = 1
     progress_bar: bool = True
+    channels_last: bool = True  # NHWC activations: faster convolutions on CPU (AMX) and GPU
+    compile: bool = False  # torch.compile the backbone and heads (eager if it fails)
+
+    def __post_init__(self) -> None:
+        self.precision = check_precision(str(self.precision))
+
+
+PRECISIONS = {"32": "32", "32-true": "32", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
+REFUSED_PRECISIONS = {
+    "bf16-true": "keeps weights and optimiser state in bf16, which loses small updates",
+    "16-true": "keeps weights and optimiser state in fp16, which loses small updates",
+    "bf16": "is ambiguous",
+    "16": "is ambiguous",
+    "64": "is not supported (augmentation and losses run in float32)",
+    "64-true": "is not supported (augmentation and losses run in float32)",
+}
+
+
+def check_precision(value: str) -> str:
+    """The canonical name of a supported ``trainer.precision``; a one-line error otherwise."""
+    if value in PRECISIONS:
+        return PRECISIONS[value]
+    why = REFUSED_PRECISIONS.get(value, "is unknown")
+    raise ConfigError(
+        f"trainer.precision={value!r} {why}; use '32', 'bf16-mixed' (CPU or GPU) "
+        "or '16-mixed' (GPU)"
+    )
 
 
 @dataclass

@@ -27,6 +27,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from hexssl.build import build_datamodule, build_method, global_batch
 from hexssl.config import ConfigError, RunConfig, dump_config, load_config
 from hexssl.methods.base import NonFiniteLossError, SSLMethod
+from hexssl.speed import apply_speed_settings, check_device_precision
 
 CKPT_DIR = "checkpoints"
 log = logging.getLogger("hexssl")
@@ -154,10 +155,12 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 
 def prepare(cfg: RunConfig) -> tuple[SSLMethod, Any]:
     """Seed, build and validate data and method; nothing is written yet."""
+    check_device_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
     dm.setup()
     method = build_method(cfg, dm)
+    apply_speed_settings(method, cfg.trainer.channels_last, cfg.trainer.compile)
     for split in ("train_set", "val_set"):
         skipped = getattr(getattr(dm, split, None), "num_skipped", 0)
         if skipped:

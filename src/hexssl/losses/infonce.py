@@ -107,6 +107,18 @@ class InfoNCEDenominator(nn.Module):
         return plain_log_denominator(at_least_fp32(sim) / temperature, self_idx), {}
 
 
+def similarities(a: Tensor, c: Tensor, normalize: bool = True) -> Tensor:
+    """Cosine (or dot) similarities in at least float32, also under autocast (HEX_SPEC 5).
+
+    Shape: (M, D), (K, D) -> (M, K).
+    """
+    with torch.autocast(a.device.type, enabled=False):
+        a, c = at_least_fp32(a), at_least_fp32(c)
+        if normalize:
+            a, c = F.normalize(a, dim=1), F.normalize(c, dim=1)
+        return a @ c.T
+
+
 def contrastive_loss(
     pairing: Pairing,
     temperature: float,
@@ -127,10 +139,7 @@ def contrastive_loss(
     if temperature <= 0:
         raise ValueError(f"temperature={temperature} must be > 0 (e.g. 0.1)")
     _check_indices(pairing)
-    a, c = pairing.anchors, pairing.candidates
-    if normalize:
-        a, c = F.normalize(a, dim=1), F.normalize(c, dim=1)
-    sim = a @ c.T  # (M, K)
+    sim = similarities(pairing.anchors, pairing.candidates, normalize)  # (M, K)
     den = denominator if denominator is not None else InfoNCEDenominator()
     log_d, stats = den(sim, temperature, pairing.pos_idx, pairing.self_idx)
     pos_logit = sim.gather(1, pairing.pos_idx).squeeze(1).to(log_d.dtype) / temperature  # (M,)

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from hexssl.config import OptimConfig
 from hexssl.losses.infonce import InfoNCE
 from hexssl.optim import build_optimizer, cosine_momentum, param_groups, warmup_cosine
+from hexssl.speed import to_channels_last
 
 
 class NonFiniteLossError(RuntimeError):
@@ -80,6 +81,7 @@ class SSLMethod(L.LightningModule):
         self.optim_cfg, self.lr, self.extra_term = optim, lr, extra_term
         self.num_classes, self.purity_every = max(num_classes, 1), purity_every
         self.seed = seed
+        self.channels_last = False  # set by hexssl.speed.apply_speed_settings
         self.num_features = int(backbone.num_features)  # type: ignore[arg-type]
         self.classifier = nn.Linear(self.num_features, self.num_classes)  # online probe
         self.momentum_pairs: list[tuple[nn.Module, nn.Module]] = []
@@ -133,14 +135,29 @@ class SSLMethod(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         images, labels, superlabels, _ = batch
         self.push_progress()
-        with torch.no_grad():
-            views = self.augment(images, generator=self.step_generator(images.device))
+        views = self.augmented_views(images)
         out = self.ssl_step(views, superlabels)
         loss = self._with_extra_term(out, superlabels)
         self._guard_finite(loss)
         probe_loss = self._probe(out.feats.detach(), labels)
         self._log_train(loss, out.loss, images.shape[0])
         return loss + probe_loss
+
+    @torch.no_grad()
+    def augmented_views(self, images: Tensor) -> list[Tensor]:
+        """The step's augmented views, always in float32 (outside autocast).
+
+        Mixed precision starts at the backbone: the colour maths of the augmentation
+        would otherwise run in bf16/fp16 (or fail on dtype mismatches).
+        """
+        gen = self.step_generator(images.device)
+        with torch.autocast(images.device.type, enabled=False):
+            views: list[Tensor] = self.augment(images, generator=gen)
+        return [self.as_input(v) for v in views]
+
+    def as_input(self, x: Tensor) -> Tensor:
+        """An image batch in the backbone's memory format (NHWC with channels_last)."""
+        return to_channels_last(x) if self.channels_last else x
 
     def step_generator(self, device: torch.device) -> torch.Generator:
         """Augmentation randomness as a pure function of (seed, step, rank): exact resume."""
@@ -235,8 +252,9 @@ class SSLMethod(L.LightningModule):
         not change the training randomness (exact resume).
         """
         gen = torch.Generator(device=images.device).manual_seed(0)
-        view: Tensor = self.eval_augment(images, generator=gen)[0]
-        return view
+        with torch.autocast(images.device.type, enabled=False):
+            view: Tensor = self.eval_augment(images, generator=gen)[0]
+        return self.as_input(view)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         images, labels, _, _ = batch

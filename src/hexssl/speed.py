@@ -1,0 +1,82 @@
+"""Speed settings of a run: memory format, torch.compile and the precision check.
+
+Neither setting changes a checkpoint: ``channels_last`` only re-lays the 4-D weights in
+memory, and compilation replaces a module's ``forward`` on the instance, so parameter
+and buffer names stay those of the eager model (resume and export are unaffected).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hexssl.config import ConfigError
+
+COMPILED_PARTS = ("backbone", "projector", "predictor")  # the heavy, shape-stable modules
+
+
+def to_channels_last(x: Tensor) -> Tensor:
+    """NHWC memory layout for 4-D image batches; other tensors are returned unchanged."""
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+
+
+def compile_forward(module: nn.Module, name: str, backend: str | Callable = "inductor") -> None:
+    """Replace ``module.forward`` by a compiled one that falls back to eager on failure.
+
+    The first failure (a missing compiler, an unsupported op) prints one warning and
+    every later call runs eagerly. The state_dict keys do not change.
+    """
+    eager = module.forward
+    compiled = torch.compile(eager, backend=backend)
+    failed = False
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        nonlocal failed
+        if not failed:
+            try:
+                return compiled(*args, **kwargs)
+            except Exception as err:  # any compiler error: keep training, eagerly
+                failed = True
+                msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+                warnings.warn(
+                    f"torch.compile of {name} failed ({type(err).__name__}: {msg}); "
+                    f"{name} runs eagerly from now on (set trainer.compile=false to silence)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        return eager(*args, **kwargs)
+
+    module.forward = forward  # type: ignore[method-assign]
+
+
+def apply_speed_settings(
+    model: nn.Module, channels_last: bool, compile: bool, backend: str | Callable = "inductor"
+) -> list[str]:
+    """Set the memory format and compile the backbone and heads; returns what was compiled."""
+    if channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if hasattr(model, "channels_last"):
+        model.channels_last = channels_last  # inputs follow the weights' layout
+    if not compile:
+        return []
+    done = []
+    for name in COMPILED_PARTS:
+        part = getattr(model, name, None)
+        if isinstance(part, nn.Module):
+            compile_forward(part, name, backend)
+            done.append(name)
+    return done
+
+
+def check_device_precision(precision: str, accelerator: str) -> None:
+    """16-mixed needs a CUDA device: refuse it on CPU at start, in one line."""
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if precision == "16-mixed" and on_cpu:
+        raise ConfigError(
+            "trainer.precision='16-mixed' needs a GPU (fp16 autocast with a gradient "
+            "scaler); on CPU use trainer.precision=bf16-mixed"
+        )

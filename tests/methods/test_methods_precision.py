@@ -1,0 +1,144 @@
+"""Mixed precision, channels_last and torch.compile (issue 8).
+
+Every method trains under ``bf16-mixed`` on CPU with HEX on; augmentation stays in
+float32 and the InfoNCE / HEX similarities are float32 under autocast. The speed
+settings do not change checkpoint keys, and compilation falls back to eager once.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import lightning as L
+import pytest
+import torch
+
+from hexssl.config import ConfigError, load_config
+from hexssl.losses import HEXDenominator, InfoNCE
+from hexssl.methods import METHODS
+from hexssl.speed import apply_speed_settings, check_device_precision, compile_forward
+
+from .helpers import build, first_batch, tiny_config
+
+
+def fit_two_steps(method: L.LightningModule, dm: L.LightningDataModule, precision: str) -> dict:
+    trainer = L.Trainer(
+        fast_dev_run=2,
+        accelerator="cpu",
+        precision=precision,  # type: ignore[arg-type]
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(method, dm)
+    return trainer.callback_metrics
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_trains_under_bf16_mixed(name: str) -> None:
+    torch.manual_seed(0)
+    method, dm = build(tiny_config(name, "hex.enabled=true"))
+    apply_speed_settings(method, channels_last=True, compile=False)
+    metrics = fit_two_steps(method, dm, "bf16-mixed")
+    assert math.isfinite(float(metrics["train/loss"]))
+    assert "train/hex/eps" in metrics
+
+
+def test_augmentation_runs_in_float32_inside_autocast() -> None:
+    method, dm = build(tiny_config("simclr"))
+    images = first_batch(dm)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        views = method.augmented_views(images)
+    assert all(v.dtype == torch.float32 for v in views)
+
+
+def test_similarities_are_float32_under_autocast() -> None:
+    seen: dict[str, torch.dtype] = {}
+
+    class Spy(HEXDenominator):
+        def forward(self, sim, *args, **kwargs):  # type: ignore[no-untyped-def]
+            seen["sim"] = sim.dtype
+            return super().forward(sim, *args, **kwargs)
+
+    loss_fn = InfoNCE(0.1, Spy(warmup_epochs=0.0))
+    z = torch.randn(16, 8, dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = loss_fn(z, z.roll(1, 0))
+    assert seen["sim"] == torch.float32 and loss.dtype == torch.float32
+
+
+@pytest.mark.parametrize("value", ["bf16-true", "16-true", "64", "17"])
+def test_unsupported_precision_is_refused_at_load(value: str) -> None:
+    with pytest.raises(ConfigError, match="trainer.precision"):
+        load_config(None, [f"trainer.precision={value}"])
+
+
+def test_precision_aliases_are_canonical() -> None:
+    assert load_config(None, ["trainer.precision=32-true"]).trainer.precision == "32"
+    assert load_config(None, ["trainer.precision=32"]).trainer.precision == "32"
+
+
+def test_fp16_mixed_needs_a_gpu() -> None:
+    with pytest.raises(ConfigError, match="bf16-mixed"):
+        check_device_precision("16-mixed", "cpu")
+    check_device_precision("bf16-mixed", "cpu")
+
+
+def test_speed_settings_keep_checkpoint_keys() -> None:
+    torch.manual_seed(0)
+    plain, _ = build(tiny_config("moco_v3"))
+    fast, _ = build(tiny_config("moco_v3"))
+    apply_speed_settings(fast, channels_last=True, compile=True)
+    assert list(plain.state_dict()) == list(fast.state_dict())
+    conv = fast.backbone.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    fast.load_state_dict(plain.state_dict())  # a checkpoint of either loads into the other
+    plain.load_state_dict(fast.state_dict())
+
+
+def test_compile_failure_falls_back_to_eager_with_one_warning() -> None:
+    def broken_backend(gm, example_inputs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("no compiler here")
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+    x = torch.randn(5, 4)
+    expected = model(x)
+    compile_forward(model, "toy", backend=broken_backend)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outs = [model(x) for _ in range(3)]
+    assert sum("torch.compile of toy failed" in str(w.message) for w in caught) == 1
+    assert all(torch.equal(o, expected) for o in outs)
+
+
+def test_channels_last_gives_the_same_loss() -> None:
+    """NHWC is a layout change only: the same batch gives the same loss (fp32 rounding)."""
+    torch.manual_seed(0)
+    method, dm = build(tiny_config("simclr", "hex.enabled=true"))
+    images, _, superlabels, _ = first_batch(dm)
+    method.eval()
+    with torch.no_grad():
+        base = float(method.ssl_step(method.augmented_views(images), superlabels).loss)
+        apply_speed_settings(method, channels_last=True, compile=False)
+        nhwc = float(method.ssl_step(method.augmented_views(images), superlabels).loss)
+    assert nhwc == pytest.approx(base, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_model_gives_the_eager_loss() -> None:
+    """inductor's fused kernels reorder float sums: equal to 1e-4 relative in fp32."""
+    torch.manual_seed(0)
+    method, dm = build(tiny_config("simclr", "hex.enabled=true"))
+    images, _, superlabels, _ = first_batch(dm)
+    views = method.augmented_views(images)
+    method.eval()
+    with torch.no_grad():
+        eager = float(method.ssl_step(views, superlabels).loss)
+        apply_speed_settings(method, channels_last=False, compile=True)
+        compiled = float(method.ssl_step(views, superlabels).loss)
+    assert compiled == pytest.approx(eager, rel=1e-4)
