@@ -50,7 +50,7 @@ def compile_forward(module: nn.Module, name: str, backend: str | Callable = "ind
                 )
         return eager(*args, **kwargs)
 
-    module.forward = forward  # type: ignore[method-assign]
+    module.forward = forward
 
 
 def apply_speed_settings(
@@ -60,7 +60,7 @@ def apply_speed_settings(
     if channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if hasattr(model, "channels_last"):
-        model.channels_last = channels_last  # inputs follow the weights' layout
+        setattr(model, "channels_last", channels_last)  # inputs follow the weights' layout  # noqa: B010
     if not compile:
         return []
     done = []

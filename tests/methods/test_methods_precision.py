@@ -73,7 +73,7 @@ def test_similarities_are_float32_under_autocast() -> None:
 
 @pytest.mark.parametrize("value", ["bf16-true", "16-true", "64", "17"])
 def test_unsupported_precision_is_refused_at_load(value: str) -> None:
-    with pytest.raises(ConfigError, match="trainer.precision"):
+    with pytest.raises(ConfigError, match=r"trainer\.precision"):
         load_config(None, [f"trainer.precision={value}"])
 
 
