@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import Tensor
+
+from hexssl.losses import hex as hex_module
 
 
 def clustered(
@@ -23,3 +26,11 @@ def clustered(
     z0 = base + 0.3 * torch.randn(b, d, generator=g, dtype=dtype)
     z1 = base + 0.3 * torch.randn(b, d, generator=g, dtype=dtype)
     return z0, z1, labels // n_class
+
+
+@pytest.fixture(params=["dense", "sparse"])
+def hex_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a HEX test on both paths: dense masks (small matrices) and sparse neighbours."""
+    if request.param == "sparse":
+        monkeypatch.setattr(hex_module, "DENSE_MAX", -1)
+    return str(request.param)

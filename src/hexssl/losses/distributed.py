@@ -75,6 +75,8 @@ def global_mean(values: Tensor) -> Tensor:
     """
     v = values.detach()
     v = v if v.dtype == torch.float64 else v.float()
+    if not is_distributed():
+        return v.mean() if v.numel() else v.new_tensor(0.0)
     stats = torch.stack([v.sum(), v.new_tensor(v.numel())])
     if is_distributed():
         dist.all_reduce(stats, op=dist.ReduceOp.SUM)

@@ -105,12 +105,16 @@ class Threshold(nn.Module):
     Subclasses implement :meth:`logit_threshold`, working on ``masked``: the logits
     s / T of the batch with the positive and self columns at -inf, which the HEX loss
     builds anyway. Thresholding there needs no extra copy of the (M, K) matrix.
+    ``tops_rows``: H(i) is every entry of N(i) above a cut-off, so it holds the row's
+    maximum whenever it is not empty (the HEX loss's dense path relies on it).
     """
 
+    tops_rows: bool = True
+
     def logit_threshold(
-        self, masked: Tensor, sim: Tensor, temperature: float, epoch: float
+        self, masked: Tensor, sim: Tensor, temperature: float, epoch: float, n_valid: int
     ) -> Tensor:
-        """eps / T, a scalar () or per-anchor (M, 1)."""
+        """eps / T, a scalar () or per-anchor (M, 1); ``n_valid`` = |N(i)|."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -135,7 +139,8 @@ class Threshold(nn.Module):
         temperature: float, epoch: float,
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
         """(H (M, K) bool, eps): entries of ``masked`` above the threshold."""
-        eps_logit = self.logit_threshold(masked, sim, temperature, epoch)
+        n_valid = negatives_count(sim, self_idx)
+        eps_logit = self.logit_threshold(masked, sim, temperature, epoch, n_valid)
         return masked > eps_logit, eps_logit * temperature
 
     @torch.no_grad()
@@ -166,9 +171,9 @@ def _prepare(
     return sim, masked.detach()
 
 
-def valid_count(masked: Tensor) -> int:
-    """|N(i)|: the number of finite entries of a row of ``masked`` (same for every row)."""
-    return int(torch.isfinite(masked[0]).sum())
+def negatives_count(sim: Tensor, self_idx: Tensor | None) -> int:
+    """|N(i)|: every candidate but the positive and, when anchors are candidates, self."""
+    return sim.shape[1] - 1 - (self_idx is not None)
 
 
 BLOCK = 8  # block size of the two-stage top-k
@@ -234,12 +239,12 @@ class AdaptiveThreshold(Threshold):
         self.register_buffer("ema_value", torch.tensor(float("nan")))
 
     def logit_threshold(
-        self, masked: Tensor, sim: Tensor, temperature: float, epoch: float
+        self, masked: Tensor, sim: Tensor, temperature: float, epoch: float, n_valid: int
     ) -> Tensor:
         if self.include_self_positive:  # the reference: full row, self and positive in
             per_row = row_quantile(sim, sim.shape[1], self.q) / temperature  # (M,)
         else:
-            per_row = row_quantile(masked, valid_count(masked), self.q)  # (M,)
+            per_row = row_quantile(masked, n_valid, self.q)  # (M,)
         return self._combine(per_row, temperature)
 
     def _combine(self, per_row: Tensor, temperature: float) -> Tensor:
@@ -265,7 +270,7 @@ class AdaptiveThreshold(Threshold):
         quantile) and, unless some row has more neighbours than they cover, every entry
         above eps; otherwise this falls back to the dense mask.
         """
-        n = valid_count(masked) if masked is not None else -1
+        n = negatives_count(sim, self_idx) if masked is not None else -1
         if self.include_self_positive or masked is None or n <= 0:
             return super().neighbours(sim, pos_idx, self_idx, epoch, temperature, masked)
         k = n - nearest_rank(n, self.q)  # rank of the quantile from the top, 1-based
@@ -338,7 +343,7 @@ class FixedThreshold(Threshold):
         return round(SCHEDULES[self.schedule](epoch, **self.params), 12)
 
     def logit_threshold(
-        self, masked: Tensor, sim: Tensor, temperature: float, epoch: float
+        self, masked: Tensor, sim: Tensor, temperature: float, epoch: float, n_valid: int
     ) -> Tensor:
         return masked.new_tensor(self.value(epoch) / temperature)
 
@@ -358,6 +363,8 @@ class SuperclassOracle(Threshold):
     USES LABELS: an upper bound for analysis, never a self-supervised result. Call
     :meth:`set_labels` with anchor and candidate superclass labels before each forward.
     """
+
+    tops_rows = False  # a superclass need not hold the most similar negative
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,0 +1,128 @@
+"""Does bf16 mixed precision keep accuracy? The CPU preset in fp32 against bf16 (issue 8).
+
+Runs the SimCLR tiny-imagenet-hier50 CPU preset at its own length for each seed and
+speed setting, then scores the final backbone with kNN (class and superclass, k = 20,
+T = 0.07) and a linear probe on 100 % of the labels. A run is skipped when its
+``summary.json`` exists, so the script can be re-run after an interruption.
+
+Settings:
+    fp32        trainer.precision=32, NCHW, eager (the old default)
+    bf16        trainer.precision=bf16-mixed, channels_last
+    bf16-compile  as bf16, plus trainer.compile=true (only with --compile)
+
+    python benchmarks/precision_accuracy.py [--seeds 0 1] [--compile] [--out runs/precision]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hexssl.config import load_config
+from hexssl.eval.linear import linear_eval
+from hexssl.evaluate import frozen_features
+from hexssl.runs import open_run
+from hexssl.train import pretrain
+
+RESULTS = Path(__file__).parent / "results"
+PRESET = "configs/simclr/tiny-imagenet-hier50-cpu.yaml"
+SETTINGS = {
+    "fp32": ["trainer.precision=32", "trainer.channels_last=false", "trainer.compile=false"],
+    "bf16": ["trainer.precision=bf16-mixed", "trainer.channels_last=true", "trainer.compile=false"],
+    "bf16-compile": [
+        "trainer.precision=bf16-mixed",
+        "trainer.channels_last=true",
+        "trainer.compile=true",
+    ],
+}
+METRICS = ("knn_class_top1", "knn_super_top1", "linear_top1", "img_per_s")
+
+
+def train_one(args: argparse.Namespace, setting: str, seed: int) -> dict[str, Any]:
+    """Train (or reuse) one run and return its scores."""
+    name = f"{setting}-s{seed}"
+    run = args.out / name
+    if not (run / "summary.json").is_file():
+        extra = [f"name={name}", f"output_dir={args.out}", f"seed={seed}", "resume=auto"]
+        cfg = load_config(args.preset, [*SETTINGS[setting], *extra, "trainer.progress_bar=false"])
+        pretrain(cfg)
+    summary = json.loads((run / "summary.json").read_text())
+    return {
+        "setting": setting,
+        "seed": seed,
+        "seconds": summary["seconds"],
+        "steps": summary["steps"],
+        "img_per_s": summary["steps"] * summary["global_batch"] / summary["seconds"],
+        "knn_class_top1": summary.get("knn_class_top1"),
+        "knn_super_top1": summary.get("knn_super_top1"),
+        "linear_top1": linear_top1(run, seed),
+    }
+
+
+def linear_top1(run: Path, seed: int) -> float:
+    """Linear probe top-1 (100 % of the labels) on the run's final backbone."""
+    _, method, dm = open_run(run, ["eval.purity_every_n_steps=0"], "last")
+    with torch.no_grad():
+        train, val = frozen_features(method, dm)
+    res = linear_eval(train[0], train[1], val[0], val[1], fractions=(1.0,), seed=seed)
+    return float(next(v for k, v in res.items() if k.endswith("top1")))
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """mean ± std over seeds of every metric, per setting."""
+    out: dict[str, dict[str, str]] = {}
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        sel = [r for r in rows if r["setting"] == setting]
+        out[setting] = {}
+        for m in METRICS:
+            vals = [float(r[m]) for r in sel]
+            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            out[setting][m] = f"{statistics.mean(vals):.2f} ± {sd:.2f}"
+    return out
+
+
+def markdown(rows: list[dict[str, Any]], preset: str) -> str:
+    table = summarise(rows)
+    lines = [
+        f"Preset `{preset}` at its own length; mean ± std over seeds "
+        f"{sorted({r['seed'] for r in rows})}. img/s is the whole run's average "
+        "(training steps x batch / wall time, including validation and the first-step "
+        "start-up), measured while other work shared the 2 cores unless noted.",
+        "",
+        "| setting | " + " | ".join(METRICS) + " |",
+        "|---|" + "---|" * len(METRICS),
+    ]
+    lines += [f"| {s} | " + " | ".join(v[m] for m in METRICS) + " |" for s, v in table.items()]
+    lines += ["", "Per run:", "", "| run | " + " | ".join(METRICS) + " |"]
+    lines.append("|---|" + "---|" * len(METRICS))
+    for r in rows:
+        vals = " | ".join(f"{float(r[m]):.2f}" for m in METRICS)
+        lines.append(f"| {r['setting']}-s{r['seed']} | {vals} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--preset", default=PRESET, help="the CPU preset to compare")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--compile", action="store_true", help="add the bf16-compile setting")
+    ap.add_argument("--out", type=Path, default=Path("runs/precision"), help="run directories")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="results folder")
+    args = ap.parse_args()
+    settings = ["fp32", "bf16"] + (["bf16-compile"] if args.compile else [])
+    rows = [train_one(args, s, seed) for seed in args.seeds for s in settings]
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "precision_accuracy.json").write_text(
+        json.dumps({"preset": args.preset, "rows": rows, "summary": summarise(rows)}, indent=2)
+    )
+    (args.results / "precision_accuracy.md").write_text(markdown(rows, args.preset))
+    print(markdown(rows, args.preset))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Images/s of the full hexssl training step against the raw backbone's limit (issue 8).
+
+For each size and speed setting this measures
+
+- ``raw``: the backbone alone, forward of two views of B images + backward + SGD step,
+  in the same precision and memory format. Nothing the training step does can be
+  faster, so this is the limit;
+- ``simclr``, ``simclr-hex``, ``barlow-hex``: the whole step as ``hexssl pretrain`` runs
+  it, through the real Trainer, loggers and callbacks: data loading, on-device
+  augmentation, forward, loss, backward, LARS, the online probe, logging. HEX runs
+  from the first step (no warm-up).
+
+A step's time is the interval between consecutive ``on_train_batch_start`` calls, so it
+includes data loading and every hook. Reported: the median over the timed steps after
+the warm-up steps (which absorb torch.compile's compilation). The data is the
+tiny-imagenet-hier50 CPU preset's (32 px); the machine must be otherwise idle.
+
+    python benchmarks/train_speed.py                                   # everything, CPU
+    python benchmarks/train_speed.py --sizes 16:256 --settings bf16-cl --runs raw simclr
+    python benchmarks/train_speed.py --device cuda --sizes 64:512 --settings bf16-cl fp16-cl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from hexssl.backbones import build_backbone
+from hexssl.config import load_config
+from hexssl.speed import compile_forward, to_channels_last
+from hexssl.train import pretrain
+
+RESULTS = Path(__file__).parent / "results"
+PRESET = "configs/simclr/tiny-imagenet-hier50-cpu.yaml"
+SETTINGS: dict[str, dict[str, Any]] = {
+    "fp32-nchw": {"precision": "32", "channels_last": False, "compile": False},
+    "bf16-cl": {"precision": "bf16-mixed", "channels_last": True, "compile": False},
+    "bf16-cl-compile": {"precision": "bf16-mixed", "channels_last": True, "compile": True},
+    "fp16-cl": {"precision": "16-mixed", "channels_last": True, "compile": False},
+    "fp16-cl-compile": {"precision": "16-mixed", "channels_last": True, "compile": True},
+}
+RUNS: dict[str, list[str]] = {
+    "simclr": ["method.name=simclr", "hex.enabled=false"],
+    "simclr-hex": ["method.name=simclr", "hex.enabled=true"],
+    "barlow-hex": ["method.name=barlow", "hex.enabled=true"],
+}
+AMP_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+class StepTimer(L.Callback):
+    """Wall time between consecutive training-batch starts (everything a step costs)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.starts: list[float] = []
+        self.device = device
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.starts.append(time.perf_counter())
+
+    @property
+    def times(self) -> list[float]:
+        return [b - a for a, b in zip(self.starts, self.starts[1:])]
+
+
+def raw_step_times(width: int, batch: int, setting: dict[str, Any], args: Any) -> list[float]:
+    """Seconds per raw backbone step: 2 views x forward, backward, SGD (momentum 0.9)."""
+    device = torch.device(args.device)
+    net = build_backbone("resnet18", stem="cifar", width=width).to(device)
+    if setting["channels_last"]:
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if setting["compile"]:
+        compile_forward(net, "backbone")
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    views = [torch.randn(batch, 3, 32, 32, device=device) for _ in range(2)]
+    if setting["channels_last"]:
+        views = [to_channels_last(v) for v in views]
+    dtype = AMP_DTYPES.get(setting["precision"])
+    times = []
+    for _ in range(args.warmup + args.steps):
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = sum(net(v).float().square().mean() for v in views)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[union-attr]
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times[args.warmup :]
+
+
+def batch_fraction(preset: str, batch: int, n: int) -> float:
+    """The ``limit_train_batches`` fraction of an epoch that gives ``n`` steps."""
+    per_epoch = int(load_config(preset).data.options["max_train_samples"]) // batch
+    if per_epoch < n:
+        raise SystemExit(f"the preset has {per_epoch} steps of batch {batch}; need {n}")
+    return (n + 0.5) / per_epoch
+
+
+def full_step_times(
+    run: str, width: int, batch: int, setting: dict[str, Any], args: Any
+) -> list[float]:
+    """Seconds per training step of ``hexssl pretrain`` on the preset's data."""
+    device = torch.device(args.device)
+    timer = StepTimer(device)
+    n = args.warmup + args.steps + 1
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(
+            args.preset,
+            [
+                *RUNS[run],
+                f"name={run}",
+                f"output_dir={tmp}",
+                f"backbone.kwargs.width={width}",
+                f"data.batch_size={batch}",
+                f"trainer.precision={setting['precision']}",
+                f"trainer.channels_last={str(setting['channels_last']).lower()}",
+                f"trainer.compile={str(setting['compile']).lower()}",
+                f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
+                "trainer.max_epochs=1",
+                f"trainer.limit_train_batches={batch_fraction(args.preset, batch, n)}",
+                "trainer.limit_val_batches=0",
+                "trainer.progress_bar=false",
+                "trainer.checkpoint_every_n_steps=0",
+                "hex.warmup_epochs=0",
+                "eval.knn_at_end=false",
+                *args.data_overrides,
+            ],
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pretrain(cfg, extra_callbacks=[timer])
+    return timer.times[args.warmup :]
+
+
+def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One row per (size, setting, run) with median seconds per step and images/s."""
+    rows = []
+    for size in args.sizes:
+        width, batch = (int(v) for v in size.split(":"))
+        for name in args.settings:
+            setting = SETTINGS[name]
+            for run in args.runs:
+                if run == "raw":
+                    times = raw_step_times(width, batch, setting, args)
+                else:
+                    times = full_step_times(run, width, batch, setting, args)
+                med = statistics.median(times)
+                row = dict(width=width, batch=batch, setting=name, run=run, seconds=med)
+                row.update(img_per_s=batch / med, views_per_s=2 * batch / med, n=len(times))
+                rows.append(row)
+                print(
+                    f"w{width} b{batch} {name:16s} {run:11s} {batch / med:8.1f} img/s "
+                    f"({2 * batch / med:8.1f} views/s, median of {len(times)})",
+                    flush=True,
+                )
+    return rows
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Full step / raw limit, HEX on / off, and the speed-up over fp32 NCHW eager."""
+    by = {(r["width"], r["batch"], r["setting"], r["run"]): r for r in rows}
+    out = []
+    for (w, b, s, run), r in by.items():
+        raw = by.get((w, b, s, "raw"))
+        off = by.get((w, b, s, "simclr"))
+        base = by.get((w, b, "fp32-nchw", run))
+        out.append(
+            dict(
+                width=w,
+                batch=b,
+                setting=s,
+                run=run,
+                of_raw=r["img_per_s"] / raw["img_per_s"] if raw and run != "raw" else None,
+                hex_on_over_off=(
+                    off["img_per_s"] / r["img_per_s"] if off and run == "simclr-hex" else None
+                ),
+                speedup_vs_fp32=r["img_per_s"] / base["img_per_s"] if base else None,
+            )
+        )
+    return out
+
+
+def fmt(x: float | None, pattern: str) -> str:
+    return "–" if x is None else pattern.format(x)
+
+
+def markdown(res: dict[str, Any]) -> str:
+    lines = [
+        f"Training-step throughput, {res['device']} ({res['threads']} threads, torch "
+        f"{res['torch']}), ResNet-18 CIFAR stem, 32 px, median of {res['steps']} steps after "
+        f"{res['warmup']} warm-up steps. img/s = images (2 views each) per second.",
+        "`of raw` = full step / raw backbone (fwd+bwd+SGD, same precision and layout); "
+        "`step time HEX/off` = SimCLR+HEX step time / SimCLR step time; "
+        "`vs fp32` = speed-up over fp32 NCHW eager (the old default).",
+        "",
+        "| width | batch | setting | run | img/s | of raw | step time HEX/off | vs fp32 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    extra = {(q["width"], q["batch"], q["setting"], q["run"]): q for q in res["ratios"]}
+    for r in res["rows"]:
+        q = extra[(r["width"], r["batch"], r["setting"], r["run"])]
+        lines.append(
+            f"| {r['width']} | {r['batch']} | {r['setting']} | {r['run']} | "
+            f"{r['img_per_s']:.1f} | {fmt(q['of_raw'], '{:.0%}')} | "
+            f"{fmt(q['hex_on_over_off'], '{:.3f}')} | {fmt(q['speedup_vs_fp32'], '{:.2f}x')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", nargs="+", default=["16:256", "64:128"], help="width:batch")
+    ap.add_argument(
+        "--settings", nargs="+", default=["fp32-nchw", "bf16-cl", "bf16-cl-compile"],
+        choices=sorted(SETTINGS),
+    )  # fmt: skip
+    ap.add_argument(
+        "--runs", nargs="+", default=["raw", *RUNS], choices=["raw", *RUNS], help="what to time"
+    )
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per point")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--preset", default=PRESET, help="the config whose data and heads are used")
+    ap.add_argument("--data-overrides", nargs="*", default=[], help="extra config overrides")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    ap.add_argument("--tag", default="", help="suffix of the result files (e.g. _cuda)")
+    args = ap.parse_args()
+    rows = measure(args)
+    res = dict(
+        device=args.device if args.device == "cpu" else torch.cuda.get_device_name(),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        machine=platform.processor() or platform.machine(),
+        steps=args.steps,
+        warmup=args.warmup,
+        rows=rows,
+        ratios=ratios(rows),
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"train_speed{args.tag}.json").write_text(json.dumps(res, indent=2))
+    (args.out / f"train_speed{args.tag}.md").write_text(markdown(res))
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()
