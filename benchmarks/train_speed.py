@@ -44,6 +44,8 @@ RESULTS = Path(__file__).parent / "results"
 PRESET = "configs/simclr/tiny-imagenet-hier50-cpu.yaml"
 SETTINGS: dict[str, dict[str, Any]] = {
     "fp32-nchw": {"precision": "32", "channels_last": False, "compile": False},
+    "fp32-cl": {"precision": "32", "channels_last": True, "compile": False},
+    "fp32-nchw-compile": {"precision": "32", "channels_last": False, "compile": True},
     "bf16-cl": {"precision": "bf16-mixed", "channels_last": True, "compile": False},
     "bf16-cl-compile": {"precision": "bf16-mixed", "channels_last": True, "compile": True},
     "fp16-cl": {"precision": "16-mixed", "channels_last": True, "compile": False},

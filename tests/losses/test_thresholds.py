@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from hexssl.losses import HEXDenominator
 from hexssl.losses.thresholds import (
     AdaptiveThreshold,
     FixedThreshold,
@@ -63,7 +64,10 @@ def test_ema_follows_the_recurrence_and_only_in_training():
     pos = torch.arange(4).roll(2)[:, None]
     s1, s2 = torch.full((4, 4), 0.2), torch.full((4, 4), 0.6)
     assert float(thr(s1, pos, None, 0)[1]) == pytest.approx(0.2)
+    thr.end_step()
     assert float(thr(s2, pos, None, 0)[1]) == pytest.approx(0.9 * 0.2 + 0.1 * 0.6)
+    thr.end_step()
+    assert float(thr.ema_value) == pytest.approx(0.9 * 0.2 + 0.1 * 0.6)
     thr.eval()
     before = float(thr.ema_value)
     thr(s2, pos, None, 0)
@@ -121,3 +125,32 @@ def test_sparse_neighbours_equal_dense_mask(per_anchor, spread, n_img):
     torch.testing.assert_close(eps2, eps)
     if spread == "one_cluster" and not per_anchor:
         assert int(H.sum(1).max()) > 4 * (n - 2 - round(0.99 * (n - 3)))  # beyond the window
+
+
+def test_ema_advances_once_per_step_with_the_mean_of_its_calls():
+    """Two loss calls in one step (MoCo, NNCLR): one update, by their mean (issue 10)."""
+    thr = AdaptiveThreshold(q=0.5, ema=0.5)
+    pos = torch.arange(4).roll(2)[:, None]
+    for value in (0.2, 0.4):  # step 1 seeds the EMA with the mean 0.3
+        thr(torch.full((4, 4), value), pos, None, 0)
+    thr.end_step()
+    assert float(thr.ema_value) == pytest.approx(0.3)
+    first = float(thr(torch.full((4, 4), 0.8), pos, None, 0)[1])
+    second = float(thr(torch.full((4, 4), 0.8), pos, None, 0)[1])
+    assert first == second == pytest.approx(0.5 * 0.3 + 0.5 * 0.8)  # same committed value
+    thr.end_step()
+    assert float(thr.ema_value) == pytest.approx(0.55)
+
+
+def test_ema_does_not_advance_during_warmup():
+    hexd = HEXDenominator("adaptive", q=0.5, ema=0.9, warmup_epochs=1.0)
+    s = torch.full((4, 4), 0.3)
+    pos = torch.arange(4).roll(2)[:, None]
+    hexd.set_progress(0.5)
+    hexd(s, 0.1, pos, None)
+    hexd.end_step()
+    assert torch.isnan(hexd.threshold.ema_value)
+    hexd.set_progress(1.5)
+    hexd(s, 0.1, pos, None)
+    hexd.end_step()
+    assert float(hexd.threshold.ema_value) == pytest.approx(0.3)

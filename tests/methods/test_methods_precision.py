@@ -85,7 +85,16 @@ def test_precision_aliases_are_canonical() -> None:
 def test_fp16_mixed_needs_a_gpu() -> None:
     with pytest.raises(ConfigError, match="bf16-mixed"):
         check_device_precision("16-mixed", "cpu")
-    check_device_precision("bf16-mixed", "cpu")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_warns(fast: bool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("hexssl.speed.cpu_has_fast_bf16", lambda: fast)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_device_precision("bf16-mixed", "cpu")
+        check_device_precision("32", "cpu")
+    assert len([w for w in caught if "emulated" in str(w.message)]) == (0 if fast else 1)
 
 
 def test_speed_settings_keep_checkpoint_keys() -> None:

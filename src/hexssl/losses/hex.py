@@ -298,6 +298,10 @@ class HEXDenominator(nn.Module):
         """Set training progress in (fractional) epochs; drives schedules and warm-up."""
         self.epoch.fill_(float(epoch))
 
+    def end_step(self) -> None:
+        """Once per optimiser step: the threshold's EMA advances, except in warm-up."""
+        self.threshold.end_step(keep=not self.in_warmup)
+
     @property
     def in_warmup(self) -> bool:
         """True while the loss is plain InfoNCE (spec 5.3)."""

@@ -167,10 +167,31 @@ class InfoNCE(nn.Module):
         self.temperature = temperature
         self.denominator = denominator if denominator is not None else InfoNCEDenominator()
         self.stats: Stats = {}
+        self._stat_sums: Stats = {}  # sums over this step's calls (see step_stats)
+        self._stat_calls = 0
 
     def set_progress(self, epoch: float) -> None:
         """Push training progress (fractional epochs) into the denominator."""
         self.denominator.set_progress(epoch)  # type: ignore[operator]
+
+    def end_step(self) -> None:
+        """Once per optimiser step: lets a stateful denominator (threshold EMA) commit."""
+        end = getattr(self.denominator, "end_step", None)
+        if callable(end):
+            end()
+
+    def step_stats(self) -> tuple[Stats, int]:
+        """(sum of the statistics over the calls since the last read, number of calls)."""
+        out = self._stat_sums, self._stat_calls
+        self._stat_sums, self._stat_calls = {}, 0
+        return out
+
+    def _record(self, stats: Stats) -> None:
+        self.stats = stats
+        if stats:
+            for key, value in stats.items():
+                self._stat_sums[key] = self._stat_sums.get(key, 0.0) + value.detach()
+            self._stat_calls += 1
 
     def forward(
         self,
@@ -190,7 +211,8 @@ class InfoNCE(nn.Module):
             raise ValueError("negatives (a queue) need pairing='cross'")
         pairs = simclr_pairing(z0, z1) if pairing == "simclr" else cross_pairing(z0, z1, negatives)
         self._feed_oracle(pairing, labels, negatives)
-        loss, self.stats = contrastive_loss(pairs, self.temperature, self.denominator)
+        loss, stats = contrastive_loss(pairs, self.temperature, self.denominator)
+        self._record(stats)
         return loss
 
     def _feed_oracle(self, pairing: str, labels: Tensor | None, negatives: Tensor | None) -> None:

@@ -111,6 +111,9 @@ class Threshold(nn.Module):
 
     tops_rows: bool = True
 
+    def end_step(self, keep: bool = True) -> None:
+        """Called once per optimiser step; stateful thresholds commit their state here."""
+
     def logit_threshold(
         self, masked: Tensor, sim: Tensor, temperature: float, epoch: float, n_valid: int
     ) -> Tensor:
@@ -237,6 +240,7 @@ class AdaptiveThreshold(Threshold):
         self.q, self.per_anchor, self.ema = q, per_anchor, ema
         self.include_self_positive = include_self_positive
         self.register_buffer("ema_value", torch.tensor(float("nan")))
+        self._pending: list[Tensor] = []  # this step's batch thresholds, not yet committed
 
     def logit_threshold(
         self, masked: Tensor, sim: Tensor, temperature: float, epoch: float, n_valid: int
@@ -285,13 +289,28 @@ class AdaptiveThreshold(Threshold):
         return rows, cols, eps_l * temperature
 
     def _smooth(self, eps: Tensor) -> Tensor:
+        """ema * (the value committed at the last step) + (1 - ema) * this batch's eps.
+
+        Every call of a step sees the same committed value; the calls' eps are pooled
+        and committed once per optimiser step by :meth:`end_step` (issue 10).
+        """
         if self.ema == 0.0:
             return eps
-        if self.training:
+        prev = self.ema_value
+        if not self.training:
+            return eps if torch.isnan(prev) else prev.clone()
+        self._pending.append(eps.detach())
+        return eps if torch.isnan(prev) else self.ema * prev + (1.0 - self.ema) * eps
+
+    def end_step(self, keep: bool = True) -> None:
+        """Fold this step's batch thresholds into the EMA (``keep=False`` drops them)."""
+        if keep and self._pending:
+            eps = torch.stack(self._pending).mean()
             prev = self.ema_value
-            new = eps if torch.isnan(prev) else self.ema * prev + (1.0 - self.ema) * eps
-            self.ema_value.copy_(new)
-        return eps if torch.isnan(self.ema_value) else self.ema_value.clone()
+            self.ema_value.copy_(
+                eps if torch.isnan(prev) else self.ema * prev + (1 - self.ema) * eps
+            )
+        self._pending.clear()
 
 
 class FixedThreshold(Threshold):

@@ -15,8 +15,9 @@ queue of past view-0 targets provides each sample's k nearest neighbours NN_k(t_
 
     L = 0.5 * L_nnclr + 0.5 * L_centroid + 5 * L_feature     (official weights)
 
-HEX replaces the denominators of both contrastive terms (HEX_SPEC 6): both InfoNCEs
-receive the configured denominator.
+HEX replaces the denominators of both contrastive terms (HEX_SPEC 6): each InfoNCE gets
+its own copy of the configured denominator, so the two similarity distributions keep
+separate threshold states (EMA); both share the warm-up and schedule via progress.
 
 Simplifications, against the official code (a solo-learn fork):
 - the positional encoding is a standard fixed sinusoid over the k sequence positions
@@ -28,6 +29,7 @@ Simplifications, against the official code (a solo-learn fork):
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -141,7 +143,9 @@ class All4One(SSLMethod):
         )
         self.support = FeatureQueue(p.queue_size, p.proj_out)
         self.nnclr_loss = InfoNCE(p.temperature, self.denominator)
-        self.centroid_loss = InfoNCE(p.centroid_temperature, self.denominator)
+        # its own copy: the centroid similarities have their own distribution, so their
+        # threshold state (EMA) must not be shared with the NNCLR term's (issue 10)
+        self.centroid_loss = InfoNCE(p.centroid_temperature, copy.deepcopy(self.denominator))
 
     def ssl_step(self, views: list[Tensor], superlabels: Tensor) -> StepOutput:
         p = self.params

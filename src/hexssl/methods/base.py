@@ -199,15 +199,31 @@ class SSLMethod(L.LightningModule):
             self.log(f"train/hex/{key}", value, prog_bar=key == "eps")
 
     def hex_stats(self) -> dict[str, Tensor]:
-        """HEX_SPEC 8 observables of the first HEX-bearing loss of the last step."""
+        """HEX_SPEC 8 observables: the mean over every HEX call since the last read.
+
+        That is every direction, crop pair and term of the step (MoCo and NNCLR call the
+        loss twice, All4One four times, multi-crop 1 + 2 x local crops).
+        """
+        sums: dict[str, Tensor] = {}
+        calls = 0
         for module in self.modules():
-            if isinstance(module, InfoNCE) and module.stats:
-                return module.stats
-        return {}
+            if isinstance(module, InfoNCE):
+                part, n = module.step_stats()
+                for key, value in part.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                calls += n
+        return {key: value / calls for key, value in sums.items()}
+
+    def end_step(self) -> None:
+        """Once per optimiser step: momentum encoders and threshold EMAs advance."""
+        self._update_momentum()
+        for module in self.modules():
+            if isinstance(module, InfoNCE):
+                module.end_step()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0:  # after optimiser steps
-            self._update_momentum()
+            self.end_step()
         every = self.purity_every
         if every and self.purity_batch is not None and self.global_step % every == 0:
             self.log_dict(self.purity_metrics(), on_step=True, on_epoch=False)
