@@ -134,7 +134,7 @@ def _data_key(dm: Any) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------- opening
-def _config_from(data: dict[str, Any], overrides: list[str]) -> RunConfig:
+def config_from(data: dict[str, Any], overrides: list[str]) -> RunConfig:
     """A validated RunConfig from a nested dict plus ``key=value`` overrides."""
     d = copy.deepcopy(data)
     for text in overrides:
@@ -143,7 +143,8 @@ def _config_from(data: dict[str, Any], overrides: list[str]) -> RunConfig:
     return from_dict(RunConfig, d)
 
 
-def _setup(cfg: RunConfig) -> Any:
+def setup_data(cfg: RunConfig) -> Any:
+    """The set-up data module of ``cfg``."""
     dm = build_datamodule(cfg)
     dm.setup()
     return dm
@@ -159,7 +160,7 @@ def open_run_encoder(run_dir: str | Path, overrides: list[str], which: str = "la
     run = Path(run_dir)
     cfg = run_config(run, [*overrides, "eval.purity_every_n_steps=0"])
     ckpt = checkpoint_path(run, which)
-    dm = _setup(cfg)
+    dm = setup_data(cfg)
     state = checkpoint_state(ckpt)
     try:
         backbone = build_backbone(cfg.backbone.name, **cfg.backbone.kwargs)
@@ -185,7 +186,7 @@ def open_release_encoder(weights: str | Path, overrides: list[str]) -> Encoder:
     from hexssl.export import load_release
 
     backbone, meta = load_release(weights)
-    cfg = _config_from({"data": meta.get("data", {})}, overrides)
+    cfg = config_from({"data": meta.get("data", {})}, overrides)
     t = meta["eval_transform"]
     transform = EvalView(build_augmentation("eval", t["image_size"], t["mean"], t["std"]))
     if cfg.data.image_size != t["image_size"]:
@@ -193,7 +194,7 @@ def open_release_encoder(weights: str | Path, overrides: list[str]) -> Encoder:
             f"data.image_size={cfg.data.image_size}, but {weights} was trained at "
             f"{t['image_size']} px; evaluate at its size"
         )
-    return Encoder(cfg, backbone, transform, _setup(cfg))
+    return Encoder(cfg, backbone, transform, setup_data(cfg))
 
 
 def open_encoder(target: str | Path, overrides: list[str], which: str = "last") -> Encoder:

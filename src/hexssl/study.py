@@ -42,6 +42,7 @@ from lightning.pytorch.callbacks import Callback
 
 from hexssl.config import ConfigError, RunConfig, from_dict, merge, parse_override, set_path
 from hexssl.config import to_dict as config_dict
+from hexssl.data.transforms import build_augmentation
 
 PROTOCOL_KEYS = {"epochs", "warmup_fraction", "seeds", "eval", "base", "arms", "comparisons"}
 CURVE_COLUMNS = (
@@ -497,43 +498,65 @@ def transfer(
     """kNN (class and superclass) of every released backbone on other ImageFolder data.
 
     Each dataset (a directory or .tar.gz with ``hierarchy.csv``) is evaluated with its
-    train split as the memory bank and its val split as the queries. Results go to
-    ``<results>/transfer/<dataset>/<arm>-s<seed>.json``; existing ones are skipped.
+    train split as the memory bank and its val split as the queries, decoded at each
+    backbone's training resolution and normalised with its training statistics. Results
+    go to ``<results>/transfer/<dataset>/<arm>-s<seed>.json``; existing ones are skipped.
+    ``max_samples`` caps each split (a seeded random subset; for tests).
     """
-    from hexssl.evaluate import encoder_features, knn_summary, open_release_encoder
-    from hexssl.train import atomic_write_text
+    from hexssl.evaluate import Encoder, EvalView, config_from, setup_data
+    from hexssl.export import load_release
 
     written = []
-    for weights in sorted((results_dir / "weights").glob("*.pt")):
-        for root in datasets:
+    for root in datasets:
+        data_modules: dict[int, Any] = {}  # image size -> the dataset, loaded once
+        for weights in sorted((results_dir / "weights").glob("*.pt")):
             out = results_dir / "transfer" / dataset_tag(root) / f"{weights.stem}.json"
             if out.is_file():
                 continue
-            over = ["data.dataset=imagefolder", f"data.root={root}"]
-            enc = open_release_encoder(weights, over)
-            _limit(enc.dm, max_samples, 0)
-            train, val = encoder_features(enc)
-            res = knn_summary(train, val, [k], [t])
-            meta = json.loads(weights.with_suffix(".json").read_text())
-            result = {
-                "arm": meta.get("arm"),
-                "seed": meta.get("seed"),
-                "dataset": str(root),
-                "n_train": int(train[0].shape[0]),
-                "n_val": int(val[0].shape[0]),
-                "num_classes": enc.dm.num_classes,
-                "num_superclasses": enc.dm.num_superclasses,
-                "k": k,
-                "t": t,
-                "knn_class_top1": res.get("knn_class_top1"),
-                "knn_super_top1": res.get("knn_super_top1"),
-                "max_samples": max_samples,
-            }
-            atomic_write_text(out, json.dumps(_finite(result), indent=2) + "\n")
-            print(f"[study] transfer {weights.stem} on {dataset_tag(root)}: {result}")
-            written.append(out)
+            backbone, meta = load_release(weights)
+            tr = meta["eval_transform"]
+            size = int(tr["image_size"])
+            over = ["data.dataset=imagefolder", f"data.root={root}", f"data.image_size={size}",
+                    f"data.options={{image_size: {size}}}"]  # fmt: skip
+            cfg = config_from({}, over)
+            if size not in data_modules:
+                data_modules[size] = setup_data(cfg)
+                _limit(data_modules[size], max_samples, 0)
+            view = EvalView(build_augmentation("eval", size, tr["mean"], tr["std"]))
+            enc = Encoder(cfg, backbone, view, data_modules[size])
+            written.append(_write_transfer(out, enc, meta, root, k, t, max_samples))
             if git_commit:
                 git_commit_paths(
                     [out], f"hex_study transfer: {weights.stem} on {dataset_tag(root)}"
                 )
     return written
+
+
+def _write_transfer(
+    out: Path, enc: Any, meta: dict[str, Any], root: str | Path, k: int, t: float,
+    max_samples: int | None,
+) -> Path:  # fmt: skip
+    from hexssl.evaluate import encoder_features, knn_summary
+    from hexssl.train import atomic_write_text
+
+    train, val = encoder_features(enc)
+    res = knn_summary(train, val, [k], [t])
+    result = {
+        "arm": meta.get("arm"),
+        "seed": meta.get("seed"),
+        "dataset": str(root),
+        "n_train": int(train[0].shape[0]),
+        "n_val": int(val[0].shape[0]),
+        "num_classes": enc.dm.num_classes,
+        "num_superclasses": enc.dm.num_superclasses,
+        "k": k,
+        "t": t,
+        "knn_class_top1": res.get("knn_class_top1"),
+        "knn_super_top1": res.get("knn_super_top1"),
+        "max_samples": max_samples,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(_finite(result), indent=2) + "\n")
+    print(f"[study] transfer {out.stem} on {dataset_tag(root)}: class "
+          f"{result['knn_class_top1']} super {result['knn_super_top1']}")  # fmt: skip
+    return out

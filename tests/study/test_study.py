@@ -206,3 +206,47 @@ def test_git_commit_commits_only_the_given_paths(
     assert git_commit_paths([Path("r.json")], "hex_study: r")
     assert git("show", "--name-only", "--format=", "HEAD").split() == ["r.json"]
     assert "other.txt" in git("diff", "--cached", "--name-only")  # still staged, not committed
+
+
+# ------------------------------------------------------------------------- transfer
+def _release(results: Path, arm: str, seed: int) -> None:
+    """A released (untrained) backbone, as the campaign writes it."""
+    from hexssl.backbones import build_backbone
+    from hexssl.export import export_release
+
+    kwargs = {"stem": "cifar", "width": 4}
+    net = build_backbone("resnet18", **kwargs)
+    export_release(net, results / "weights" / f"{arm}-s{seed}.pt", "resnet18", kwargs, 16,
+                   [0.5] * 3, [0.25] * 3, {"arm": arm, "seed": seed})  # fmt: skip
+
+
+def test_transfer_knn_on_another_image_folder(tmp_path: Path) -> None:
+    from hexssl.study import transfer
+    from tests.pipeline.tiny import write_tree
+
+    tree = write_tree(tmp_path / "other", {"a": "x", "b": "x", "c": "y", "d": "z"})
+    _release(tmp_path / "res", "simclr", 0)
+    _release(tmp_path / "res", "simclr-hex-paper", 0)
+    out = transfer(tmp_path / "res", [tree])
+    assert [p.name for p in out] == ["simclr-hex-paper-s0.json", "simclr-s0.json"]
+    r = json.loads(out[1].read_text())
+    assert (r["num_classes"], r["num_superclasses"], r["n_train"], r["n_val"]) == (4, 3, 16, 8)
+    assert 0 <= r["knn_class_top1"] <= 100 and 0 <= r["knn_super_top1"] <= 100
+    assert transfer(tmp_path / "res", [tree]) == []  # done: skipped
+
+
+@pytest.mark.slow
+def test_transfer_on_shared_cifar10(tmp_path: Path) -> None:
+    from hexssl.study import transfer
+
+    cifar = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+    if not cifar.is_file():
+        pytest.skip(f"shared dataset not found at {cifar} (see ../shared/data/README.md)")
+    _release(tmp_path, "simclr", 0)
+    (out,) = transfer(tmp_path, [cifar], max_samples=300)
+    r = json.loads(out.read_text())
+    assert out.parent.name == "cifar10-jpeg" and (r["num_classes"], r["num_superclasses"]) == (
+        10,
+        2,
+    )
+    assert (r["n_train"], r["n_val"]) == (300, 300)
