@@ -280,15 +280,11 @@ def run_umap(args: argparse.Namespace) -> Path:
     """``hexssl umap``: 2-D plot of validation features, coloured by superclass."""
     enc = _open(args)
     _, val = encoder_features(enc)
-    where = enc.cache_dir if enc.cache_dir is not None else Path(args.run_dir).parent
-    name = enc.cache_dir.name if enc.cache_dir is not None else Path(args.run_dir).stem
-    path = plot_embedding_2d(
-        val[0],
-        val[1],
-        val[2],
-        where / f"embedding-{args.method}.png",
-        method=args.method,
-        title=name,
-    )
+    if enc.cache_dir is not None:
+        path, title = enc.cache_dir / f"embedding-{args.method}.png", enc.cache_dir.name
+    else:  # released weights: into the working directory, never beside the weights
+        title = Path(args.run_dir).stem
+        path = Path(f"embedding-{title}-{args.method}.png")
+    plot_embedding_2d(val[0], val[1], val[2], path, method=args.method, title=title)
     print(f"wrote {path}")
     return path
