@@ -6,8 +6,10 @@ load time, before any data is read or any checkpoint written.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+import torch
 from torch import nn
 
 from hexssl.backbones import build_backbone
@@ -48,6 +50,17 @@ def build_denominator(h: HexConfig, max_epochs: int) -> nn.Module:
         )
     except ValueError as err:
         raise ConfigError(f"hex: {err}") from None
+
+
+def derived_seed(seed: int, purpose: str) -> int:
+    """A seed for one purpose (e.g. "backbone"), a pure function of (seed, purpose).
+
+    Drawing the backbone's initial weights from its own stream makes them independent of
+    what else is built (heads, HEX, data): every arm of a paired study that shares a seed
+    starts from the same backbone.
+    """
+    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % (2**63)
 
 
 def build_datamodule(
@@ -101,7 +114,9 @@ def build_method(cfg: RunConfig, dm: HexDataModule) -> SSLMethod:
         raise ConfigError(f"method.name: {err}") from None
     params = check_params(cfg.method.params, cls.Params(), "method.params.")
     try:
-        backbone = build_backbone(cfg.backbone.name, **cfg.backbone.kwargs)
+        with torch.random.fork_rng(devices=[]):  # init depends on the seed alone (paired runs)
+            torch.manual_seed(derived_seed(cfg.seed, "backbone"))
+            backbone = build_backbone(cfg.backbone.name, **cfg.backbone.kwargs)
     except ValueError as err:
         raise ConfigError(f"backbone: {err}") from None
     denominator = build_denominator(cfg.hex, cfg.trainer.max_epochs)

@@ -56,9 +56,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.study:
+        from hexssl.eval.study_report import study_report
+
+        if len(args.run_dirs) != 1:
+            raise ConfigError("--study takes one results folder, e.g. benchmarks/results/hex_study")
+        print(study_report(args.run_dirs[0], out))
+        print(f"(study report and plots in {out})")
+        return 0
     from hexssl.eval.report import compare_runs
 
-    out = Path(args.out)
     print(compare_runs([Path(r) for r in args.run_dirs], out))
     print(f"(report and plots in {out})")
     return 0
@@ -87,7 +95,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _eval_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-    p.add_argument("run_dir", help="a run directory written by `hexssl pretrain`")
+    p.add_argument(
+        "run_dir",
+        help="a run directory written by `hexssl pretrain`, or released weights "
+        "(WEIGHTS.pt with its WEIGHTS.json, e.g. benchmarks/results/hex_study/weights/)",
+    )
     p.add_argument(
         "--data",
         nargs="*",
@@ -141,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="compare runs: markdown table and plots")
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--out", default="runs/report", help="output folder")
+    p.add_argument(
+        "--study",
+        action="store_true",
+        help="RUN_DIRS is one study results folder (<arm>-s<seed>.json): paired tables",
+    )
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("convert-config", help="translate an authors' HEX/solo-learn YAML")
     p.add_argument("config")

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
 from hexssl.backbones import build_backbone, export_state_dict
 from hexssl.runs import checkpoint_path, run_config
-from hexssl.train import atomic_torch_save
+from hexssl.train import atomic_torch_save, atomic_write_text
+
+RELEASE_FORMAT = "hexssl-backbone-fp16/1"
 
 
 def backbone_state(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -32,3 +38,72 @@ def export_run(
     path = Path(out) if out else run / f"backbone-{fmt}.pt"
     atomic_torch_save(export_state_dict(backbone, fmt), path)
     return path
+
+
+# ------------------------------------------------------------------ released weights
+def release_meta_path(weights: str | Path) -> Path:
+    """The JSON beside a released weights file: ``<name>.pt`` -> ``<name>.json``."""
+    return Path(weights).with_suffix(".json")
+
+
+def export_release(
+    backbone: nn.Module,
+    path: str | Path,
+    name: str,
+    kwargs: dict[str, Any],
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a backbone as a small fp16 ``state_dict`` plus a JSON naming its architecture.
+
+    The JSON holds what evaluating the weights needs without the run directory: the
+    backbone ``name`` and ``kwargs`` for ``build_backbone``, and the eval transform (image
+    size, normalisation mean / std of the training data). Floating tensors are stored as
+    float16 (a ResNet-18 at width 16 is about 1.4 MB); integer buffers are kept.
+
+    Example:
+        >>> export_release(net, "w/simclr-s0.pt", "resnet18", {"stem": "cifar", "width": 16},
+        ...                32, mean, std)  # doctest: +SKIP
+    """
+    path = Path(path)
+    state = {
+        k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
+        for k, v in backbone.state_dict().items()
+    }
+    atomic_torch_save(state, path)
+    meta = {
+        "format": RELEASE_FORMAT,
+        "weights": path.name,
+        "backbone": {"name": name, "kwargs": dict(kwargs)},
+        "eval_transform": {"image_size": image_size, "mean": list(mean), "std": list(std)},
+        **(extra or {}),
+    }
+    atomic_write_text(release_meta_path(path), json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def is_release(path: str | Path) -> bool:
+    """True for a released weights file (a file with its architecture JSON beside it)."""
+    return Path(path).is_file() and release_meta_path(path).is_file()
+
+
+def load_release(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """(float32 backbone in eval mode, its JSON metadata) from :func:`export_release` files.
+
+    Loaded with ``torch.load(weights_only=True)``: a weights file cannot run code.
+    """
+    path = Path(path)
+    meta_file = release_meta_path(path)
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{path}: no architecture file {meta_file} beside the weights")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("format") != RELEASE_FORMAT:
+        raise ValueError(f"{meta_file}: format {meta.get('format')!r}, expected {RELEASE_FORMAT}")
+    backbone = build_backbone(meta["backbone"]["name"], **meta["backbone"]["kwargs"])
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    backbone.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    )
+    return backbone.eval(), meta

@@ -28,10 +28,17 @@ def run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunCo
     return load_config(run / "config.yaml", overrides)
 
 
+def checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
+    """The model ``state_dict`` of a Lightning checkpoint."""
+    state: dict[str, torch.Tensor] = torch.load(path, map_location="cpu", weights_only=False)[
+        "state_dict"
+    ]
+    return state
+
+
 def load_weights(method: SSLMethod, path: Path) -> None:
     """Load a Lightning checkpoint's weights (strict: architecture must match)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-    method.load_state_dict(state)
+    method.load_state_dict(checkpoint_state(path))
 
 
 def open_run(

@@ -7,14 +7,19 @@ probes and hierarchy reports can run again without touching the backbone.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 Batch = Sequence[Tensor]
 Features = tuple[Tensor, Tensor, Tensor]  # feats (N, D) float32, labels (N,), superlabels (N,)
+log = logging.getLogger("hexssl")
 
 
 def to_float_images(images: Tensor) -> Tensor:
@@ -86,37 +91,78 @@ def feature_cache_path(run_dir: str | Path, split: str) -> Path:
     return Path(run_dir) / "features" / f"{split}.pt"
 
 
+def file_identity(path: str | Path) -> dict[str, Any]:
+    """Content identity of a file (size and SHA-256), e.g. the checkpoint features came from.
+
+    A resumed run rewrites ``last.ckpt`` in place; its path and tag stay the same but
+    this identity changes, so a feature cache keyed by it is never stale.
+    """
+    p = Path(path)
+    digest = hashlib.sha256()
+    with p.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"size": p.stat().st_size, "sha256": digest.hexdigest()}
+
+
 def save_features(
-    run_dir: str | Path, split: str, feats: Tensor, labels: Tensor, superlabels: Tensor
+    run_dir: str | Path,
+    split: str,
+    feats: Tensor,
+    labels: Tensor,
+    superlabels: Tensor,
+    key: dict[str, Any] | None = None,
 ) -> Path:
-    """Write features and labels to ``<run_dir>/features/<split>.pt`` and return the path.
+    """Write features and labels to ``<run_dir>/features/<split>.pt`` atomically.
+
+    ``key`` (JSON-serialisable, e.g. checkpoint identity and data config) is stored with
+    them; :func:`cached_features` re-extracts when it differs.
 
     Shape:
         feats: (N, D); labels: (N,); superlabels: (N,).
     """
+    from hexssl.train import atomic_torch_save
+
     if not feats.shape[0] == labels.shape[0] == superlabels.shape[0]:
         raise ValueError(
             f"row counts differ: feats {feats.shape[0]}, labels {labels.shape[0]}, "
             f"superlabels {superlabels.shape[0]}"
         )
     path = feature_cache_path(run_dir, split)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"feats": feats.cpu(), "labels": labels.cpu(), "superlabels": superlabels.cpu()}
-    torch.save(payload, path)
+    payload = {
+        "feats": feats.cpu(),
+        "labels": labels.cpu(),
+        "superlabels": superlabels.cpu(),
+        "key": json.dumps(key, sort_keys=True),
+    }
+    atomic_torch_save(payload, path)
     return path
 
 
-def load_features(run_dir: str | Path, split: str) -> Features:
+def load_features(run_dir: str | Path, split: str, key: dict[str, Any] | None = None) -> Features:
     """Read ``(feats, labels, superlabels)`` saved by :func:`save_features`.
 
     Raises:
         FileNotFoundError: naming the missing cache file.
+        StaleCacheError: the file is unreadable (e.g. truncated) or was written for a
+            different ``key``.
     """
     path = feature_cache_path(run_dir, split)
     if not path.is_file():
         raise FileNotFoundError(f"no cached features at {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    return payload["feats"], payload["labels"], payload["superlabels"]
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        out = payload["feats"], payload["labels"], payload["superlabels"]
+        stored = payload.get("key")
+    except Exception as err:  # truncated, corrupt or foreign file: any unpickling error
+        raise StaleCacheError(f"unreadable feature cache {path}: {err}") from None
+    if stored != json.dumps(key, sort_keys=True):
+        raise StaleCacheError(f"feature cache {path} was written for another checkpoint/data")
+    return out
+
+
+class StaleCacheError(RuntimeError):
+    """A feature cache that must be rebuilt (unreadable, or for another checkpoint)."""
 
 
 def cached_features(
@@ -127,14 +173,21 @@ def cached_features(
     transform: Callable[[Tensor], Tensor] | None = None,
     device: torch.device | str = "cpu",
     overwrite: bool = False,
+    key: dict[str, Any] | None = None,
 ) -> Features:
-    """Load ``<run_dir>/features/<split>.pt`` if present, else extract and save it.
+    """Load ``<run_dir>/features/<split>.pt`` if it matches ``key``, else extract and save.
+
+    A cache that is unreadable (truncated by a kill) or was written for another ``key``
+    (another checkpoint, other data) is rebuilt.
 
     Shape:
         returns feats (N, D) float32, labels (N,), superlabels (N,).
     """
     if not overwrite and feature_cache_path(run_dir, split).is_file():
-        return load_features(run_dir, split)
+        try:
+            return load_features(run_dir, split, key)
+        except StaleCacheError as err:
+            log.info("%s; extracting again", err)
     feats, labels, supers = extract_features(backbone, loader, transform, device)
-    save_features(run_dir, split, feats, labels, supers)
+    save_features(run_dir, split, feats, labels, supers, key)
     return feats, labels, supers

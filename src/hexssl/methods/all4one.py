@@ -162,6 +162,15 @@ class All4One(SSLMethod):
         self.support.push(t[0])
         return StepOutput(loss, feats[0], (z[0], z[1]))
 
+    def hex_views(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The NNCLR term's pair: NN of the momentum target against the prediction.
+
+        (The centroid term shares the same threshold module; its tensors are not shown.)
+        """
+        t = F.normalize(self.momentum_projector(self.momentum_backbone(x)), dim=1)  # (N, D)
+        neighbour = self.support.nearest(t)[:, 0]  # (N, D)
+        return neighbour, self.predictor(self.projector(self.backbone(x)))
+
     def _nnclr_term(self, z: list[Tensor], nn_k: list[Tensor], labels: Tensor) -> Tensor:
         """NNCLR: nearest neighbour of view i against the predictions of view j."""
         pred = [self.predictor(zi) for zi in z]  # 2 x (B, D)

@@ -99,10 +99,30 @@ class SSLMethod(L.LightningModule):
         raise NotImplementedError
 
     def embed(self, x: Tensor) -> Tensor:
-        """The embedding HEX sees (projector output), used for purity diagnostics."""
+        """The projector output of a batch (where the weighted HEX term acts)."""
         projector: nn.Module = self.projector  # type: ignore[assignment]
         out: Tensor = projector(self.backbone(x))
         return out
+
+    def hex_views(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(anchors, candidates) of one batch, as HEX compares them in this method's loss.
+
+        Column i of the candidates is image i itself (the anchor or its positive), so the
+        diagonal is excluded from N(i). Default: projector outputs on both sides (SimCLR
+        and the weighted HEX term of BYOL / Barlow Twins / VICReg). Methods whose loss
+        contrasts other tensors (predictions, momentum keys, nearest neighbours) override it.
+
+        Shape:
+            x: (N, 3, H, W) eval view -> (N, D), (N, D).
+        """
+        z = self.embed(x)
+        return z, z
+
+    def hex_threshold(self) -> nn.Module | None:
+        """The threshold module of this run's HEX term, or None when HEX is off."""
+        den = self.extra_term.term.denominator if self.extra_term is not None else self.denominator
+        thr: nn.Module | None = getattr(den, "threshold", None)
+        return thr
 
     def make_momentum(self, online: nn.Module) -> nn.Module:
         """A frozen EMA copy of ``online``, updated after each optimiser step."""
@@ -226,7 +246,11 @@ class SSLMethod(L.LightningModule):
             self.end_step()
         every = self.purity_every
         if every and self.purity_batch is not None and self.global_step % every == 0:
-            self.log_dict(self.purity_metrics(), on_step=True, on_epoch=False)
+            # Straight to the loggers at this step: self.log would re-emit the last value
+            # at every log_every_n_steps row, and the curve would show stale points.
+            metrics = self.purity_metrics()
+            for logger in self.loggers:
+                logger.log_metrics(metrics, step=self.global_step)
 
     @torch.no_grad()
     def _update_momentum(self) -> None:
@@ -241,23 +265,80 @@ class SSLMethod(L.LightningModule):
                 bt.copy_(bo)
 
     @torch.no_grad()
+    def purity_sets(self, images: Tensor, superlabels: Tensor) -> dict[str, tuple[Tensor, float]]:
+        """Neighbour sets H of one uint8 batch (one eval view per image), by two rules.
+
+        ``"own"``: the run's own threshold module (its q, EMA, schedule, or the oracle) at
+        the current training progress, on the tensors the loss contrasts
+        (:meth:`hex_views`); present only when HEX is on. ``"q99"``: the adaptive q = 0.99
+        rule (HEX_SPEC 5.1 defaults) on the same tensors, comparable across runs.
+        Both exclude the diagonal (self or positive) from N(i).
+
+        Shape:
+            images: (N, 3, H, W) uint8; superlabels: (N,) -> {name: (H (N, N) bool, eps)}.
+        """
+        from hexssl.losses.thresholds import AdaptiveThreshold, SuperclassOracle
+
+        was_training = self.training
+        self.eval()  # BN in eval mode; an EMA threshold reads its state without updating it
+        try:
+            anchors, cands = self.hex_views(self.eval_view(images))  # (N, D), (N, D)
+            sim = F.normalize(anchors.float(), dim=1) @ F.normalize(cands.float(), dim=1).T
+            diag = torch.arange(sim.shape[0], device=sim.device)[:, None]  # (N, 1)
+            rules: dict[str, nn.Module] = {"q99": AdaptiveThreshold(q=0.99)}
+            own = self.hex_threshold()
+            if own is not None:
+                if isinstance(own, SuperclassOracle):
+                    own.set_labels(superlabels, superlabels)
+                rules["own"] = own
+            out = {}
+            for name, rule in rules.items():
+                H, eps = rule(sim, diag, None, self.threshold_progress())  # (N, N), eps
+                out[name] = (H, float(eps))
+            return out
+        finally:
+            self.train(was_training)
+
+    def threshold_progress(self) -> float:
+        """Training progress for threshold schedules: from the trainer, else as saved.
+
+        A method re-opened from a checkpoint has no trainer; the HEX module's progress
+        buffer (saved with the weights) then says where training stopped.
+        """
+        if self._trainer is not None:
+            return self.epoch_float
+        den = self.extra_term.term.denominator if self.extra_term is not None else self.denominator
+        saved = getattr(den, "epoch", None)
+        return float(saved) if isinstance(saved, Tensor) else 0.0
+
+    @torch.no_grad()
     def purity_metrics(self) -> dict[str, float]:
-        """Neighbour purity of H(i) on a fixed validation batch (HEX_SPEC 8)."""
-        from hexssl.eval.hierarchy import neighbour_purity, neighbour_sets
+        """Neighbour purity of H(i) on a fixed validation batch (HEX_SPEC 8).
+
+        ``val/purity_*``: the H the loss uses (the run's own threshold; HEX's default
+        q = 0.99 rule when HEX is off). ``val/purity_q99_*``: always the q = 0.99 rule.
+        Both on the tensors HEX acts on (:meth:`hex_views`).
+        """
+        from hexssl.eval.hierarchy import neighbour_purity
 
         assert self.purity_batch is not None
         images, labels, superlabels = (t.to(self.device) for t in self.purity_batch)
-        was_training = self.training
-        self.eval()
-        z = self.embed(self.eval_view(images))  # (N, D)
-        self.train(was_training)
-        H, eps = neighbour_sets(z.float())
-        out = {"val/purity_eps": float(eps)}
-        for name, lab in (("class", labels), ("super", superlabels)):
-            if bool((lab >= 0).any()):
-                res = neighbour_purity(H, lab, lab)
-                out[f"val/purity_{name}"] = float(res["pooled"])
-                out[f"val/purity_{name}_chance"] = float(res["chance"])
+        sets = self.purity_sets(images, superlabels)
+        out: dict[str, float] = {}
+        for rule, prefix in (
+            (sets.get("own", sets["q99"]), "val/purity"),
+            (sets["q99"], "val/purity_q99"),
+        ):
+            H, eps = rule
+            out[f"{prefix}_eps"] = eps
+            n = H.shape[0]
+            out[f"{prefix}_neighbour_frac"] = float(H.float().sum()) / max(n * (n - 1), 1)
+            exclude = torch.eye(n, dtype=torch.bool, device=H.device)
+            for name, lab in (("class", labels), ("super", superlabels)):
+                if bool((lab >= 0).any()):
+                    res = neighbour_purity(H, lab, lab, exclude)
+                    out[f"{prefix}_{name}"] = float(res["pooled"])
+                    out[f"{prefix}_{name}_chance"] = float(res["chance"])
         return out
 
     # ------------------------------------------------------------------ validation

@@ -74,6 +74,11 @@ class MoCoV2(SSLMethod):
             self.queue(v).push(k[v])
         return StepOutput((losses[0] + losses[1]) / 2, feats[0], (q[0], q[1]))
 
+    def hex_views(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Queries against the batch's momentum keys (the queue, unlabelled, is left out)."""
+        q = self.projector(self.backbone(x))  # (N, D)
+        return q, self.momentum_projector(self.momentum_backbone(x))
+
     def queue(self, view: int) -> FeatureQueue:
         """The queue of past keys of ``view`` (0 or 1)."""
         queue: FeatureQueue = self.queues[view]  # type: ignore[assignment]

@@ -64,3 +64,8 @@ class MoCoV3(SSLMethod):
         ]
         loss = 2 * self.params.temperature * (pair_losses[0] + pair_losses[1])
         return StepOutput(loss, feats[0], (z[0], z[1]))
+
+    def hex_views(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """HEX compares queries (predictor outputs) with momentum keys. (N, D), (N, D)."""
+        q = self.predictor(self.projector(self.backbone(x)))  # (N, D)
+        return q, self.momentum_projector(self.momentum_backbone(x))

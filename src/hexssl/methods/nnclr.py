@@ -66,3 +66,8 @@ class NNCLR(SSLMethod):
         ]
         self.support.push(z[0])
         return StepOutput((losses[0] + losses[1]) / 2, feats[0], (z[0], z[1]))
+
+    def hex_views(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Nearest support-set neighbours NN(z) against the predictions p. (N, D), (N, D)."""
+        z = self.projector(self.backbone(x))  # (N, D)
+        return self.support.nearest(z)[:, 0], self.predictor(z)

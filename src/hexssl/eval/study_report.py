@@ -1,0 +1,199 @@
+"""The study report: tables and emergence plots rebuilt from per-run JSON files.
+
+Input: a results folder written by ``hexssl.study`` (``<arm>-s<seed>.json``, optionally
+``protocol.yaml`` and ``curves/<arm>-s<seed>.csv``). Output: ``study.md`` with
+
+* mean ± std over seeds per arm,
+* for each comparison (arm vs baseline, from the protocol; else every arm vs the first)
+  the difference per seed, its mean and 95 % t-interval, absolute and relative, and
+  whether the interval excludes 0,
+* PNG plots of the emergence curves (purity and eps over training).
+
+``hexssl report <results> --study --out <dir>``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hexssl.eval.plots import plot_curves
+from hexssl.eval.report import markdown_table, mean_std
+from hexssl.eval.stats import PairedDifference, paired_difference
+
+RESULT_NAME = re.compile(r"^(?P<arm>.+)-s(?P<seed>\d+)\.json$")
+TABLE = (  # (column, key, format)
+    ("kNN class@1", "knn_class_top1", "{:.2f}"),
+    ("kNN super@1", "knn_super_top1", "{:.2f}"),
+    ("linear@1 100%", "linear_top1", "{:.2f}"),
+    ("linear@1 10%", "linear10_top1", "{:.2f}"),
+    ("purity class", "purity_class", "{:.3f}"),
+    ("purity super", "purity_super", "{:.3f}"),
+    ("erank global", "erank_global", "{:.1f}"),
+    ("erank super", "erank_super", "{:.1f}"),
+    ("final eps", "final_eps", "{:.3f}"),
+    ("neigh. frac", "final_neighbour_frac", "{:.4f}"),
+    ("train s", "seconds", "{:.0f}"),
+)
+COMPARED = ("knn_class_top1", "knn_super_top1", "linear_top1", "linear10_top1")
+CURVES = (  # (column of curves/*.csv, file, title)
+    ("val/purity_q99_class", "emergence_purity_class.png", "class purity of H (q = 0.99)"),
+    ("val/purity_q99_super", "emergence_purity_super.png", "superclass purity of H (q = 0.99)"),
+    ("val/purity_eps", "emergence_eps.png", "eps of the run's own rule, fixed val batch"),
+    ("train/hex/eps", "emergence_train_eps.png", "eps in training (HEX arms)"),
+)
+CURVE_ARMS = 4  # arms 1-4 of the protocol (the SimCLR family)
+
+
+def load_results(results_dir: str | Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """``{arm: {seed: result}}`` from ``<arm>-s<seed>.json`` files, arms in first-seen order."""
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for path in sorted(Path(results_dir).glob("*.json")):
+        m = RESULT_NAME.match(path.name)
+        if m is None:
+            continue
+        result = json.loads(path.read_text())
+        out.setdefault(result.get("arm", m["arm"]), {})[int(result.get("seed", m["seed"]))] = result
+    return out
+
+
+def _plan(results_dir: Path, arms: list[str]) -> tuple[list[str], list[tuple[str, str]], set[str]]:
+    """(arm order, comparisons, label-using arms) from ``protocol.yaml``, else defaults."""
+    path = results_dir / "protocol.yaml"
+    if not path.is_file():  # every arm against simclr (else the first arm)
+        base = "simclr" if "simclr" in arms else arms[0]
+        order = [base, *(a for a in arms if a != base)]
+        return order, [(a, base) for a in order[1:]], set()
+    proto = yaml.safe_load(path.read_text())
+    order = [a for a in proto.get("arms", {}) if a in arms] + [
+        a for a in arms if a not in proto.get("arms", {})
+    ]
+    pairs = [(str(a), str(b)) for a, b in proto.get("comparisons", [])]
+    return order, pairs, {str(a) for a in proto.get("label_using", [])}
+
+
+def _value(result: dict[str, Any], key: str) -> float:
+    v = result.get(key)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
+
+
+def _cell(values: list[float], fmt: str) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "-"
+    mean, std = mean_std(finite)
+    return fmt.format(mean) if len(finite) == 1 else f"{fmt.format(mean)} ± {fmt.format(std)}"
+
+
+def arm_table(
+    results: dict[str, dict[int, dict[str, Any]]], order: list[str], label_using: set[str]
+) -> str:
+    """Mean ± sample std (ddof 1) over seeds, one row per arm."""
+    rows = []
+    for arm in order:
+        runs = [results[arm][s] for s in sorted(results[arm])]
+        name = f"{arm} (uses labels)" if arm in label_using else arm
+        cells = [_cell([_value(r, key) for r in runs], fmt) for _, key, fmt in TABLE]
+        chance = [_value(r, "purity_class_chance") for r in runs]
+        if any(math.isfinite(c) for c in chance):
+            cells[4] += f" (chance {_cell(chance, '{:.3f}')})"
+        chance = [_value(r, "purity_super_chance") for r in runs]
+        if any(math.isfinite(c) for c in chance):
+            cells[5] += f" (chance {_cell(chance, '{:.3f}')})"
+        rows.append([name, str(len(runs)), *cells])
+    return markdown_table(["arm", "seeds", *(c for c, _, _ in TABLE)], rows)
+
+
+def _interval(lo: float, hi: float, unit: str = "") -> str:
+    return "-" if math.isnan(lo) else f"[{lo:+.2f}, {hi:+.2f}]{unit}"
+
+
+def _verdict(d: PairedDifference) -> str:
+    if d.excludes_zero is None:
+        return "n/a (fewer than 2 pairs)"
+    if not d.excludes_zero:
+        return "no"
+    return "yes, above 0" if d.lo > 0 else "yes, below 0"
+
+
+def comparisons(
+    results: dict[str, dict[int, dict[str, Any]]], pairs: list[tuple[str, str]]
+) -> dict[tuple[str, str, str], PairedDifference]:
+    """Paired differences per (arm, baseline, metric) for the COMPARED metrics."""
+    out = {}
+    for arm, base in pairs:
+        if arm not in results or base not in results:
+            continue
+        for key in COMPARED:
+            a = {s: _value(r, key) for s, r in results[arm].items()}
+            b = {s: _value(r, key) for s, r in results[base].items()}
+            out[(arm, base, key)] = paired_difference(a, b)
+    return out
+
+
+def difference_table(diffs: dict[tuple[str, str, str], PairedDifference]) -> str:
+    """One row per (comparison, metric): per-seed diffs, mean, 95 % t-intervals, verdict."""
+    header = ["arm - baseline", "metric", "per seed", "mean", "95 % CI", "relative mean",
+              "relative 95 % CI", "CI excludes 0?"]  # fmt: skip
+    rows = []
+    for (arm, base, key), d in diffs.items():
+        seeds = ", ".join(f"s{s}: {v:+.2f}" for s, v in zip(d.seeds, d.diffs)) or "-"
+        rel = "-" if math.isnan(d.rel_mean) else f"{d.rel_mean:+.1f} %"
+        rows.append([
+            f"{arm} - {base}", key, seeds, "-" if math.isnan(d.mean) else f"{d.mean:+.2f}",
+            _interval(d.lo, d.hi), rel, _interval(d.rel_lo, d.rel_hi, " %"), _verdict(d),
+        ])  # fmt: skip
+    return markdown_table(header, rows)
+
+
+def curve_plots(results_dir: Path, order: list[str], out_dir: Path, seed: int = 0) -> list[str]:
+    """Emergence curves of the first CURVE_ARMS arms at ``seed``; markdown image lines."""
+    from hexssl.study import read_curves
+
+    runs = {}
+    for arm in order[:CURVE_ARMS]:
+        path = results_dir / "curves" / f"{arm}-s{seed}.csv"
+        if path.is_file():
+            runs[arm] = read_curves(path)
+    lines = []
+    for column, filename, title in CURVES:
+        if any(column in cols for cols in runs.values()):
+            plot_curves(runs, column, out_dir / filename, title=f"{title} (seed {seed})")
+            lines.append(f"![{column}]({filename})")
+    return lines
+
+
+def study_report(results_dir: str | Path, out_dir: str | Path) -> str:
+    """Write ``<out_dir>/study.md`` (+ PNGs) from the per-run JSON files; return the markdown."""
+    results_dir, out = Path(results_dir), Path(out_dir)
+    results = load_results(results_dir)
+    if not results:
+        raise FileNotFoundError(f"no <arm>-s<seed>.json results in {results_dir}")
+    out.mkdir(parents=True, exist_ok=True)
+    order, pairs, label_using = _plan(results_dir, list(results))
+    order = [a for a in order if a in results]
+    epochs = sorted({str(r.get("epochs")) for runs in results.values() for r in runs.values()})
+    parts = [
+        "# Does HEX help? Study tables",
+        f"Rebuilt from `{results_dir}` by `hexssl report --study`. Epochs: {', '.join(epochs)}. "
+        "Values: mean ± sample std (ddof 1) over seeds. Purity: share of H(i) (adaptive "
+        "q = 0.99 on the tensors HEX acts on, random val batches of 256) with the anchor's "
+        "class / superclass; chance in brackets. Arms marked 'uses labels' are upper "
+        "bounds, not self-supervised results.",
+        arm_table(results, order, label_using),
+        "## Paired differences",
+        "Difference arm - baseline per seed (same seed: same initial backbone, data order "
+        "and augmentation stream), its mean and 95 % Student t-interval over the pairs "
+        "(df = pairs - 1), in accuracy points and relative to the baseline.",
+        difference_table(comparisons(results, pairs)),
+        "## Emergence",
+        *(curve_plots(results_dir, order, out) or ["(no curves/*.csv for seed 0)"]),
+    ]
+    markdown = "\n\n".join(parts) + "\n"
+    (out / "study.md").write_text(markdown)
+    return markdown

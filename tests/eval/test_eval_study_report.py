@@ -1,0 +1,95 @@
+"""Paired statistics and the study report, against hand-computed values."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from hexssl.cli import main
+from hexssl.eval.stats import mean_ci, paired_difference, t_quantile_975
+from hexssl.eval.study_report import study_report
+
+
+def test_t_quantiles_solve_the_closed_form_cdfs() -> None:
+    t1, t2 = t_quantile_975(1), t_quantile_975(2)
+    assert 0.5 + math.atan(t1) / math.pi == pytest.approx(0.975, abs=1e-7)  # Cauchy
+    assert 0.5 + t2 / (2 * math.sqrt(2 + t2**2)) == pytest.approx(0.975, abs=1e-7)  # df 2
+    # beyond the table: published t_{0.975} for df 40, 60, 120
+    for df, t in ((40, 2.021075), (60, 2.000298), (120, 1.979930)):
+        assert t_quantile_975(df) == pytest.approx(t, abs=1e-4)
+    with pytest.raises(ValueError, match="df=0"):
+        t_quantile_975(0)
+
+
+def test_paired_difference_hand_computed() -> None:
+    # arm 12, 15, 13.5 against 10, 12, 12: diffs 2, 3, 1.5; sd 0.763763; t_2 = 4.302653
+    d = paired_difference({0: 12.0, 1: 15.0, 2: 13.5}, {0: 10.0, 1: 12.0, 2: 12.0})
+    assert d.seeds == [0, 1, 2] and d.diffs == [2.0, 3.0, 1.5]
+    assert (d.mean, d.sd) == pytest.approx((2.166667, 0.763763), abs=1e-6)
+    assert (d.lo, d.hi) == pytest.approx((0.269375, 4.063958), abs=1e-5)
+    assert d.rel_diffs == [20.0, 25.0, 12.5]
+    assert (d.rel_mean, d.rel_lo, d.rel_hi) == pytest.approx(
+        (19.166667, 3.537642, 34.795691), abs=1e-5
+    )
+    assert d.excludes_zero is True
+
+
+def test_interval_straddling_zero_and_unpaired_seeds() -> None:
+    d = paired_difference({0: 11.0, 1: 9.0, 2: 10.5, 5: 50.0}, {0: 10.0, 1: 10.0, 2: 10.0})
+    assert d.seeds == [0, 1, 2] and d.n == 3  # seed 5 has no baseline: left out
+    assert d.lo < 0 < d.hi and d.excludes_zero is False
+    one = paired_difference({0: 11.0}, {0: 10.0})
+    assert one.excludes_zero is None and math.isnan(one.lo)
+    assert math.isnan(mean_ci([])[0])
+
+
+def _write(results: Path, arm: str, seed: int, **metrics: float) -> None:
+    row = {"arm": arm, "seed": seed, "epochs": 60, **metrics}
+    (results / f"{arm}-s{seed}.json").write_text(json.dumps(row))
+
+
+def test_study_report_rebuilds_tables_from_json(tmp_path: Path) -> None:
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "protocol.yaml").write_text(
+        "arms: {simclr: {}, simclr-hex-paper: {}, simclr-oracle: {}}\n"
+        "comparisons: [[simclr-hex-paper, simclr], [simclr-oracle, simclr]]\n"
+        "label_using: [simclr-oracle]\n"
+    )
+    for seed, (base, arm) in enumerate(((10.0, 12.0), (12.0, 15.0), (12.0, 13.5))):
+        _write(
+            res, "simclr", seed, knn_class_top1=base, purity_class=0.05, purity_class_chance=0.02
+        )
+        _write(res, "simclr-hex-paper", seed, knn_class_top1=arm, final_eps=0.7)
+        _write(res, "simclr-oracle", seed, knn_class_top1=base)
+    (res / "curves").mkdir()
+    (res / "curves" / "simclr-hex-paper-s0.csv").write_text(
+        "step,val/purity_q99_class,val/purity_eps\n25,0.03,0.9\n50,0.04,0.85\n"
+    )
+    md = study_report(res, tmp_path / "out")
+    assert "| simclr | 3 | 11.33 ± 1.15 |" in md
+    assert "0.050 ± 0.000 (chance 0.020 ± 0.000)" in md
+    assert "simclr-oracle (uses labels)" in md
+    row = next(
+        r for r in md.splitlines() if r.startswith("| simclr-hex-paper - simclr | knn_class")
+    )
+    assert "s0: +2.00, s1: +3.00, s2: +1.50" in row and "| +2.17 |" in row
+    assert "[+0.27, +4.06]" in row and "+19.2 %" in row and "[+3.54, +34.80] %" in row
+    assert row.endswith("yes, above 0 |")
+    oracle = next(
+        r for r in md.splitlines() if r.startswith("| simclr-oracle - simclr | knn_class")
+    )
+    assert "[+0.00, +0.00]" in oracle and oracle.endswith("| no |")  # equal arms: CI [0, 0]
+    assert (tmp_path / "out" / "emergence_purity_class.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "study.md").read_text() == md
+
+
+def test_report_cli_study_mode(tmp_path: Path) -> None:
+    _write(tmp_path, "simclr", 0, knn_class_top1=10.0)
+    _write(tmp_path, "barlow", 0, knn_class_top1=9.0)
+    assert main(["report", str(tmp_path), "--study", "--out", str(tmp_path / "o")]) == 0
+    assert "barlow - simclr" in (tmp_path / "o" / "study.md").read_text()
+    assert main(["report", str(tmp_path / "o"), "--study", "--out", str(tmp_path / "p")]) == 2

@@ -1,0 +1,252 @@
+"""The HEX study machinery: protocol, pairing of arms by seed, resumable campaign, release."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from hexssl.build import build_datamodule, build_method
+from hexssl.cli import main
+from hexssl.config import RunConfig
+from hexssl.export import load_release
+from hexssl.study import (
+    Campaign,
+    arm_config,
+    git_commit_paths,
+    load_protocol,
+    run_campaign,
+    train_run,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+PROTOCOL = ROOT / "benchmarks" / "hex_study_protocol.yaml"
+# tiny synthetic stand-in for the protocol's data and widths (every other key as the protocol)
+TINY = [
+    "data.dataset=synthetic",
+    "data.root=null",
+    "data.image_size=16",
+    "data.options={n_super: 2, n_per_super: 2, n_per_class: 8, image_size: 16}",
+    "data.batch_size=16",
+    "backbone.kwargs.width=4",
+    "method.params.proj_hidden=32",
+    "method.params.proj_out=16",
+    "trainer.precision=32",
+    "trainer.accelerator=cpu",
+    "trainer.log_every_n_steps=1",
+    "trainer.checkpoint_every_n_steps=1",
+    "eval.purity_every_n_steps=1",
+    "eval.purity_batch_size=16",
+]
+
+
+@pytest.fixture(scope="module")
+def protocol():  # type: ignore[no-untyped-def]
+    return load_protocol(PROTOCOL)
+
+
+# ------------------------------------------------------------------------- protocol
+def test_protocol_defines_the_issue_11_runs(protocol) -> None:  # type: ignore[no-untyped-def]
+    assert list(protocol.arms) == [
+        "simclr", "simclr-hex-paper", "simclr-hex-reference", "simclr-oracle", "barlow",
+        "barlow-hex",
+    ]  # fmt: skip
+    assert protocol.seeds == [0, 1, 2] and protocol.epochs == 60
+    cfg = {a: arm_config(protocol, a, 1, "runs/x") for a in protocol.arms}
+    for c in cfg.values():
+        assert c.data.root == "../shared/data/tiny-imagenet-hier50.tar.gz"
+        assert "max_train_samples" not in c.data.options and c.data.image_size == 32
+        assert c.backbone.kwargs == {"stem": "cifar", "width": 16} and c.data.batch_size == 256
+        assert (c.optim.name, c.optim.lr, c.optim.weight_decay) == ("lars", 0.3, 1e-4)
+        assert c.trainer.max_epochs == 60 and c.optim.warmup_epochs == 6.0
+        assert c.hex.warmup_epochs == 6.0 and c.trainer.precision == "bf16-mixed"
+        assert c.seed == 1 and c.run_dir == Path("runs/x") / f"{c.label}-s1"
+    assert not cfg["simclr"].hex.enabled and cfg["simclr"].method.params["temperature"] == 0.1
+    paper = cfg["simclr-hex-paper"].hex
+    assert paper.enabled and paper.variant == "paper" and paper.threshold == "adaptive"
+    assert (paper.q, paper.beta, paper.tau_plus, paper.lambda_local) == (0.99, 1.0, 0.1, 1.0)
+    assert cfg["simclr-hex-reference"].hex.variant == "reference"
+    oracle = cfg["simclr-oracle"].hex
+    assert oracle.threshold == "superclass_oracle" and oracle.variant == "paper"
+    assert cfg["barlow"].method.name == "barlow" and not cfg["barlow"].hex.enabled
+    bh = cfg["barlow-hex"].hex
+    assert bh.enabled and (bh.alpha, bh.temperature, bh.variant) == (0.1, 0.1, "paper")
+    assert ("barlow-hex", "barlow") in protocol.comparisons
+    assert protocol.label_using == ["simclr-oracle"]
+
+
+def test_epochs_is_the_one_knob_and_warmups_follow() -> None:
+    p = load_protocol(PROTOCOL, epochs=40)
+    c = arm_config(p, "simclr-hex-paper", 0, "runs")
+    assert (c.trainer.max_epochs, c.optim.warmup_epochs, c.hex.warmup_epochs) == (40, 4.0, 4.0)
+
+
+def test_protocol_typo_fails_at_load(tmp_path: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text(PROTOCOL.read_text().replace("lambda_local: 1.0", "lambda_locl: 1.0"))
+    with pytest.raises(ValueError, match="lambda_locl"):
+        load_protocol(bad)
+
+
+# -------------------------------------------------------------------------- pairing
+def _first_batch(
+    cfg: RunConfig,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[torch.Tensor], int]:
+    """Backbone init, first batch indices, its augmented views and the augmentation seed."""
+    from lightning import seed_everything
+
+    seed_everything(cfg.seed, verbose=False)
+    dm = build_datamodule(cfg)
+    dm.setup()
+    method = build_method(cfg, dm)
+    images, _, _, index = next(iter(dm.train_dataloader()))
+    with torch.no_grad():
+        gen = method.step_generator(images.device)
+        aug_seed = gen.initial_seed()
+        views = method.augment(images, generator=gen)
+    return method.backbone.state_dict(), index, views, aug_seed
+
+
+def test_a_seed_gives_every_arm_the_same_init_data_order_and_views(protocol) -> None:  # type: ignore[no-untyped-def]
+    runs = {a: _first_batch(arm_config(protocol, a, 1, "runs", TINY)) for a in protocol.arms}
+    ref_state, ref_index, _, ref_aug = runs["simclr"]
+    for arm, (state, index, views, aug) in runs.items():
+        assert aug == ref_aug, arm
+        assert all(torch.equal(state[k], ref_state[k]) for k in ref_state), arm
+        assert torch.equal(index, ref_index), arm
+        family = "barlow" if arm.startswith("barlow") else "simclr"  # each method's own recipe
+        ref_views = runs[family][2]
+        assert all(torch.equal(v, r) for v, r in zip(views, ref_views)), arm
+    other = _first_batch(arm_config(protocol, "simclr", 2, "runs", TINY))
+    other_state, other_index, other_views, other_aug = other
+    assert other_aug != ref_aug  # the seed reaches the augmentation stream
+    assert not torch.equal(other_state["conv1.weight"], ref_state["conv1.weight"])
+    assert not torch.equal(other_views[0], runs["simclr"][2][0])
+    assert not torch.equal(other_index, ref_index)
+
+
+# ------------------------------------------------------------------------- campaign
+def test_campaign_end_to_end_resume_and_skip(
+    protocol, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    p = load_protocol(PROTOCOL, epochs=2)
+    c = Campaign(p, tmp_path / "runs", tmp_path / "res", ["simclr-hex-paper"], [0], TINY)
+    # an interrupted run: trained 1 of 2 epochs, then killed (its last.ckpt stays)
+    half = arm_config(p, "simclr-hex-paper", 0, c.runs_dir, [*TINY, "trainer.max_epochs=1"])
+    first_session = train_run(half)
+    (half.run_dir / "study_train.json").unlink()
+    run_campaign(c)
+    assert "simclr-hex-paper-s0: resuming from" in capsys.readouterr().out
+    res = json.loads((c.results_dir / "simclr-hex-paper-s0.json").read_text())
+    keys = [
+        "arm",
+        "seed",
+        "epochs",
+        "knn_class_top1",
+        "knn_super_top1",
+        "linear_top1",
+        "linear10_top1",
+        "purity_class",
+        "purity_super",
+        "purity_class_chance",
+        "purity_super_chance",
+        "erank_global",
+        "erank_super",
+        "final_eps",
+        "final_neighbour_frac",
+        "seconds",
+        "git_commit",
+        "config",
+    ]
+    assert all(k in res for k in keys), [k for k in keys if k not in res]
+    assert res["epochs"] == 2 and res["steps"] == 4
+    assert res["seconds"] > first_session  # wall time summed over both sessions
+    assert res["purity_own_class"] is not None and res["final_eps"] is not None
+    weights = c.results_dir / "weights" / "simclr-hex-paper-s0.pt"
+    state = torch.load(weights, weights_only=True)
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    _, meta = load_release(weights)
+    assert meta["backbone"] == {"name": "resnet18", "kwargs": {"stem": "cifar", "width": 4}}
+    curves = (c.results_dir / "curves" / "simclr-hex-paper-s0.csv").read_text().splitlines()
+    assert curves[0].startswith("step,val/purity_class") and len(curves) > 3
+    # the released file reproduces the run's kNN without the run directory
+    assert main(["knn", str(weights), "--data", *TINY[:4]]) == 0
+    mtime = (c.results_dir / "simclr-hex-paper-s0.json").stat().st_mtime_ns
+    run_campaign(c)  # finished: skipped
+    assert (c.results_dir / "simclr-hex-paper-s0.json").stat().st_mtime_ns == mtime
+
+
+def test_train_run_starts_clean_without_a_checkpoint(protocol, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = arm_config(protocol, "simclr", 0, tmp_path, [*TINY, "trainer.max_epochs=1"])
+    cfg.run_dir.mkdir(parents=True)
+    (cfg.run_dir / "config.yaml").write_text("left by a crash before any checkpoint")
+    seconds = train_run(cfg, log=lambda _: None)
+    assert seconds > 0 and (cfg.run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert "crash" not in (cfg.run_dir / "config.yaml").read_text()
+    assert train_run(cfg) == seconds  # finished: nothing retrained
+
+
+def test_git_commit_commits_only_the_given_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True,
+                              check=True).stdout  # fmt: skip
+
+    git("init", "-q")
+    git("config", "user.email", "t@t")
+    git("config", "user.name", "t")
+    (tmp_path / "other.txt").write_text("staged by someone else")
+    git("add", "other.txt")
+    (tmp_path / "r.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    assert git_commit_paths([Path("r.json")], "hex_study: r")
+    assert git("show", "--name-only", "--format=", "HEAD").split() == ["r.json"]
+    assert "other.txt" in git("diff", "--cached", "--name-only")  # still staged, not committed
+
+
+# ------------------------------------------------------------------------- transfer
+def _release(results: Path, arm: str, seed: int) -> None:
+    """A released (untrained) backbone, as the campaign writes it."""
+    from hexssl.backbones import build_backbone
+    from hexssl.export import export_release
+
+    kwargs = {"stem": "cifar", "width": 4}
+    net = build_backbone("resnet18", **kwargs)
+    export_release(net, results / "weights" / f"{arm}-s{seed}.pt", "resnet18", kwargs, 16,
+                   [0.5] * 3, [0.25] * 3, {"arm": arm, "seed": seed})  # fmt: skip
+
+
+def test_transfer_knn_on_another_image_folder(tmp_path: Path) -> None:
+    from hexssl.study import transfer
+    from tests.pipeline.tiny import write_tree
+
+    tree = write_tree(tmp_path / "other", {"a": "x", "b": "x", "c": "y", "d": "z"})
+    _release(tmp_path / "res", "simclr", 0)
+    _release(tmp_path / "res", "simclr-hex-paper", 0)
+    out = transfer(tmp_path / "res", [tree])
+    assert [p.name for p in out] == ["simclr-hex-paper-s0.json", "simclr-s0.json"]
+    r = json.loads(out[1].read_text())
+    assert (r["num_classes"], r["num_superclasses"], r["n_train"], r["n_val"]) == (4, 3, 16, 8)
+    assert 0 <= r["knn_class_top1"] <= 100 and 0 <= r["knn_super_top1"] <= 100
+    assert transfer(tmp_path / "res", [tree]) == []  # done: skipped
+
+
+@pytest.mark.slow
+def test_transfer_on_shared_cifar10(tmp_path: Path) -> None:
+    from hexssl.study import transfer
+
+    cifar = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+    if not cifar.is_file():
+        pytest.skip(f"shared dataset not found at {cifar} (see ../shared/data/README.md)")
+    _release(tmp_path, "simclr", 0)
+    (out,) = transfer(tmp_path, [cifar], max_samples=300)
+    r = json.loads(out.read_text())
+    assert out.parent.name == "cifar10-jpeg" and (r["num_classes"], r["num_superclasses"]) == (
+        10,
+        2,
+    )
+    assert (r["n_train"], r["n_val"]) == (300, 300)
