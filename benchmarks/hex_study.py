@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hexssl.study import Campaign, load_protocol, run_campaign, transfer
+from hexssl.study import Campaign, load_protocol, run_campaign, snapshot, transfer
 
 HERE = Path(__file__).parent
 PROTOCOL = HERE / "hex_study_protocol.yaml"
@@ -41,6 +41,11 @@ def main() -> None:
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (smoke tests)"
     )
     ap.add_argument("--git-commit", action="store_true", help="commit each run's files at once")
+    ap.add_argument(
+        "--snapshot", action="store_true",
+        help="copy unfinished runs' checkpoints to <results>/inflight/ (commit before a session "
+        "ends; the next session resumes from them)",
+    )  # fmt: skip
     ap.add_argument(
         "--transfer", nargs="+", default=None, metavar="DATA",
         help="kNN of every released backbone on these ImageFolder datasets (no training)",
@@ -67,6 +72,9 @@ def main() -> None:
     for arm in campaign.arms:
         if arm not in protocol.arms:
             raise SystemExit(f"unknown arm {arm!r}; the protocol has {list(protocol.arms)}")
+    if args.snapshot:
+        snapshot(campaign)
+        return
     run_campaign(campaign)
 
 

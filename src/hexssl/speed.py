@@ -57,6 +57,15 @@ def apply_speed_settings(
     model: nn.Module, channels_last: bool, compile: bool, backend: str | Callable = "inductor"
 ) -> list[str]:
     """Set the memory format and compile the backbone and heads; returns what was compiled."""
+    if channels_last and not channels_last_is_safe(model):
+        warnings.warn(
+            "trainer.channels_last skipped: this model has a strided 1x1 convolution with "
+            "fewer than 8 input channels, whose NHWC backward corrupts memory on CPU in "
+            "torch 2.13 (single thread); such tiny widths train in NCHW",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        channels_last = False
     if channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if hasattr(model, "channels_last"):
@@ -70,6 +79,22 @@ def apply_speed_settings(
             compile_forward(part, name, backend)
             done.append(name)
     return done
+
+
+def channels_last_is_safe(model: nn.Module) -> bool:
+    """False when NHWC would hit the CPU bug of strided 1x1 convs with < 8 input channels.
+
+    Found here: ``Conv2d(c, 2c, 1, stride=2)`` with c < 8, channels_last, one thread:
+    "double free or corruption" in backward (torch 2.13.0 CPU). ResNets narrower than
+    width 8 have such downsampling convs; widths >= 8 and 3x3 / stride-1 convs are fine.
+    """
+    return not any(
+        isinstance(m, nn.Conv2d)
+        and m.kernel_size == (1, 1)
+        and max(m.stride) > 1
+        and m.in_channels < 8
+        for m in model.modules()
+    )
 
 
 def check_device_precision(precision: str, accelerator: str) -> None:

@@ -26,6 +26,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import shutil
 import subprocess
 import time
@@ -412,6 +413,7 @@ def run_one(c: Campaign, arm: str, seed: int) -> dict[str, Any]:
     from hexssl.train import atomic_write_text
 
     cfg = arm_config(c.protocol, arm, seed, c.runs_dir, c.overrides)
+    restore_inflight(c, run_name(arm, seed), cfg.run_dir)
     seconds = train_run(cfg)
     t0 = time.time()
     metrics = evaluate_run(cfg, c.protocol)
@@ -442,11 +444,64 @@ def run_one(c: Campaign, arm: str, seed: int) -> dict[str, Any]:
         f"[study] {name}: knn class {result['knn_class_top1']:.2f} super "
         f"{result['knn_super_top1']:.2f} linear {result['linear_top1']:.2f} -> {out}"
     )
+    saved = inflight_path(c, name)
+    tracked = saved.is_file() and is_tracked(saved)
+    saved.unlink(missing_ok=True)  # the run is done: its session-spanning checkpoint goes
     if c.git_commit:
         paths = [out, weights, weights.with_suffix(".json"), c.results_dir / "protocol.yaml"]
         paths += [curves] if curves is not None else []
+        paths += [saved] if tracked else []
         git_commit_paths(paths, f"hex_study: {name} ({c.protocol.epochs} epochs)")
     return result
+
+
+# ---------------------------------------------- checkpoints that outlive a session
+def inflight_path(c: Campaign, name: str) -> Path:
+    """Where ``--snapshot`` keeps an unfinished run's checkpoint, to be committed."""
+    return c.results_dir / "inflight" / f"{name}.inflight.pt"
+
+
+def restore_inflight(c: Campaign, name: str, run_dir: Path) -> bool:
+    """Seed a run without a checkpoint (a fresh machine) from its committed snapshot."""
+    saved, target = inflight_path(c, name), run_dir / "checkpoints" / "last.ckpt"
+    if not saved.is_file() or target.is_file() or (run_dir / TRAIN_DONE).is_file():
+        return False
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(saved, target)
+    print(f"[study] {name}: resuming from the snapshot {saved}")
+    return True
+
+
+def snapshot(c: Campaign) -> list[Path]:
+    """Copy each unfinished run's ``last.ckpt`` to ``<results>/inflight/`` (and commit it).
+
+    A session's processes and untracked files die with it; run this before it ends so
+    the next session, on any machine, resumes the run instead of restarting it.
+    """
+    saved = []
+    for seed in c.seeds:
+        for arm in c.arms:
+            name = run_name(arm, seed)
+            ckpt = c.runs_dir / name / "checkpoints" / "last.ckpt"
+            if c.result_path(arm, seed).is_file() or not ckpt.is_file():
+                continue
+            dest = inflight_path(c, name)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ckpt, dest.with_suffix(".tmp"))
+            os.replace(dest.with_suffix(".tmp"), dest)
+            saved.append(dest)
+            print(f"[study] snapshot of {name}: {dest}")
+    if c.git_commit and saved:
+        git_commit_paths(saved, "hex_study: snapshot of unfinished runs")
+    return saved
+
+
+def is_tracked(path: Path) -> bool:
+    """Whether git tracks ``path``."""
+    res = subprocess.run(["git", "ls-files", "--error-unmatch", str(path)], capture_output=True)
+    return res.returncode == 0
 
 
 def run_campaign(c: Campaign) -> list[Path]:
