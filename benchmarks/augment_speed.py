@@ -6,6 +6,7 @@ jitter p 0.8 (brightness, contrast, saturation, hue as in the preset), grayscale
 normalisation; blur p 0.5 at ImageNet scale (sizes above 64 px), as our preset does.
 Timed on CPU, median of repeats after warm-up, the machine otherwise idle.
 
+    pip install -e .[bench]      # kornia is not a hexssl dependency
     python benchmarks/augment_speed.py [--batch 256] [--sizes 32 96] [--repeats 10]
 """
 

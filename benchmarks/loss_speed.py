@@ -1,8 +1,10 @@
 """Forward+backward time and saved-activation memory of InfoNCE vs HEX on CPU.
 
 Times the loss alone (embeddings in, gradient out) for SimCLR-style 2B x 2B matrices,
-D = 128, adaptive threshold, and counts the (2B)^2-sized tensors that autograd keeps for
-backward. Target (issue 2): HEX <= 1.3x InfoNCE at every size; no extra (2B)^2 float
+D = 128, adaptive threshold; counts the aten operators of a forward + backward (on a GPU
+each is a kernel launch) and the (2B)^2-sized tensors that autograd keeps for backward.
+``--path sparse`` forces the sparse-neighbour path at every size (the only path before
+the dense one was added), for a same-machine before/after comparison. Target (issue 2): HEX <= 1.3x InfoNCE at every size; no extra (2B)^2 float
 tensors beyond InfoNCE's, apart from one mask.
 
     python benchmarks/loss_speed.py [--sizes 256 512 1024 4096] [--repeats 15]
@@ -19,7 +21,10 @@ from pathlib import Path
 
 import torch
 
+from torch.utils._python_dispatch import TorchDispatchMode
+
 from hexssl.losses import HEXDenominator, InfoNCE
+from hexssl.losses import hex as hex_module
 
 RESULTS = Path(__file__).parent / "results"
 LOSSES = {
@@ -62,19 +67,45 @@ def saved_square_tensors(fn: InfoNCE, b: int) -> dict[str, int]:
     return {"float": kinds.count("float"), "mask": kinds.count("mask")}
 
 
-def run(sizes: list[int], repeats: int, threads: int | None) -> dict:
+class OpCounter(TorchDispatchMode):
+    """Counts the aten operators dispatched (each one a kernel launch on a GPU)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def op_count(fn: InfoNCE, b: int) -> int:
+    """aten operators of one forward + backward."""
+    z0 = torch.randn(b, 128, requires_grad=True)
+    z1 = torch.randn(b, 128, requires_grad=True)
+    fn(z0, z1).backward()  # warm-up: first-call paths are not counted
+    with OpCounter() as counter:
+        fn(z0, z1).backward()
+    return counter.count
+
+
+def run(sizes: list[int], repeats: int, threads: int | None, path: str) -> dict:
     if threads:
         torch.set_num_threads(threads)
+    if path != "auto":  # force one HEX path (dense masks or sparse neighbours) at every size
+        hex_module.DENSE_MAX = 1 << 62 if path == "dense" else -1
     rows = []
     for n in sizes:
         b = n // 2
         times = {name: median_time(make(), b, repeats) for name, make in LOSSES.items()}
         mem = {name: saved_square_tensors(make(), b) for name, make in LOSSES.items()}
+        ops = {name: op_count(make(), b) for name, make in LOSSES.items()}
         rows.append(
             dict(
                 two_b=n,
                 seconds=times,
                 saved_square=mem,
+                ops=ops,
                 ratio={k: times[k] / times["infonce"] for k in times},
             )
         )
@@ -85,6 +116,8 @@ def run(sizes: list[int], repeats: int, threads: int | None) -> dict:
         torch=torch.__version__,
         machine=platform.processor() or platform.machine(),
         d=128,
+        hex_path=path,
+        dense_max=hex_module.DENSE_MAX,
         rows=rows,
     )
 
@@ -92,11 +125,13 @@ def run(sizes: list[int], repeats: int, threads: int | None) -> dict:
 def markdown(res: dict) -> str:
     lines = [
         f"Loss forward+backward, CPU ({res['threads']} threads, torch {res['torch']}), D=128, "
-        "median ms; ratio = HEX / InfoNCE.",
+        f"median ms; ratio = HEX / InfoNCE; HEX path: {res['hex_path']} "
+        "(auto: dense masks up to 1024 x 1024, sparse neighbours above).",
         "",
         "| 2B | InfoNCE ms | HEX paper ms (ratio) | HEX reference ms (ratio) "
+        "| aten ops fwd+bwd InfoNCE / paper / reference "
         "| saved (2B)^2 tensors InfoNCE / paper / reference |",
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
         s, q = r["seconds"], r["ratio"]
@@ -105,6 +140,7 @@ def markdown(res: dict) -> str:
         lines.append(
             f"| {r['two_b']} | {s['infonce'] * 1e3:.2f} | {s['hex_paper'] * 1e3:.2f} "
             f"({q['hex_paper']:.2f}x) | {s['hex_reference'] * 1e3:.2f} ({q['hex_reference']:.2f}x)"
+            f" | {r['ops']['infonce']} / {r['ops']['hex_paper']} / {r['ops']['hex_reference']}"
             f" | {mem['infonce']} / {mem['hex_paper']} / {mem['hex_reference']} |"
         )
     lines.append("")
@@ -127,11 +163,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15, help="timed repetitions per point")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    ap.add_argument("--path", choices=["auto", "dense", "sparse"], default="auto", help="HEX path")
     args = ap.parse_args()
-    res = run(args.sizes, args.repeats, args.threads)
+    res = run(args.sizes, args.repeats, args.threads, args.path)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "loss_speed.json").write_text(json.dumps(res, indent=2))
-    (args.out / "loss_speed.md").write_text(markdown(res))
+    tag = "" if args.path == "auto" else f"_{args.path}"
+    (args.out / f"loss_speed{tag}.json").write_text(json.dumps(res, indent=2))
+    (args.out / f"loss_speed{tag}.md").write_text(markdown(res))
     print(markdown(res))
 
 

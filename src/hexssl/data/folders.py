@@ -53,7 +53,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _load_turbo() -> Callable[[bytes, str], np.ndarray] | None:
-    """kornia_rs's libjpeg-turbo decoder (a kornia dependency): ~3x faster than Pillow."""
+    """kornia_rs's libjpeg-turbo decoder (a dependency of hexssl): ~3x faster than Pillow."""
     try:
         from kornia_rs.io import decode_image_jpegturbo
     except ImportError:
