@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from hexssl.losses import HEXDenominator, InfoNCE
