@@ -4,8 +4,8 @@ Times the loss alone (embeddings in, gradient out) for SimCLR-style 2B x 2B matr
 D = 128, adaptive threshold; counts the aten operators of a forward + backward (on a GPU
 each is a kernel launch) and the (2B)^2-sized tensors that autograd keeps for backward.
 ``--path sparse`` forces the sparse-neighbour path at every size (the only path before
-the dense one was added), for a same-machine before/after comparison. Target (issue 2): HEX <= 1.3x InfoNCE at every size; no extra (2B)^2 float
-tensors beyond InfoNCE's, apart from one mask.
+the dense one was added), for a same-machine before/after comparison. Targets (issue 8):
+HEX <= 1.3x InfoNCE at every size, op count <= 2x, no extra (2B)^2 float tensors.
 
     python benchmarks/loss_speed.py [--sizes 256 512 1024 4096] [--repeats 15]
 """
