@@ -203,6 +203,7 @@ def test_hex_state_is_saved_with_the_module():
     p, *_ = pairing_and_sims("simclr")
     d.set_progress(3.5)
     contrastive_loss(p, T, d)
+    d.end_step()  # the EMA is committed once per optimiser step
     state = d.state_dict()
     assert float(state["epoch"]) == 3.5 and torch.isfinite(state["threshold.ema_value"])
     d2 = HEXDenominator(q=0.9, ema=0.5)

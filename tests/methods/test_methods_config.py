@@ -50,8 +50,12 @@ def test_hex_switch_changes_only_the_loss(name: str) -> None:
     if METHODS[name].contrastive:
         assert type(on.denominator) is HEXDenominator and on.extra_term is None
         assert infonces(on), "a contrastive method needs at least one InfoNCE"
-        for m in (off, on):  # every InfoNCE a method creates uses the configured denominator
-            assert all(loss.denominator is m.denominator for loss in infonces(m))
+        for m in (off, on):  # every InfoNCE uses the configured denominator (or its copy)
+            for loss in infonces(m):
+                assert type(loss.denominator) is type(m.denominator)
+                assert loss.denominator.state_dict().keys() == m.denominator.state_dict().keys()
+        shared = [loss.denominator is on.denominator for loss in infonces(on)]
+        assert shared[0] and (all(shared) or name == "all4one")  # All4One: one state per term
     else:
         assert off.extra_term is None and isinstance(on.extra_term, WeightedTerm)
         assert type(on.denominator) is InfoNCEDenominator
