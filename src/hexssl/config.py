@@ -110,6 +110,7 @@ class TrainerConfig:
     strategy: str = "auto"
     precision: str = "32"
     accumulate_grad_batches: int = 1
+    sync_batchnorm: bool = False  # multi-GPU DDP: BatchNorm statistics over the global batch
     log_every_n_steps: int = 10
     checkpoint_every_n_steps: int = 200
     limit_train_batches: float = 1.0
