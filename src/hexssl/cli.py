@@ -4,7 +4,7 @@ hexssl pretrain CONFIG [key=value ...] [--print-config]
 hexssl resume RUN_DIR
 hexssl export RUN_DIR --format torchvision|timm|state_dict [--out FILE]
 hexssl knn RUN_DIR | linear RUN_DIR | umap RUN_DIR | report RUN_DIR...
-hexssl convert-config THEIR.yaml [--out OURS.yaml]
+hexssl convert-config THEIR.yaml [--out OURS.yaml] [--as-run]
 hexssl demo
 """
 
@@ -75,7 +75,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from hexssl.compat import convert_file
 
-    text, notes = convert_file(args.config)
+    text, notes = convert_file(args.config, as_run=args.as_run)
     for note in notes:
         print(f"# {note}", file=sys.stderr)
     if args.out:
@@ -162,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert-config", help="translate an authors' HEX/solo-learn YAML")
     p.add_argument("config")
     p.add_argument("--out", default=None)
+    p.add_argument(
+        "--as-run",
+        action="store_true",
+        help="reproduce what their released code executed for this file (the branch its "
+        "`type` fell into, their objective and hard-coded values) instead of what the file "
+        "intends; fails where their code crashed",
+    )
     p.set_defaults(func=cmd_convert)
     p = sub.add_parser("demo", help="SimCLR with and without HEX on built-in synthetic data")
     p.add_argument("--output-dir", default="runs/demo")
