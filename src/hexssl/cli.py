@@ -1,6 +1,6 @@
 """The ``hexssl`` command line: one entry point, one sub-command per job.
 
-hexssl pretrain CONFIG [key=value ...] [--print-config]
+hexssl pretrain CONFIG [CONFIG ...] [key=value ...] [--print-config]
 hexssl resume RUN_DIR
 hexssl export RUN_DIR --format torchvision|timm|state_dict [--out FILE]
 hexssl knn RUN_DIR | linear RUN_DIR | umap RUN_DIR | report RUN_DIR...
@@ -22,7 +22,14 @@ from hexssl.config import ConfigError
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from hexssl.config import dump_config, load_config
 
-    cfg = load_config(args.config, args.overrides)
+    files = [a for a in args.items if "=" not in a]
+    overrides = [a for a in args.items if "=" in a]
+    if not files:
+        raise ConfigError(
+            "pretrain needs at least one config file, e.g. "
+            "configs/simclr.yaml configs/data/cifar10-cpu.yaml"
+        )
+    cfg = load_config(files, overrides)
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
@@ -118,12 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pretrain", help="train a method on a dataset (config + overrides)")
-    p.add_argument("config", help="YAML preset, e.g. configs/simclr/synthetic-cpu.yaml")
     p.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="dotted overrides, e.g. optim.lr=0.3 hex.enabled=true",
+        "items",
+        nargs="+",
+        metavar="CONFIG | KEY=VALUE",
+        help="YAML files composed left to right (later ones win), e.g. configs/simclr.yaml "
+        "configs/data/cifar10-cpu.yaml, then dotted overrides, e.g. optim.lr=0.3 "
+        "hex.enabled=true (see configs/README.md)",
     )
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
     p.set_defaults(func=cmd_pretrain)
