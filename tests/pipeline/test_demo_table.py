@@ -30,3 +30,15 @@ def test_caveat_is_printed_under_the_table():
     below = text[len(table(rows)) :]
     assert "One seed, synthetic data" in below and "not a benchmark" in below
     assert 'docs/results.md, section "Does HEX help?"' in below
+
+
+def test_demo_preset_uses_the_hard_synthetic_hierarchy():
+    """About 2 minutes a run on 2 cores; the superclass cue is weakened (no saturation)."""
+    from hexssl.config import load_config
+    from hexssl.demo import PRESET
+
+    cfg = load_config(PRESET)
+    assert cfg.data.dataset == "synthetic" and cfg.data.batch_size == 128
+    assert cfg.data.options == {"hue_spread": 0.5, "texture_strength": 0.15}
+    assert cfg.backbone.kwargs["width"] == 16 and 4 <= cfg.trainer.max_epochs <= 6
+    assert cfg.eval.purity_every_n_steps == 20 and cfg.hex.warmup_epochs == 1
