@@ -33,7 +33,7 @@ from hexssl.runs import open_run
 from hexssl.train import pretrain
 
 RESULTS = Path(__file__).parent / "results"
-PRESET = "configs/simclr/tiny-imagenet-hier50-cpu.yaml"
+PRESET = ["configs/simclr.yaml", "configs/data/tiny-imagenet-hier50-cpu.yaml"]
 SETTINGS = {
     "fp32": ["trainer.precision=32", "trainer.channels_last=false", "trainer.compile=false"],
     "bf16": ["trainer.precision=bf16-mixed", "trainer.channels_last=true", "trainer.compile=false"],
@@ -112,7 +112,7 @@ def markdown(rows: list[dict[str, Any]], preset: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--preset", default=PRESET, help="the CPU preset to compare")
+    ap.add_argument("--preset", nargs="+", default=PRESET, help="the CPU preset files to compare")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--settings", nargs="+", default=["fp32", "bf16"], choices=sorted(SETTINGS))
     ap.add_argument("--out", type=Path, default=Path("runs/precision"), help="run directories")
@@ -121,10 +121,12 @@ def main() -> None:
     rows = [train_one(args, s, seed) for seed in args.seeds for s in args.settings]
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "precision_accuracy.json").write_text(
-        json.dumps({"preset": args.preset, "rows": rows, "summary": summarise(rows)}, indent=2)
+        json.dumps(
+            {"preset": " ".join(args.preset), "rows": rows, "summary": summarise(rows)}, indent=2
+        )
     )
-    (args.results / "precision_accuracy.md").write_text(markdown(rows, args.preset))
-    print(markdown(rows, args.preset))
+    (args.results / "precision_accuracy.md").write_text(markdown(rows, " ".join(args.preset)))
+    print(markdown(rows, " ".join(args.preset)))
 
 
 if __name__ == "__main__":

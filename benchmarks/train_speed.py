@@ -41,7 +41,7 @@ from hexssl.speed import compile_forward, to_channels_last
 from hexssl.train import pretrain
 
 RESULTS = Path(__file__).parent / "results"
-PRESET = "configs/simclr/tiny-imagenet-hier50-cpu.yaml"
+PRESET = ["configs/simclr.yaml", "configs/data/tiny-imagenet-hier50-cpu.yaml"]
 SETTINGS: dict[str, dict[str, Any]] = {
     "fp32-nchw": {"precision": "32", "channels_last": False, "compile": False},
     "fp32-cl": {"precision": "32", "channels_last": True, "compile": False},
@@ -103,7 +103,7 @@ def raw_step_times(width: int, batch: int, setting: dict[str, Any], args: Any) -
     return times[args.warmup :]
 
 
-def batch_fraction(preset: str, batch: int, n: int) -> float:
+def batch_fraction(preset: list[str], batch: int, n: int) -> float:
     """The ``limit_train_batches`` fraction of an epoch that gives ``n`` steps."""
     per_epoch = int(load_config(preset).data.options["max_train_samples"]) // batch
     if per_epoch < n:
@@ -235,7 +235,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="timed steps per point")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--preset", default=PRESET, help="the config whose data and heads are used")
+    ap.add_argument(
+        "--preset", nargs="+", default=PRESET, help="the config files whose data and heads are used"
+    )
     ap.add_argument("--data-overrides", nargs="*", default=[], help="extra config overrides")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     ap.add_argument("--tag", default="", help="suffix of the result files (e.g. _cuda)")

@@ -1,8 +1,9 @@
-"""The YAML presets under configs/ and the config loader's error messages.
+"""The composed presets under configs/ and the config loader.
 
-Every preset must load and name things that exist; HEX variants differ from their base
-only in the hex section (and the run name); the CPU presets stay small enough for a
-2-core machine.
+Every method x dataset x HEX combination must load and name things that exist; switching
+HEX on changes only the hex section (and the run name); CPU presets stay small enough
+for a 2-core machine; the recipes each dataset file gives each method are spot-checked;
+and the composition rules (order, ``defaults`` lists, ``by_method``, run names) hold.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import inspect
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hexssl.backbones import BACKBONES
 from hexssl.build import build_denominator
@@ -26,80 +28,84 @@ DATASETS = [
     "cifar10", "cifar100", "stl10", "imagenet100", "imagenet", "tiny-imagenet-hier50",
     "synthetic",
 ]  # fmt: skip
-VARIANTS = ["", "-hex", "-cpu", "-cpu-hex"]
-PRESETS = sorted(p for p in CONFIGS.glob("*/*.yaml") if p.parent.name != "_base")
+DATA = [d + s for d in DATASETS for s in ("", "-cpu")]
 LAZY = {"imagenet", "imagenet100"}  # decoded on access: subset by limit_train_batches
 
 
-def rel(p: Path) -> str:
-    return str(p.relative_to(CONFIGS))
-
-
 @functools.cache
-def cached(path: Path) -> RunConfig:
-    """Each preset parsed once (the tests only read the result)."""
-    return load_config(path)
+def compose(method: str, data: str, *overrides: str) -> RunConfig:
+    """``configs/<method>.yaml configs/data/<data>.yaml overrides`` (parsed once)."""
+    return load_config(
+        [CONFIGS / f"{method}.yaml", CONFIGS / "data" / f"{data}.yaml"], list(overrides)
+    )
 
 
-def preset(method: str, name: str) -> RunConfig:
-    return cached(CONFIGS / method / f"{name}.yaml")
+# ------------------------------------------------------------------------ the tree
+def test_tree_is_one_file_per_method_and_dataset() -> None:
+    files = [p for p in CONFIGS.rglob("*") if p.is_file()]
+    assert len(files) <= 80
+    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted([*METHOD_NAMES, "cpu"])
+    data = {p.stem for p in (CONFIGS / "data").glob("*.yaml") if not p.stem.startswith("_")}
+    assert data == set(DATA)
 
 
-# ------------------------------------------------------------------------ the grid
-def test_every_method_and_dataset_has_all_four_presets() -> None:
-    expected = {f"{m}/{d}{v}.yaml" for m in METHOD_NAMES for d in DATASETS for v in VARIANTS}
-    assert {rel(p) for p in PRESETS} == expected
-
-
-@pytest.mark.parametrize("path", PRESETS, ids=rel)
-def test_preset_loads_and_names_things_that_exist(path: Path) -> None:
-    cfg = cached(path)
-    assert cfg.method.name in METHOD_NAMES
-    if cfg.method.name in METHODS:  # all4one may not be registered yet
-        check_params(cfg.method.params, METHODS[cfg.method.name].Params(), "method.params.")
+@pytest.mark.parametrize("hex_on", [False, True], ids=["plain", "hex"])
+@pytest.mark.parametrize("data", DATA)
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_every_combination_loads_and_validates(method: str, data: str, hex_on: bool) -> None:
+    cfg = compose(method, data, f"hex.enabled={str(hex_on).lower()}")
+    assert cfg.method.name == method and cfg.hex.enabled is hex_on
+    check_params(cfg.method.params, METHODS[method].Params(), "method.params.")
     assert cfg.data.dataset in DEFAULT_SPLITS
     assert cfg.backbone.name in BACKBONES
     accepted = inspect.signature(BACKBONES[cfg.backbone.name]).parameters
     assert set(cfg.backbone.kwargs) <= set(accepted)
     build_denominator(cfg.hex, cfg.trainer.max_epochs)  # raises on a bad hex section
+    assert cfg.name == f"{method}-{data}" + ("-hex" if hex_on else "")
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("_base/*.yaml")), ids=rel)
-def test_shared_base_loads(path: Path) -> None:
-    assert cached(path).method.name == "simclr"  # bases leave the method to the preset
-
-
-def test_run_names_are_unique_and_match_the_file() -> None:
-    names = [cached(p).name for p in PRESETS]
-    assert len(set(names)) == len(names)
-    for p, name in zip(PRESETS, names):
-        assert name == f"{p.parent.name}-{p.stem}"
-
-
-# ------------------------------------------------------------------------ HEX variants
+@pytest.mark.parametrize("data", DATASETS)
 @pytest.mark.parametrize("method", METHOD_NAMES)
-@pytest.mark.parametrize("base", [d + s for d in DATASETS for s in ("", "-cpu")])
-def test_hex_variant_only_switches_hex_on(method: str, base: str) -> None:
-    plain, hexed = preset(method, base), preset(method, f"{base}-hex")
-    a, b = to_dict(plain), to_dict(hexed)
+def test_cpu_overlay_shrinks_any_full_size_dataset(method: str, data: str) -> None:
+    files = [CONFIGS / f"{method}.yaml", CONFIGS / "data" / f"{data}.yaml", CONFIGS / "cpu.yaml"]
+    cfg = load_config(files)
+    check_params(cfg.method.params, METHODS[method].Params(), "method.params.")
+    assert (cfg.trainer.accelerator, cfg.backbone.name, cfg.data.image_size) == (
+        "cpu", "resnet18", 32,
+    )  # fmt: skip
+    assert cfg.optim.lr == 0.3 and cfg.name == f"{method}-{data}-cpu"
+
+
+def test_cpu_speed_settings_live_only_in_the_overlay() -> None:
+    """Precision and speed keys of CPU runs are set in cpu.yaml and nowhere else."""
+    for path in (CONFIGS / "data").glob("*-cpu.yaml"):
+        trainer = yaml.safe_load(path.read_text()).get("trainer") or {}
+        assert not {"precision", "accelerator", "devices"} & set(trainer), path.name
+        assert yaml.safe_load(path.read_text())["defaults"] == "../cpu.yaml"
+
+
+# ------------------------------------------------------------------------ HEX switch
+@pytest.mark.parametrize("data", DATA)
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_hex_switch_only_switches_hex_on(method: str, data: str) -> None:
+    a = to_dict(compose(method, data, "hex.enabled=false"))
+    b = to_dict(compose(method, data, "hex.enabled=true"))
     assert b.pop("name") == a.pop("name") + "-hex"
-    assert a.pop("hex")["enabled"] is False
-    h = b.pop("hex")
-    assert a == b, "a HEX variant may change only the hex section and the run name"
-    assert h["enabled"] and h["threshold"] == "adaptive" and h["variant"] == "paper"
+    assert a.pop("hex") | {"enabled": True} == (h := b.pop("hex"))
+    assert a == b, "switching HEX on may change only the hex section and the run name"
+    assert h["threshold"] == "adaptive" and h["variant"] == "paper"
     assert (h["q"], h["beta"], h["tau_plus"]) == (0.99, 1.0, 0.1)  # HEX_SPEC 4-5
-    assert h["warmup_epochs"] == (1.0 if base.endswith("-cpu") else 10.0)
+    assert h["warmup_epochs"] == (1.0 if data.endswith("-cpu") else 10.0)
     if method in NON_CONTRASTIVE:
         assert (h["alpha"], h["temperature"]) == (0.1, 0.1)  # HEX_SPEC 6
 
 
 # ------------------------------------------------------------------------ sizes
-@pytest.mark.parametrize("path", [p for p in PRESETS if "-cpu" in p.stem], ids=rel)
-def test_cpu_presets_are_small(path: Path) -> None:
-    cfg = cached(path)
-    assert (cfg.trainer.accelerator, cfg.trainer.precision, cfg.data.num_workers) == (
-        "cpu", "32", 0,
-    )  # fmt: skip
+@pytest.mark.parametrize("data", [d for d in DATA if d.endswith("-cpu")])
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_cpu_presets_are_small(method: str, data: str) -> None:
+    cfg = compose(method, data)
+    assert (cfg.trainer.accelerator, cfg.data.num_workers) == ("cpu", 0)
     assert cfg.backbone.name == "resnet18"
     assert cfg.backbone.kwargs == {"stem": "cifar", "width": 16}
     assert cfg.data.image_size == 32 and 128 <= cfg.data.batch_size <= 256
@@ -110,12 +116,13 @@ def test_cpu_presets_are_small(path: Path) -> None:
         assert cfg.data.options["max_train_samples"] <= 10000
 
 
-@pytest.mark.parametrize("path", [p for p in PRESETS if "-cpu" not in p.stem], ids=rel)
-def test_full_size_presets_follow_the_reference_setup(path: Path) -> None:
-    cfg = cached(path)
+@pytest.mark.parametrize("data", DATASETS)
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_full_size_presets_follow_the_reference_setup(method: str, data: str) -> None:
+    cfg = compose(method, data)
     assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("gpu", "16-mixed")
     assert cfg.data.batch_size == 256  # HEX_SPEC 7
-    assert cfg.optim.name == ("sgd" if cfg.method.name == "moco_v2" else "lars")
+    assert cfg.optim.name == ("sgd" if method == "moco_v2" else "lars")
     if cfg.data.dataset == "synthetic":
         return
     assert cfg.backbone.name == "resnet50"
@@ -124,22 +131,86 @@ def test_full_size_presets_follow_the_reference_setup(path: Path) -> None:
     assert cfg.trainer.max_epochs == (100 if cfg.data.dataset in LAZY else 400)
 
 
+# Recipes the dataset files give each method (solo-learn's values and queue sizes).
+RECIPES = [
+    ("all4one", "cifar10", {"queue_size": 32768}, 1.0, 1e-5),
+    ("all4one", "cifar10-cpu", {"queue_size": 4096}, 0.3, 1e-4),
+    ("all4one", "imagenet", {}, 1.0, 1e-5),
+    ("nnclr", "imagenet100", {"queue_size": 65536}, 0.4, 1e-5),
+    ("nnclr", "synthetic-cpu", {"queue_size": 2048}, 0.3, 1e-4),
+    ("moco_v2", "tiny-imagenet-hier50", {"queue_size": 16384}, 0.3, 1e-4),
+    ("moco_v2", "stl10", {}, 0.3, 1e-4),
+    ("moco_v3", "cifar100", {}, 0.3, 1e-6),
+    ("moco_v3", "stl10-cpu", {"proj_hidden": 1024, "pred_hidden": 1024}, 0.3, 1e-4),
+    ("byol", "imagenet", {}, 0.5, 1e-6),
+    ("byol", "synthetic", {}, 1.0, 1e-5),
+    ("barlow", "cifar100", {"proj_hidden": 2048, "proj_out": 2048, "scale_loss": 0.1}, 0.3, 1e-4),
+    ("barlow", "stl10", {"proj_hidden": 2048, "proj_out": 2048, "scale_loss": 0.1}, 0.3, 1e-4),
+    ("barlow", "imagenet100", {}, 0.3, 1e-4),
+    ("vicreg", "imagenet-cpu", {"proj_hidden": 1024, "proj_out": 1024}, 0.3, 1e-4),
+    ("simclr", "cifar10", {}, 0.4, 1e-4),
+]
+
+
+@pytest.mark.parametrize(("method", "data", "params", "lr", "wd"), RECIPES)
+def test_recipe_of_each_method_on_each_dataset(
+    method: str, data: str, params: dict[str, float], lr: float, wd: float
+) -> None:
+    cfg = compose(method, data)
+    assert cfg.method.params == params
+    assert (cfg.optim.lr, cfg.optim.weight_decay) == (lr, wd)
+
+
 def test_tiny_imagenet_reads_the_shared_archive() -> None:
     for name, size in (("tiny-imagenet-hier50", 64), ("tiny-imagenet-hier50-cpu", 32)):
-        cfg = preset("simclr", name)
+        cfg = compose("simclr", name)
         assert cfg.data.dataset == "imagefolder"
         assert cfg.data.root == "../shared/data/tiny-imagenet-hier50.tar.gz"
         assert cfg.data.options["image_size"] == size == cfg.data.image_size
 
 
-def test_demo_preset() -> None:
-    """configs/simclr/synthetic-cpu(-hex).yaml: about 2 minutes per run on 2 cores."""
-    cfg = preset("simclr", "synthetic-cpu")
-    assert cfg.data.dataset == "synthetic" and cfg.data.options == {}  # default 5,000 images
-    assert cfg.backbone.kwargs["width"] == 16 and cfg.data.batch_size == 128
-    assert 4 <= cfg.trainer.max_epochs <= 6
-    assert cfg.eval.purity_every_n_steps == 20
-    assert preset("simclr", "synthetic-cpu-hex").hex.warmup_epochs == 1
+# ------------------------------------------------------------------ composition rules
+def test_later_files_win_and_defaults_may_be_a_list(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("optim: {lr: 1.0, weight_decay: 0.5}\n")
+    (tmp_path / "b.yaml").write_text("optim: {lr: 2.0}\ntrainer: {max_epochs: 3}\n")
+    (tmp_path / "c.yaml").write_text("defaults: [a.yaml, b.yaml]\ntrainer: {max_epochs: 4}\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.trainer.max_epochs) == (2.0, 0.5, 4)
+    cfg = load_config([tmp_path / "c.yaml", tmp_path / "a.yaml"], ["trainer.max_epochs=7"])
+    assert (cfg.optim.lr, cfg.trainer.max_epochs, cfg.name) == (1.0, 7, "c-a")
+
+
+def test_by_method_applies_to_the_run_method_only_in_file_order(tmp_path: Path) -> None:
+    data = "by_method:\n  byol: {optim: {lr: 1.0}}\n  nnclr: {method: {params: {queue_size: 8}}}\n"
+    (tmp_path / "data.yaml").write_text("optim: {lr: 0.4}\n" + data)
+    (tmp_path / "later.yaml").write_text("optim: {lr: 0.3}\n")
+    byol = tmp_path / "byol.yaml"
+    byol.write_text("method: {name: byol}\n")
+    assert load_config([byol, tmp_path / "data.yaml"]).optim.lr == 1.0
+    assert load_config([byol, tmp_path / "data.yaml", tmp_path / "later.yaml"]).optim.lr == 0.3
+    assert load_config(tmp_path / "data.yaml").optim.lr == 0.4  # simclr: not listed
+    nnclr = load_config(tmp_path / "data.yaml", ["method.name=nnclr"])  # an override counts
+    assert nnclr.method.params == {"queue_size": 8}
+
+
+def test_by_method_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("by_method:\n  bylo: {optim: {lr: 1.0}}\n")
+    with pytest.raises(ConfigError, match=r"by_method\.bylo: unknown method.*'byol'"):
+        load_config(bad)
+    bad.write_text("by_method:\n  byol: {method: {name: simclr}}\n")
+    with pytest.raises(ConfigError, match=r"leaves method\.name alone"):
+        load_config(bad)
+    bad.write_text("by_method: [byol]\n")
+    with pytest.raises(ConfigError, match="must map method names"):
+        load_config(bad)
+
+
+def test_run_names() -> None:
+    assert compose("nnclr", "imagenet100").name == "nnclr-imagenet100"
+    cfg = load_config([CONFIGS / "simclr.yaml", CONFIGS / "data" / "cifar10.yaml"], ["name=mine"])
+    assert cfg.name == "mine"
+    assert load_config(None).name == "run"
 
 
 # ------------------------------------------------------------------ loader errors
@@ -159,7 +230,7 @@ def test_unknown_key_names_it_and_suggests(tmp_path: Path) -> None:
 
 
 def test_unknown_key_in_an_inherited_preset(tmp_path: Path) -> None:
-    base = CONFIGS / "simclr" / "synthetic-cpu.yaml"
+    base = CONFIGS / "data" / "synthetic-cpu.yaml"
     p = write(tmp_path, f"defaults: {base}\nhex:\n  tau_pluss: 0.1\n")
     with pytest.raises(ConfigError, match=r"'hex\.tau_pluss'.*did you mean 'tau_plus'"):
         load_config(p)
@@ -175,9 +246,8 @@ def test_wrong_type_names_key_value_and_type(tmp_path: Path) -> None:
 
 
 def test_overrides_parse_as_yaml_scalars() -> None:
-    cfg = load_config(
-        CONFIGS / "simclr" / "cifar100.yaml",
-        ["optim.lr=0.3", "hex.variant=reference", "trainer.devices=2"],
+    cfg = compose(
+        "simclr", "cifar100", "optim.lr=0.3", "hex.variant=reference", "trainer.devices=2"
     )
     assert cfg.optim.lr == 0.3 and isinstance(cfg.optim.lr, float)
     assert cfg.hex.variant == "reference"
@@ -192,7 +262,7 @@ def test_override_without_equals_sign() -> None:
 
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match=r"config file not found: .*nope\.yaml"):
-        load_config(CONFIGS / "simclr" / "nope.yaml")
+        load_config(CONFIGS / "nope.yaml")
 
 
 def test_missing_defaults_base(tmp_path: Path) -> None:

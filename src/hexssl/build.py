@@ -15,9 +15,11 @@ from torch import nn
 from hexssl.backbones import build_backbone
 from hexssl.config import ConfigError, HexConfig, RunConfig, check_params
 from hexssl.data.datamodule import HexDataModule
-from hexssl.data.transforms import build_augmentation
+from hexssl.data.transforms import build_augmentation, build_views
 from hexssl.losses import HEXDenominator, InfoNCE, InfoNCEDenominator
 from hexssl.methods import SSLMethod, WeightedTerm, get_method
+
+LAZY_CROPPED = ("imagenet", "imagenet100")  # decode-time crops, one per view
 
 THRESHOLD_KEYS = {
     "adaptive": ("q", "per_anchor", "ema"),
@@ -75,6 +77,8 @@ def build_datamodule(
         and d.dataset in ("imagefolder", "unlabeled")
     ):
         options["image_size"] = d.image_size
+    if d.dataset in LAZY_CROPPED and "crops" not in options:
+        options["crops"] = decode_crops(cfg)
     max_samples = options.pop("max_train_samples", None)
     return HexDataModule(
         d.dataset,
@@ -87,6 +91,24 @@ def build_datamodule(
         rank=rank,
         world_size=world,
     )
+
+
+def augment_preset(cfg: RunConfig) -> str:
+    """``data.augment``, or the method's default augmentation preset."""
+    try:
+        cls = get_method(cfg.method.name)
+    except ValueError as err:
+        raise ConfigError(f"method.name: {err}") from None
+    return cfg.data.augment or cls.default_augment
+
+
+def decode_crops(cfg: RunConfig) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """(scale, ratio) of every view: lazy ImageNet takes these crops when it decodes."""
+    try:
+        views = build_views(augment_preset(cfg), cfg.data.image_size, **cfg.data.aug_overrides)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"data.augment / data.aug_overrides: {err}") from None
+    return [(v.crop_scale, v.crop_ratio) for v in views]
 
 
 def global_batch(cfg: RunConfig) -> int:
@@ -124,7 +146,7 @@ def build_method(cfg: RunConfig, dm: HexDataModule) -> SSLMethod:
     if cfg.hex.enabled and not cls.contrastive:  # HEX_SPEC 6: weighted extra term
         extra = WeightedTerm(InfoNCE(cfg.hex.temperature, denominator), cfg.hex.alpha)
         denominator = InfoNCEDenominator()
-    preset = cfg.data.augment or cls.default_augment
+    preset = augment_preset(cfg)
     mean, std = dm.mean, dm.std
     try:
         augment = build_augmentation(
@@ -132,7 +154,6 @@ def build_method(cfg: RunConfig, dm: HexDataModule) -> SSLMethod:
             cfg.data.image_size,
             mean,
             std,
-            precrop_scale=dm.precrop_scale,
             **cfg.data.aug_overrides,
         )
     except (ValueError, TypeError) as err:

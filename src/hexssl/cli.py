@@ -1,10 +1,10 @@
 """The ``hexssl`` command line: one entry point, one sub-command per job.
 
-hexssl pretrain CONFIG [key=value ...] [--print-config]
+hexssl pretrain CONFIG [CONFIG ...] [key=value ...] [--print-config]
 hexssl resume RUN_DIR
 hexssl export RUN_DIR --format torchvision|timm|state_dict [--out FILE]
 hexssl knn RUN_DIR | linear RUN_DIR | umap RUN_DIR | report RUN_DIR...
-hexssl convert-config THEIR.yaml [--out OURS.yaml]
+hexssl convert-config THEIR.yaml [--out OURS.yaml] [--as-run]
 hexssl demo
 """
 
@@ -22,7 +22,14 @@ from hexssl.config import ConfigError
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from hexssl.config import dump_config, load_config
 
-    cfg = load_config(args.config, args.overrides)
+    files = [a for a in args.items if "=" not in a]
+    overrides = [a for a in args.items if "=" in a]
+    if not files:
+        raise ConfigError(
+            "pretrain needs at least one config file, e.g. "
+            "configs/simclr.yaml configs/data/cifar10-cpu.yaml"
+        )
+    cfg = load_config(files, overrides)
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
@@ -75,7 +82,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from hexssl.compat import convert_file
 
-    text, notes = convert_file(args.config)
+    text, notes = convert_file(args.config, as_run=args.as_run)
     for note in notes:
         print(f"# {note}", file=sys.stderr)
     if args.out:
@@ -118,12 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pretrain", help="train a method on a dataset (config + overrides)")
-    p.add_argument("config", help="YAML preset, e.g. configs/simclr/synthetic-cpu.yaml")
     p.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="dotted overrides, e.g. optim.lr=0.3 hex.enabled=true",
+        "items",
+        nargs="+",
+        metavar="CONFIG | KEY=VALUE",
+        help="YAML files composed left to right (later ones win), e.g. configs/simclr.yaml "
+        "configs/data/cifar10-cpu.yaml, then dotted overrides, e.g. optim.lr=0.3 "
+        "hex.enabled=true (see configs/README.md)",
     )
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
     p.set_defaults(func=cmd_pretrain)
@@ -162,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert-config", help="translate an authors' HEX/solo-learn YAML")
     p.add_argument("config")
     p.add_argument("--out", default=None)
+    p.add_argument(
+        "--as-run",
+        action="store_true",
+        help="reproduce what their released code executed for this file (the branch its "
+        "`type` fell into, their objective and hard-coded values) instead of what the file "
+        "intends; fails where their code crashed",
+    )
     p.set_defaults(func=cmd_convert)
     p = sub.add_parser("demo", help="SimCLR with and without HEX on built-in synthetic data")
     p.add_argument("--output-dir", default="runs/demo")

@@ -7,7 +7,18 @@ keys (``type``, ``distance_thresh``, ``step_type``, ``beta``, ``tau_plus``, ...)
 level or inside ``method_kwargs``. :func:`convert_dict` maps every key, or reports it as
 ignored with the reason, and adds a note wherever their code did something other than
 what a key's name says (HEX_SPEC 4.4). The most important case: a ``type`` that their
-code had no branch for did not train HEX at all.
+code had no branch for did not train what its name says.
+
+Two readings of such a file:
+
+- the default translates its intent: ``type: 'adaptive'`` (the authors' shipped
+  ``simclr_adaptive.yaml``, ``barlow_adaptive_1.yaml``, ``nnclr_adaptive.yaml``) becomes
+  adaptive HEX, as the file names, run names and HEX keys say, and a warning states what
+  their code actually ran;
+- ``as_run=True`` (``hexssl convert-config --as-run``) reproduces what their code executed:
+  the branch their ``training_step`` fell into, their objective (``hex.variant=reference``)
+  and their hard-coded values, or a :class:`~hexssl.config.ConfigError` where their code
+  crashed or ran something hexssl does not have.
 
 Example:
     >>> their = {"method": "simclr", "type": "HEX_adaptive", "beta": 1,
@@ -115,10 +126,13 @@ THEIR_BRANCHES: dict[str, dict[str, str]] = {
         "*": f"fixed-threshold HEX on one term and {A4O_CRASH}",
     },
 }
-BY_NAME = {
+CANONICAL_TYPES = ("standard", "HEX_fixed", "HEX_adaptive", "superclass")
+HARD_CODED_HEX = ("nnclr", "all4one")  # their HEX losses fixed beta = 1, tau_plus = 0.1
+BY_NAME = {  # what a `type` means by its name, whatever their code did with it
     "standard": PLAIN,
     "hex_fixed": FIXED,
     "hex_adaptive": ADAPTIVE,
+    "adaptive": ADAPTIVE,  # the authors' shipped *_adaptive.yaml files (All4One's own name)
     "superclass": ORACLE,
     "superclass_labels": ORACLE,
 }
@@ -131,7 +145,6 @@ MEANING = {
 IGNORED_TOP = {  # top-level keys with nothing to map to, and why
     "hydra": "Hydra's own settings",
     "checkpoint": "hexssl saves <run>/checkpoints every trainer.checkpoint_every_n_steps",
-    "sync_batchnorm": "hexssl has no SyncBatchNorm switch (no effect on one device)",
     "performance": "solo-learn's channels-last switch",
     "ntasks-per-node": "a SLURM setting",
     "resume_from_checkpoint": "use `hexssl resume RUN_DIR` or resume=auto",
@@ -205,13 +218,15 @@ def _int(value: Any, key: str) -> int:
 
 # ------------------------------------------------------------------------------ public
 def convert_dict(
-    their: dict[str, Any], source_dir: Path | None = None
+    their: dict[str, Any], source_dir: Path | None = None, as_run: bool = False
 ) -> tuple[dict[str, Any], list[str]]:
     """Translate one solo-learn/HEX config (a parsed YAML mapping) into hexssl's schema.
 
     Args:
         their: the authors' config.
         source_dir: folder of their file, to resolve Hydra's ``augmentations: X.yaml``.
+        as_run: reproduce what their released code executed for this file instead of
+            what its keys say (see the module docstring).
 
     Returns:
         ``(ours, notes)``: a dict that :func:`hexssl.config.load_config` accepts, and one
@@ -220,8 +235,9 @@ def convert_dict(
         ``"WARNING: ..."`` lines (the run did not train what the file says) come first.
 
     Raises:
-        ConfigError: no ``method``, a method or backbone hexssl does not have, or a value
-            that is not a number where one is needed.
+        ConfigError: no ``method``, a method or backbone hexssl does not have, a value
+            that is not a number where one is needed, or (``as_run``) a file their code
+            could not run.
     """
     if not isinstance(their, dict):
         raise ConfigError("their config must be a mapping at the top level")
@@ -231,7 +247,7 @@ def convert_dict(
     kwargs = dict(their.get("method_kwargs") or {})
     dataset = _data(out, their.get("data") or {})
     _backbone(out, their.get("backbone") or {}, dataset)
-    _hex(out, method, _hex_keys(their, kwargs))
+    _hex(out, method, _hex_keys(their, kwargs), as_run)
     _method_kwargs(out, method, kwargs)
     _momentum(out, method, their.get("momentum"))
     _optimizer(out, their.get("optimizer") or {}, _device_count(their))
@@ -242,11 +258,14 @@ def convert_dict(
     return _ordered(out.ours), loud_first
 
 
-def convert_file(path: str | Path) -> tuple[str, list[str]]:
+def convert_file(path: str | Path, as_run: bool = False) -> tuple[str, list[str]]:
     """Read their YAML file and return ``(our YAML text, notes)``; see :func:`convert_dict`."""
     p = Path(path)
-    ours, notes = convert_dict(read_yaml(p), p.parent)
-    head = [f"Converted by `hexssl convert-config` from {p.name}; review the notes it printed."]
+    ours, notes = convert_dict(read_yaml(p), p.parent, as_run)
+    how = " --as-run" if as_run else ""
+    head = [
+        f"Converted by `hexssl convert-config{how}` from {p.name}; review the notes it printed."
+    ]
     head += [n for n in notes if n.startswith("WARNING")]
     lines = [f"# {line}" for text in head for line in textwrap.wrap(text, 96)]
     return "\n".join(lines) + "\n" + yaml.safe_dump(ours, sort_keys=False), notes
@@ -277,8 +296,9 @@ def _hex_keys(their: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, tuple[
     return found
 
 
-def _hex(out: _Out, method: str, keys: dict[str, tuple[str, Any]]) -> None:
-    mode = _hex_type(out, method, keys.get("type"))
+def _hex(out: _Out, method: str, keys: dict[str, tuple[str, Any]], as_run: bool) -> None:
+    entry = keys.get("type")
+    mode = _hex_type_as_run(out, method, entry) if as_run else _hex_type(out, method, entry)
     out.put("hex.enabled", mode in (FIXED, ADAPTIVE, ORACLE))
     out.put("hex.threshold", mode if mode in (FIXED, ADAPTIVE, ORACLE) else ADAPTIVE)
     _hex_numbers(out, method, keys)
@@ -286,6 +306,14 @@ def _hex(out: _Out, method: str, keys: dict[str, tuple[str, Any]]) -> None:
     _hex_warmup(out, mode, keys)
     if out.get("hex.enabled"):
         _hex_behaviour_notes(out, method, mode)
+        if as_run:
+            _as_run_settings(out, method, mode)
+
+
+def _their_branch(method: str, value: Any) -> str:
+    """What their released ``training_step`` of ``method`` ran for ``type: value``."""
+    branches = THEIR_BRANCHES.get(method, {"*": PLAIN})
+    return branches.get(str(value), branches["*"])
 
 
 def _hex_type(out: _Out, method: str, entry: tuple[str, Any] | None) -> str:
@@ -294,23 +322,72 @@ def _hex_type(out: _Out, method: str, entry: tuple[str, Any] | None) -> str:
         out.note("no 'type' key: converted as 'standard' (HEX off)")
         return PLAIN
     src, value = entry
-    branches = THEIR_BRANCHES.get(method, {"*": PLAIN})
-    ran = branches.get(str(value), branches["*"])
-    if str(value) in branches and ran in MEANING:  # an explicit branch of their method
-        mode = ran
-    else:
-        mode = BY_NAME.get(str(value).lower(), "unknown")
+    explicit = str(value) in THEIR_BRANCHES.get(method, {})
+    ran = _their_branch(method, value)
+    mode = ran if explicit and ran in MEANING else BY_NAME.get(str(value).lower(), "unknown")
     if mode == "unknown":
         _warn_unknown_type(out, method, value, ran)
         mode = PLAIN
     elif ran != mode:
+        redo = "reproduces it" if ran in MEANING else "refuses it, as their code could not run"
         out.warn(
             f"their released {method} code has no branch for type {value!r} and runs "
-            f"{_ran(ran)}. "
-            f"Converted as the name says ({MEANING[mode]})."
+            f"{_ran(ran)}. Converted as the name says ({MEANING[mode]}); "
+            f"`convert-config --as-run` {redo}."
         )
+    elif explicit and str(value) not in CANONICAL_TYPES:
+        out.note(f"type {value!r} is their {method} code's own name for {MEANING[ran]}: it ran")
     out.mapped(src, "hex.enabled", mode != PLAIN, f"type {value!r}: {MEANING[mode]}")
     return mode
+
+
+def _hex_type_as_run(out: _Out, method: str, entry: tuple[str, Any] | None) -> str:
+    """``--as-run``: the branch their code executed for ``type``, or an error if none ran."""
+    if entry is None:
+        return _hex_type(out, method, entry)
+    src, value = entry
+    ran = _their_branch(method, value)
+    if ran not in MEANING:
+        raise ConfigError(
+            f"--as-run: their released {method} code runs {ran} for type {value!r}, so there "
+            "is no executed behaviour to reproduce. Convert without --as-run to get what the "
+            "file intends"
+            + (
+                f" ({MEANING[BY_NAME[str(value).lower()]]})"
+                if str(value).lower() in BY_NAME
+                else ""
+            )
+        )
+    out.mapped(
+        src, "hex.enabled", ran != PLAIN, f"--as-run: their {method} code ran {MEANING[ran]}"
+    )
+    return ran
+
+
+def _as_run_settings(out: _Out, method: str, mode: str) -> None:
+    """Their objective and hard-coded values, so the converted run repeats theirs."""
+    out.mapped("type", "hex.variant", "reference", "--as-run: their HEX objective, HEX_SPEC 4.4")
+    if mode == FIXED:
+        _no_floor(out)
+    if method in HARD_CODED_HEX:
+        for key, value in (("beta", 1.0), ("tau_plus", 0.1)):
+            out.mapped("type", f"hex.{key}", value, f"--as-run: their {method} HEX loss fixed it")
+    if method == "nnclr":
+        out.mapped(
+            "type",
+            "method.params.stacked",
+            True,
+            "--as-run: their NNCLR HEX losses used one 2B x 2B matrix over [NN(z_0); p_1]",
+        )
+
+
+def _no_floor(out: _Out) -> None:
+    """Their step schedule had no floor: lower hex.eps_min below the last value if needed."""
+    if out.get("hex.schedule") != "step":
+        return
+    lowest = _lowest_step_value(out)
+    if lowest < out.get("hex.eps_min", 0.3):
+        out.mapped("distance_min", "hex.eps_min", lowest, "--as-run: their step had no floor")
 
 
 def _ran(ran: str) -> str:
@@ -374,15 +451,21 @@ def _floor_note(out: _Out) -> None:
     """Their step schedule had no floor; say whether ours binds within the run."""
     if out.get("hex.schedule") != "step":
         return
-    eps0, step = out.get("hex.eps0", 0.9), out.get("hex.step_down", 0.1)
-    every, epochs = out.get("hex.epoch_step", 100.0), out.get("trainer.max_epochs", 100)
-    lowest = eps0 - step * math.floor((epochs - 1) / every)
+    lowest = _lowest_step_value(out)
+    epochs = out.get("trainer.max_epochs", 100)
     binds = lowest < out.get("hex.eps_min") - 1e-9
     out.note(
         f"their step schedule used no floor (distance_min only fed the cosine one); over "
         f"{epochs} epochs it reaches {lowest:.3g}, so hex.eps_min "
         + ("DOES bind: lower it to reproduce their schedule" if binds else "never binds")
     )
+
+
+def _lowest_step_value(out: _Out) -> float:
+    """The last value of their step schedule over the run (no floor)."""
+    eps0, step = out.get("hex.eps0", 0.9), out.get("hex.step_down", 0.1)
+    every, epochs = out.get("hex.epoch_step", 100.0), out.get("trainer.max_epochs", 100)
+    return float(eps0 - step * math.floor((epochs - 1) / every))
 
 
 def _hex_warmup(out: _Out, mode: str, keys: dict[str, tuple[str, Any]]) -> None:
@@ -850,6 +933,9 @@ _TOP_KEYS: dict[str, Callable[[_Out, Any], None]] = {
     "strategy": lambda out, v: out.mapped("strategy", "trainer.strategy", str(v or "auto")),
     "precision": lambda out, v: out.mapped(
         "precision", "trainer.precision", PRECISION.get(str(v), str(v))
+    ),
+    "sync_batchnorm": lambda out, v: out.mapped(
+        "sync_batchnorm", "trainer.sync_batchnorm", bool(v), "takes effect under DDP only"
     ),
     "accumulate_grad_batches": lambda out, v: out.mapped(
         "accumulate_grad_batches", "trainer.accumulate_grad_batches", int(v or 1)

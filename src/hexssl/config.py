@@ -5,6 +5,13 @@ names, and a value of the wrong type fails with the key, the value and the expec
 type. Overrides use dotted paths (``optim.lr=0.3 hex.variant=reference``); values are
 parsed as YAML scalars.
 
+A run composes YAML files left to right (later ones win, sections merge key by key),
+e.g. a method, a dataset and the CPU overlay (configs/README.md). Inside a file,
+``defaults:`` names base files (one or a list) that it extends, and ``by_method:`` holds
+settings for particular methods (``{byol: {optim: {lr: 1.0}}}``), applied right after the
+file's own keys when the run's method is one of them: that is where a dataset file keeps
+each method's recipe for that dataset (queue sizes, solo-learn learning rates).
+
 Example:
     >>> cfg = load_config(None, ["method.name=simclr", "hex.enabled=true"])
     >>> cfg.hex.enabled
@@ -17,6 +24,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
@@ -110,6 +118,7 @@ class TrainerConfig:
     strategy: str = "auto"
     precision: str = "32"
     accumulate_grad_batches: int = 1
+    sync_batchnorm: bool = False  # multi-GPU DDP: BatchNorm statistics over the global batch
     log_every_n_steps: int = 10
     checkpoint_every_n_steps: int = 200
     limit_train_batches: float = 1.0
@@ -305,21 +314,101 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML preset (``defaults:`` may name a base file), apply overrides, validate."""
-    data = _read_with_defaults(Path(path)) if path is not None else {}
-    for text in overrides or []:
-        keys, value = parse_override(text)
+ConfigPaths = str | Path | Sequence[str | Path] | None
+
+
+@dataclass
+class _Layer:
+    """One file's own keys and its ``by_method`` blocks, in composition order."""
+
+    source: Path
+    keys: dict[str, Any]
+    by_method: dict[str, Any]
+
+
+def load_config(paths: ConfigPaths, overrides: list[str] | None = None) -> RunConfig:
+    """Compose YAML files left to right, apply ``key=value`` overrides, validate.
+
+    Args:
+        paths: one file, several (later files win), or None for the schema defaults.
+        overrides: dotted overrides, applied last.
+
+    A run without a ``name`` is named after its files (stems not starting with ``_``)
+    plus ``-hex`` when HEX is on: ``simclr.yaml data/cifar10-cpu.yaml hex.enabled=true``
+    gives ``simclr-cifar10-cpu-hex``.
+
+    Example:
+        >>> cfg = load_config(["configs/simclr.yaml", "configs/data/cifar10-cpu.yaml"],
+        ...                   ["hex.enabled=true"])  # doctest: +SKIP
+        >>> cfg.name  # doctest: +SKIP
+        'simclr-cifar10-cpu-hex'
+    """
+    files = [
+        Path(p)
+        for p in ([] if paths is None else [paths] if isinstance(paths, str | Path) else paths)
+    ]
+    layers = [layer for f in files for layer in _read_layers(f)]
+    parsed = [parse_override(text) for text in overrides or []]
+    method = _method_name(layers, parsed)
+    data: dict[str, Any] = {}
+    for layer in layers:
+        data = merge(data, layer.keys)
+        data = merge(data, _method_block(layer, method))
+    for keys, value in parsed:
         set_path(data, keys, value)
+    if files and "name" not in data:
+        data["name"] = _auto_name(files, data)
     return from_dict(RunConfig, data)
 
 
-def _read_with_defaults(path: Path) -> dict[str, Any]:
+def _read_layers(path: Path) -> list[_Layer]:
+    """The file's bases (``defaults:``, relative to it) and then the file itself."""
     data = read_yaml(path)
-    base = data.pop("defaults", None)
-    if base is None:
-        return data
-    return merge(_read_with_defaults((path.parent / str(base)).resolve()), data)
+    bases = data.pop("defaults", None)
+    by_method = data.pop("by_method", None) or {}
+    if not isinstance(by_method, dict):
+        raise ConfigError(f"{path}: 'by_method' must map method names to settings")
+    names = [] if bases is None else bases if isinstance(bases, list) else [bases]
+    inherited = [x for b in names for x in _read_layers((path.parent / str(b)).resolve())]
+    return [*inherited, _Layer(path, data, by_method)]
+
+
+def _method_name(layers: list[_Layer], overrides: list[tuple[list[str], Any]]) -> str:
+    """The run's method from the files' own keys and the overrides (not by_method)."""
+    name = MethodConfig.name
+    for layer in layers:
+        name = (layer.keys.get("method") or {}).get("name", name)
+    for keys, value in overrides:
+        if keys == ["method", "name"]:
+            name = value
+        elif keys == ["method"] and isinstance(value, dict):
+            name = value.get("name", name)
+    return str(name)
+
+
+def _method_block(layer: _Layer, method: str) -> dict[str, Any]:
+    """``layer.by_method[method]``, after checking every name it lists exists."""
+    if not layer.by_method:
+        return {}
+    from hexssl.methods import METHODS  # lazy: torch is slow to import
+
+    for name, block in layer.by_method.items():
+        if name not in METHODS:
+            raise ConfigError(
+                f"{layer.source}: by_method.{name}: unknown method{suggest(name, list(METHODS))}"
+            )
+        if not isinstance(block, dict) or "name" in (block.get("method") or {}):
+            raise ConfigError(
+                f"{layer.source}: by_method.{name} must be a mapping that leaves method.name alone"
+            )
+    chosen: dict[str, Any] = layer.by_method.get(method) or {}
+    return chosen
+
+
+def _auto_name(files: list[Path], data: dict[str, Any]) -> str:
+    stems = [f.stem for f in files if not f.stem.startswith("_")]
+    hex_on = (data.get("hex") or {}).get("enabled") is True
+    return "-".join(stems) + ("-hex" if hex_on else "")
 
 
 def dump_config(cfg: RunConfig) -> str:

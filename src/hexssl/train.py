@@ -207,6 +207,7 @@ def make_trainer(cfg: RunConfig, run_dir: Path, callbacks: list[Callback]) -> L.
         strategy=t.strategy,
         precision=t.precision,  # type: ignore[arg-type]
         accumulate_grad_batches=t.accumulate_grad_batches,
+        sync_batchnorm=t.sync_batchnorm,
         log_every_n_steps=t.log_every_n_steps,
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches,

@@ -4,7 +4,9 @@ Fixtures (written for these tests, in the layout of github.com/olivesgatech/HEX)
 - simclr_cifar100_hex_adaptive.yaml: SimCLR + HEX_adaptive on CIFAR-100, inline
   augmentations;
 - simclr_cifar100_type_adaptive.yaml: the same with ``type: 'adaptive'``, which their
-  SimCLR code has no branch for, and augmentations through Hydra's ``defaults``.
+  SimCLR code has no branch for, and augmentations through Hydra's ``defaults``;
+- nnclr_cifar100_type_adaptive.yaml: NNCLR with ``type: 'adaptive'``, which their NNCLR
+  code ran as fixed-threshold HEX.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from hexssl.config import ConfigError, RunConfig, load_config
 FIXTURES = Path(__file__).parent / "fixtures"
 HEX_ADAPTIVE = FIXTURES / "simclr_cifar100_hex_adaptive.yaml"
 TYPE_ADAPTIVE = FIXTURES / "simclr_cifar100_type_adaptive.yaml"
+NNCLR_ADAPTIVE = FIXTURES / "nnclr_cifar100_type_adaptive.yaml"
 
 
 def convert_and_load(path: Path, tmp_path: Path) -> tuple[RunConfig, list[str], str]:
@@ -102,23 +105,33 @@ def test_hex_adaptive_fixture_notes_where_their_code_differed() -> None:
     assert "optimizer.kwargs.clip_lr ignored: hexssl's LARS does not clip" in text
 
 
-def test_type_adaptive_fixture_warns_loudly(tmp_path: Path) -> None:
+def test_type_adaptive_fixture_translates_the_intent(tmp_path: Path) -> None:
     cfg, notes, text = convert_and_load(TYPE_ADAPTIVE, tmp_path)
-    assert cfg.hex.enabled is False  # their SimCLR code never ran adaptive HEX for it
+    assert cfg.hex.enabled and cfg.hex.threshold == "adaptive"  # what the file says
     (warning,) = warnings(notes)
     assert notes[0] == warning  # printed first, not lost among the mapping notes
-    assert "type 'adaptive'" in warning and "did NOT train adaptive HEX" in warning
-    assert "hex.enabled=true hex.threshold=adaptive" in warning
-    assert "type -> hex.enabled=false" in "\n".join(notes)
+    assert "no branch for type 'adaptive'" in warning
+    assert "loss variable is never assigned" in warning  # what their SimCLR code did
+    assert "--as-run" in warning
+    assert "type -> hex.enabled=true" in "\n".join(notes)
     comments = " ".join(ln[2:] for ln in text.splitlines() if ln.startswith("# "))
-    assert "did NOT train adaptive HEX" in comments  # also kept in the converted file
-    # HEX keys still map, so switching HEX on uses their values
+    assert "never assigned" in comments  # also kept in the converted file
     assert (cfg.hex.beta, cfg.hex.tau_plus, cfg.hex.warmup_epochs) == (1.0, 0.1, 11.0)
+    assert cfg.hex.variant == "paper"
     assert cfg.trainer.precision == "16-mixed"  # solo-learn's 16 meant AMP
     assert cfg.data.root is None and any(n.startswith("data.train_path ignored") for n in notes)
     # augmentations came through Hydra's defaults: augmentations/symmetric.yaml
     assert any(n.startswith("defaults -> read augmentations/symmetric.yaml") for n in notes)
     assert cfg.data.augment == "simclr" and cfg.data.aug_overrides["hue"] == 0.2
+
+
+@pytest.mark.parametrize("as_run", [False, True])
+@pytest.mark.parametrize("path", [HEX_ADAPTIVE, NNCLR_ADAPTIVE], ids=lambda p: p.stem)
+def test_every_key_of_their_file_is_accounted_for_as_run_too(path: Path, as_run: bool) -> None:
+    their = yaml.safe_load(path.read_text())
+    _, notes = convert_file(path, as_run=as_run)
+    missing = [p for p in leaf_paths(their) if not accounted(p.rstrip("."), notes)]
+    assert not missing, f"keys neither mapped nor ignored: {missing}"
 
 
 @pytest.mark.parametrize("path", [HEX_ADAPTIVE, TYPE_ADAPTIVE], ids=lambda p: p.stem)
@@ -153,6 +166,95 @@ def test_input_is_not_modified() -> None:
     before = copy.deepcopy(their)
     convert_dict(their)
     assert their == before
+
+
+# -------------------------------------------------------- type 'adaptive' and --as-run
+BARLOW_ADAPTIVE = """
+name: "barlow_cifar100_adaptive"
+method: "barlow_twins"
+type: 'adaptive'
+alpha: 0.1
+temperature: 0.1
+warm_epoch: 10
+backbone: {name: "resnet18"}
+method_kwargs: {proj_hidden_dim: 2048, proj_output_dim: 2048, scale_loss: 0.1}
+data: {dataset: cifar100, train_path: "./datasets"}
+optimizer: {name: "lars", batch_size: 256, lr: 0.3}
+max_epochs: 400
+"""
+
+
+def test_nnclr_type_adaptive_default_is_adaptive_hex_with_their_run_in_a_warning(
+    tmp_path: Path,
+) -> None:
+    cfg, notes, _ = convert_and_load(NNCLR_ADAPTIVE, tmp_path)
+    h = cfg.hex
+    assert h.enabled and h.threshold == "adaptive" and h.variant == "paper"
+    assert (h.beta, h.tau_plus) == (0.5, 0.1 / 2)  # the file's values
+    (warning,) = warnings(notes)
+    assert "runs HEX with a fixed threshold" in warning and "--as-run` reproduces" in warning
+    assert cfg.method.params.get("stacked") is None
+
+
+def test_nnclr_type_adaptive_as_run_is_their_fixed_min_max_step_threshold(
+    tmp_path: Path,
+) -> None:
+    text, notes = convert_file(NNCLR_ADAPTIVE, as_run=True)
+    out = tmp_path / "ours.yaml"
+    out.write_text(text)
+    cfg = load_config(out)
+    h = cfg.hex
+    assert h.enabled and h.threshold == "fixed" and h.variant == "reference"  # min-max rows
+    assert (h.schedule, h.eps0, h.step_down, h.epoch_step) == ("step", 0.95, 0.25, 100.0)
+    assert h.eps_min == pytest.approx(0.95 - 3 * 0.25)  # their step had no floor
+    assert h.warmup_epochs == 0.0  # their fixed branch had no warm-up
+    assert (h.beta, h.tau_plus) == (1.0, 0.1)  # hard-coded in their NNCLR loss
+    assert cfg.method.params["stacked"] is True  # their 2B x 2B matrix
+    assert not warnings(notes)
+    assert "--as-run" in text.splitlines()[0]
+
+
+@pytest.mark.parametrize("method", ["simclr", "barlow_twins"])
+def test_as_run_refuses_types_their_code_crashed_on(method: str) -> None:
+    their = yaml.safe_load(BARLOW_ADAPTIVE) | {"method": method}
+    if method == "simclr":
+        del their["method_kwargs"]
+    ours, _ = convert_dict(their)  # the default translates the intent
+    assert ours["hex"]["enabled"] and ours["hex"]["threshold"] == "adaptive"
+    with pytest.raises(ConfigError, match=rf"their released {method} code runs nothing") as err:
+        convert_dict(their, as_run=True)
+    assert "never assigned" in str(err.value) and "without --as-run" in str(err.value)
+    assert "HEX with the adaptive threshold" in str(err.value)
+
+
+def test_all4one_adaptive_is_its_own_adaptive_branch_in_both_readings() -> None:
+    their = minimal(method="all4one", type="adaptive")
+    runs = {as_run: convert_dict(their, as_run=as_run) for as_run in (False, True)}
+    for ours, notes in runs.values():
+        assert (ours["hex"]["enabled"], ours["hex"]["threshold"]) == (True, "adaptive")
+        assert not warnings(notes)
+    own_name = "note: type 'adaptive' is their all4one code's own name for HEX with the "
+    assert any(n.startswith(own_name) for n in runs[False][1])
+    assert runs[True][0]["hex"]["variant"] == "reference"
+
+
+def test_as_run_of_an_explicit_branch_uses_their_objective() -> None:
+    ours, _ = convert_dict(minimal(type="HEX_adaptive"), as_run=True)
+    assert ours["hex"]["variant"] == "reference" and ours["hex"]["threshold"] == "adaptive"
+    ours, _ = convert_dict(minimal(method="mocov2plus", type="HEX_adaptive"), as_run=True)
+    assert ours["hex"]["enabled"] is False  # their fork had no HEX for MoCo
+
+
+def test_cli_as_run_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hexssl.cli import main
+
+    out = tmp_path / "ours.yaml"
+    assert main(["convert-config", str(NNCLR_ADAPTIVE), "--as-run", "--out", str(out)]) == 0
+    assert load_config(out).hex.threshold == "fixed"
+    crash = tmp_path / "barlow.yaml"
+    crash.write_text(BARLOW_ADAPTIVE)
+    assert main(["convert-config", str(crash), "--as-run"]) != 0
+    assert "their released barlow_twins code runs nothing" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------ HEX keys
@@ -200,8 +302,10 @@ def test_step_schedule_floor_note() -> None:
         # All4One's adaptive branch really is called 'adaptive'
         ("all4one", "adaptive", True, "adaptive", None),
         ("all4one", "HEX_adaptive", True, "adaptive", "attention term"),
-        # NNCLR's final else is the fixed threshold
-        ("nnclr", "adaptive", False, "adaptive", "fixed threshold"),
+        # NNCLR's final else is the fixed threshold; the name says adaptive
+        ("nnclr", "adaptive", True, "adaptive", "fixed threshold"),
+        ("simclr", "adaptive", True, "adaptive", "never assigned"),
+        ("barlow_twins", "adaptive", True, "adaptive", "never assigned"),
         # no HEX code at all for MoCo in their fork
         ("mocov2plus", "HEX_adaptive", True, "adaptive", "plain loss"),
         ("simclr", "superclass", True, "superclass_oracle", None),
@@ -315,3 +419,9 @@ def test_not_a_number() -> None:
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="not found"):
         convert_file(FIXTURES / "nope.yaml")
+
+
+def test_sync_batchnorm_maps_to_the_trainer_switch() -> None:
+    ours, notes = convert_dict(minimal(sync_batchnorm=True, strategy="ddp"))
+    assert ours["trainer"]["sync_batchnorm"] is True
+    assert any(n.startswith("sync_batchnorm -> trainer.sync_batchnorm=true") for n in notes)

@@ -29,7 +29,6 @@ def test_train_batches_uint8_with_drop_last() -> None:
     assert labels.dtype == superlabels.dtype == index.dtype == torch.long
     assert torch.equal(images, dm.train_set.images[index])  # type: ignore[union-attr]
     assert (dm.num_classes, dm.num_superclasses, dm.image_size) == (20, 5, 32)
-    assert dm.precrop_scale == 1.0
 
 
 def test_val_loader_keeps_every_image_in_order() -> None:
@@ -118,10 +117,9 @@ def test_lazy_module_collates_uint8(tmp_path: Path) -> None:
     dm = HexDataModule("imagenet", tmp_path, batch_size=4, dataset_kwargs={"image_size": 16})
     dm.setup()
     images, labels, superlabels, _ = next(iter(dm.train_dataloader()))
-    assert images.shape == (4, 3, 16, 16) and images.dtype == torch.uint8
+    assert images.shape == (4, 2, 3, 16, 16) and images.dtype == torch.uint8  # a crop per view
     assert (superlabels == -1).all() and labels.dtype == torch.long
     assert len(dm.train_dataloader()) == 1 and len(dm.val_dataloader()) == 2  # type: ignore[arg-type]
-    assert dm.precrop_scale == 0.25
     bank = torch.cat([b[3] for b in dm.train_eval_dataloader()])
     assert bank.tolist() == list(range(6))
 

@@ -196,7 +196,7 @@ def test_imagenet_lazy_random_crop_and_eval(tmp_path: Path) -> None:
     train = build_dataset("imagenet", tmp_path, "train", image_size=16)
     assert isinstance(train, LazyImageFolder) and len(train) == 4
     image, label, superlabel, index = train[3]
-    assert image.shape == (3, 16, 16) and image.dtype == torch.uint8
+    assert image.shape == (2, 3, 16, 16) and image.dtype == torch.uint8  # one crop per view
     assert (label, superlabel, index) == (1, 1, 3)
     val = build_dataset("imagenet", tmp_path, "val", image_size=16)
     assert isinstance(val, LazyImageFolder) and not val.train

@@ -55,3 +55,25 @@ def test_bad_arguments() -> None:
         make_synthetic("holdout")
     with pytest.raises(ValueError, match="n_super=9"):
         make_synthetic(n_super=9)
+
+
+def pixel_knn_super(**difficulty: float) -> float:
+    """Superclass accuracy of a 5-NN on 8 x 8 pooled raw pixels (no learning)."""
+    train = make_synthetic("train", n_per_class=30, **difficulty)
+    val = make_synthetic("val", n_per_class=10, **difficulty)
+
+    def feats(images: torch.Tensor) -> torch.Tensor:
+        x = F.avg_pool2d(images.float(), 4).flatten(1) - 128  # (N, 192)
+        return F.normalize(x, dim=1)
+
+    nearest = (feats(val.images) @ feats(train.images).T).topk(5, dim=1).indices  # (n, 5)
+    pred = train.superlabels[nearest].mode(dim=1).values
+    return float((pred == val.superlabels).float().mean())
+
+
+def test_difficulty_knobs_hide_the_superclass_cue() -> None:
+    assert pixel_knn_super() > 0.95  # default: colour and texture give it away
+    assert pixel_knn_super(hue_spread=0.5) < 0.6  # no colour cue
+    assert pixel_knn_super(hue_spread=0.5, texture_strength=0.0) < 0.3  # chance: 0.2
+    with pytest.raises(ValueError, match=r"hue_spread=0\.7"):
+        make_synthetic("val", n_per_class=1, hue_spread=0.7)

@@ -226,15 +226,13 @@ def test_compute_stats() -> None:
     assert math.isclose(DATASET_STATS["imagenet"][0][0], 0.485)
 
 
-def test_precrop_compensation() -> None:
-    views = build_views("simclr", 224, precrop_scale=0.25)
-    assert all(v.crop_scale == pytest.approx((0.32, 1.0)) for v in views)
-    local = build_views("multicrop", 224, precrop_scale=0.25, num_local=1)[-1]
-    assert local.crop_scale == pytest.approx((0.2, 0.56))
-    assert build_views("eval", 224, precrop_scale=0.25)[0].crop_scale == (0.08, 1.0)  # no crop
-    assert build_views("simclr", 224, precrop_scale=0.25, crop_scale=(0.5, 1.0))[0].crop_scale == (
-        0.5,
-        1.0,
-    )
-    with pytest.raises(ValueError, match="precrop_scale"):
-        build_views("simclr", 32, precrop_scale=0.0)
+def test_precropped_views_are_only_resized_not_cropped_again() -> None:
+    """A (B, V, 3, H, W) batch holds one decode-time crop per view: no second crop."""
+    quiet = dict(jitter_p=0.0, gray_p=0.0, blur_p=0.0, solar_p=0.0, flip_p=0.0)
+    aug = build_augmentation("simclr", 16, (0.0,) * 3, (1.0,) * 3, **quiet)
+    pre = torch.randint(0, 256, (3, 2, 3, 16, 16), dtype=torch.uint8)
+    views = aug(pre, generator=torch.Generator().manual_seed(0))
+    for i, view in enumerate(views):
+        torch.testing.assert_close(view, pre[:, i].float() / 255, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"\(B, 2, 3, H, W\)"):
+        aug(torch.zeros(3, 4, 3, 16, 16, dtype=torch.uint8))  # 4 pre-crops for 2 views

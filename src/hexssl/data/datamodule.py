@@ -31,7 +31,6 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hexssl.data.base import Item, TensorImageDataset
 from hexssl.data.datasets import build_dataset
-from hexssl.data.imagenet import LazyImageFolder
 from hexssl.data.transforms import DATASET_STATS, Stats, compute_stats
 
 Batch = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -356,15 +355,6 @@ class HexDataModule(L.LightningDataModule):
     def num_superclasses(self) -> int:
         """Number of superclasses."""
         return len(self.superclass_names)
-
-    @property
-    def precrop_scale(self) -> float:
-        """Smallest crop area the train loader already takes at decode time (1.0: none).
-
-        Pass it to ``build_augmentation(..., precrop_scale=dm.precrop_scale)``.
-        """
-        ds = self._require(self.train_set, "train")
-        return float(ds.scale[0]) if isinstance(ds, LazyImageFolder) and ds.train else 1.0
 
     @property
     def image_size(self) -> int:

@@ -1,8 +1,13 @@
-"""ImageNet-size folders, decoded lazily in DataLoader workers with a decode-time crop.
+"""ImageNet-size folders, decoded lazily in DataLoader workers with decode-time crops.
 
 Layout: ``<root>/{train,val}/<wnid>/*.JPEG`` (val also sorted into class folders), plus an
 optional ``<root>/hierarchy.csv``. Nothing is held in memory: each item is opened, cropped
 and resized by Pillow when it is fetched, so batches of a fixed size stack.
+
+A training item holds one random-resized crop of the whole image per view, each drawn
+independently at that view's own scale and ratio (decoded once, JPEG draft mode), so the
+views are as independent as torchvision's per-view ``RandomResizedCrop``; the on-device
+augmentation then only flips, resizes and colours them.
 """
 
 from __future__ import annotations
@@ -52,32 +57,55 @@ def centre_box(width: int, height: int, frac: float) -> tuple[float, float, floa
     return left, top, left + side, top + side
 
 
-def crop_resize(path: str, size: int, box_fn: Callable[[int, int], tuple[float, ...]]) -> Tensor:
-    """Open ``path``, crop ``box_fn(w, h)`` and resize it to (3, size, size) uint8.
+Box = tuple[float, float, float, float]
+Crop = tuple[tuple[float, float], tuple[float, float]]  # (scale, ratio) of one view
 
-    JPEG draft mode decodes at the smallest power-of-two scale that keeps the crop at least
-    ``size`` pixels wide, which is what makes decode-time cropping cheap.
+
+def crop_resize(path: str, size: int, boxes_fn: Callable[[int, int], Sequence[Box]]) -> Tensor:
+    """Open ``path`` once, crop each box of ``boxes_fn(w, h)`` and resize it to ``size``.
+
+    JPEG draft mode decodes at the smallest power-of-two scale that keeps every crop at
+    least ``size`` pixels wide, which is what makes decode-time cropping cheap.
+
+    Shape:
+        returns: (V, 3, size, size) uint8, one per box
     """
     with Image.open(path) as img:
         w, h = img.size
-        box = box_fn(w, h)
-        need = (math.ceil(w * size / (box[2] - box[0])), math.ceil(h * size / (box[3] - box[1])))
-        img.draft("RGB", need)
+        boxes = boxes_fn(w, h)
+        need_w = max(math.ceil(w * size / (b[2] - b[0])) for b in boxes)
+        need_h = max(math.ceil(h * size / (b[3] - b[1])) for b in boxes)
+        img.draft("RGB", (need_w, need_h))
         sx, sy = img.size[0] / w, img.size[1] / h
-        scaled = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
-        out = to_rgb(img).resize((size, size), Image.Resampling.BILINEAR, box=scaled)
-        return torch.from_numpy(np.asarray(out, dtype=np.uint8).copy()).permute(2, 0, 1)
+        rgb = to_rgb(img)
+        views = [
+            rgb.resize(
+                (size, size), Image.Resampling.BILINEAR, box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+            )
+            for x0, y0, x1, y1 in boxes
+        ]
+        stacked = np.stack([np.asarray(v, dtype=np.uint8) for v in views])  # (V, size, size, 3)
+        return torch.from_numpy(stacked).permute(0, 3, 1, 2)
+
+
+def _pair(values: Sequence[float]) -> tuple[float, float]:
+    lo, hi = values
+    return float(lo), float(hi)
+
+
+SIMCLR_CROP: Crop = ((0.08, 1.0), (3 / 4, 4 / 3))  # torchvision's RandomResizedCrop defaults
 
 
 class LazyImageFolder(NamedClasses, Dataset[Item]):
     """Images decoded on access (in DataLoader workers), cropped at decode time to one size.
 
-    Train mode takes a random-resized crop at decode time with ``scale`` (default
-    (0.25, 1)) so that batches stack; the on-device augmentation then crops each view
-    again, independently. Build it with ``precrop_scale=scale[0]``
-    (``HexDataModule.precrop_scale``) so its crop ranges are divided by 0.25: SimCLR's
-    (0.08, 1) becomes (0.32, 1), and 0.25 * 0.32 = 0.08 again. Eval mode resizes the
-    shorter side to size / 0.875 and takes the centre crop.
+    Train mode returns one random-resized crop of the whole image per entry of ``crops``,
+    each drawn independently with its own (scale, ratio) and resized to ``image_size``:
+    the views of a pair are independent crops, as with torchvision's
+    ``RandomResizedCrop`` per view, and the image is decoded once for all of them. The
+    on-device augmentation must then not crop again (``MultiViewAugment`` sees the
+    (B, V, 3, S, S) batch and only flips and resizes). Eval mode resizes the shorter side
+    to size / 0.875 and takes the centre crop.
 
     Args:
         files: image paths.
@@ -86,12 +114,12 @@ class LazyImageFolder(NamedClasses, Dataset[Item]):
         superlabel_of_class: superclass index per class (-1 if none).
         superclass_names: name per superclass index.
         image_size: output side in pixels.
-        train: random crop (True) or centre crop (False).
-        scale: decode-time crop area range (train).
-        ratio: decode-time crop aspect range (train).
+        train: random crops (True) or centre crop (False).
+        crops: (scale, ratio) per view (train); default two SimCLR crops, area (0.08, 1).
 
     Shape:
-        item: ((3, image_size, image_size) uint8, label, superlabel, index)
+        item: ((V, 3, image_size, image_size) uint8 in train mode, (3, image_size,
+        image_size) in eval mode, label, superlabel, index)
 
     Example:
         >>> ds = build_dataset("imagenet100", "/data/imagenet", "train")  # doctest: +SKIP
@@ -108,11 +136,12 @@ class LazyImageFolder(NamedClasses, Dataset[Item]):
         superclass_names: Sequence[str] = (),
         image_size: int = 224,
         train: bool = True,
-        scale: tuple[float, float] = (0.25, 1.0),
-        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        crops: Sequence[Crop] = (SIMCLR_CROP, SIMCLR_CROP),
     ) -> None:
         if len(files) != len(labels):
             raise ValueError(f"{len(files)} files but {len(labels)} labels")
+        if train and not crops:
+            raise ValueError("a training LazyImageFolder needs at least one (scale, ratio) crop")
         self.files = list(files)
         self.labels = torch.tensor(labels, dtype=torch.long)  # (N,)
         lookup = torch.tensor([*superlabel_of_class, -1] if superlabel_of_class else [-1])
@@ -120,22 +149,25 @@ class LazyImageFolder(NamedClasses, Dataset[Item]):
             lookup[self.labels] if superlabel_of_class else torch.full_like(self.labels, -1)
         )
         self.class_names, self.superclass_names = list(class_names), list(superclass_names)
-        self.image_size, self.train, self.scale, self.ratio = image_size, train, scale, ratio
+        self.image_size, self.train = image_size, train
+        self.crops: list[Crop] = [(_pair(sc), _pair(r)) for sc, r in crops]
         self.num_skipped = 0  # per process: each DataLoader worker counts its own
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def _box(self, w: int, h: int) -> tuple[float, float, float, float]:
+    def boxes(self, w: int, h: int) -> list[Box]:
+        """One independent random-resized-crop box per view (train), or the centre box."""
         if self.train:
-            return rrc_box(w, h, self.scale, self.ratio, torch.rand(10, 4))
-        return centre_box(w, h, 0.875)  # resize 256 / crop 224 convention
+            return [rrc_box(w, h, sc, r, torch.rand(10, 4)) for sc, r in self.crops]
+        return [centre_box(w, h, 0.875)]  # resize 256 / crop 224 convention
 
     def __getitem__(self, index: int) -> Item:
         for k in range(10):  # corrupt file: warn, count, and serve the next one instead
             i = (int(index) + k) % len(self.files)
             try:
-                image = crop_resize(self.files[i], self.image_size, self._box)
+                views = crop_resize(self.files[i], self.image_size, self.boxes)
+                image = views if self.train else views[0]
                 return image, int(self.labels[i]), int(self.superlabels[i]), i
             except Exception as err:
                 self.num_skipped += 1
@@ -164,7 +196,7 @@ def read_imagenet(
     split: str = "train",
     image_size: int = 224,
     subset: Sequence[str] | None = None,
-    scale: tuple[float, float] = (0.25, 1.0),
+    crops: Sequence[Crop] = (SIMCLR_CROP, SIMCLR_CROP),
     train: bool | None = None,
 ) -> LazyImageFolder:
     """ImageNet tree ``<root>/<split>/<wnid>/*.JPEG`` (val also in class folders), lazily decoded.
@@ -174,8 +206,9 @@ def read_imagenet(
         split: "train" or "val".
         image_size: output side (decode-time crop).
         subset: keep only these wnids (in this order); default: all class folders, sorted.
-        scale: decode-time random crop area range (train split).
-        train: random crop (default: split == "train") or centre crop.
+        crops: (scale, ratio) of each view's decode-time crop (train split); the training
+            pipeline passes its augmentation's view settings (``build_datamodule``).
+        train: random crops (default: split == "train") or centre crop.
     """
     root = Path(root).expanduser()
     split_dir = root / split
@@ -201,7 +234,7 @@ def read_imagenet(
     )
     is_train = split.startswith("train") if train is None else train
     return LazyImageFolder(
-        files, labels, classes, sup_of_class, supers, image_size, is_train, scale
+        files, labels, classes, sup_of_class, supers, image_size, is_train, crops
     )
 
 
@@ -209,8 +242,8 @@ def read_imagenet100(
     root: str | Path,
     split: str = "train",
     image_size: int = 224,
-    scale: tuple[float, float] = (0.25, 1.0),
+    crops: Sequence[Crop] = (SIMCLR_CROP, SIMCLR_CROP),
     train: bool | None = None,
 ) -> LazyImageFolder:
     """The 100-class subset (shipped wnid list) of an ImageNet tree; see :func:`read_imagenet`."""
-    return read_imagenet(root, split, image_size, imagenet100_classes(), scale, train)
+    return read_imagenet(root, split, image_size, imagenet100_classes(), crops, train)

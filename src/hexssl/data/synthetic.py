@@ -11,6 +11,12 @@ Per-image nuisance: shape position (+-20 % of the image), size (radius 45-75 % o
 half side), rotation (+-20 deg), texture phase and frequency (+-15 %), palette jitter,
 random light-on-dark or dark-on-light polarity, and pixel noise.
 
+Difficulty: ``texture_strength`` (how strongly the texture modulates the colours) and
+``hue_spread`` (palette hue jitter around the superclass's hue; 0.5 draws any hue, so
+colour says nothing about the superclass) weaken the superclass cue; ``noise`` hides
+both cues. The defaults make the superclass nearly trivial; the demo uses a harder
+setting so that superclass kNN does not saturate.
+
 Defaults: 5 superclasses x 4 classes = 20 classes, 32 px, 250 train / 50 val images per
 class (5,000 / 1,000 images); the train split takes about 1 s on one CPU core.
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -114,14 +121,16 @@ def _u(n: int, lo: float, hi: float, g: torch.Generator) -> Tensor:
     return lo + (hi - lo) * torch.rand(n, 1, 1, generator=g)  # (n, 1, 1)
 
 
-def _palettes(sup: Tensor, n_super: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Background and foreground colours of each image (superclass hue, jittered).
+def _palettes(
+    sup: Tensor, n_super: int, hue_spread: float, g: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Background and foreground colours of each image (superclass hue +- ``hue_spread``).
 
     Shape:
         sup: (n,) -> two (n, 1, 1, 3)
     """
     n = sup.shape[0]
-    hue = sup.view(n, 1, 1).float() / n_super + _u(n, -0.03, 0.03, g)
+    hue = (sup.view(n, 1, 1).float() / n_super + _u(n, -hue_spread, hue_spread, g)) % 1
     dark, light = _u(n, 0.25, 0.4, g), _u(n, 0.8, 0.95, g)
     swap = torch.rand(n, 1, 1, generator=g) < 0.5  # random polarity
     v_bg, v_fg = torch.where(swap, light, dark), torch.where(swap, dark, light)
@@ -130,8 +139,17 @@ def _palettes(sup: Tensor, n_super: int, g: torch.Generator) -> tuple[Tensor, Te
     return bg, fg
 
 
+@dataclass(frozen=True)
+class Difficulty:
+    """How visible each cue is (see the module docstring)."""
+
+    noise: float = 0.06
+    texture_strength: float = 0.35
+    hue_spread: float = 0.03
+
+
 def render(
-    sup: Tensor, shape_idx: Tensor, n_super: int, size: int, noise: float, g: torch.Generator
+    sup: Tensor, shape_idx: Tensor, n_super: int, size: int, d: Difficulty, g: torch.Generator
 ) -> Tensor:
     """Render images of superclass ``sup`` (texture, palette) and shape ``shape_idx``.
 
@@ -159,9 +177,10 @@ def render(
         F.avg_pool2d(tex.unsqueeze(1), _SUPERSAMPLE).squeeze(1).unsqueeze(-1)
     )  # (n, size, size, 1)
     m = F.avg_pool2d(mask.unsqueeze(1).float(), _SUPERSAMPLE).squeeze(1).unsqueeze(-1)  # coverage
-    bg, fg = _palettes(sup, n_super, g)  # (n, 1, 1, 3)
-    img = torch.lerp(bg * (1 + 0.35 * tex), fg * (1 + 0.15 * tex), m)  # (n, size, size, 3)
-    img = img.permute(0, 3, 1, 2) + noise * torch.randn(n, 3, size, size, generator=g)
+    bg, fg = _palettes(sup, n_super, d.hue_spread, g)  # (n, 1, 1, 3)
+    ts = d.texture_strength  # the foreground carries 3/7 of the background's modulation
+    img = torch.lerp(bg * (1 + ts * tex), fg * (1 + 3 / 7 * ts * tex), m)  # (n, size, size, 3)
+    img = img.permute(0, 3, 1, 2) + d.noise * torch.randn(n, 3, size, size, generator=g)
     return (img.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
@@ -173,6 +192,8 @@ def make_synthetic(
     image_size: int = 32,
     seed: int = 0,
     noise: float = 0.06,
+    texture_strength: float = 0.35,
+    hue_spread: float = 0.03,
 ) -> TensorImageDataset:
     """Generate the synthetic hierarchical dataset (see the module docstring).
 
@@ -184,6 +205,9 @@ def make_synthetic(
         image_size: side in pixels.
         seed: base seed; the same arguments always give the same images.
         noise: std of the per-pixel Gaussian noise (images in [0, 1]).
+        texture_strength: texture modulation of the colours (0: no texture cue).
+        hue_spread: palette hue jitter around the superclass hue, in turns of the colour
+            wheel (0.5: any hue, no colour cue).
 
     Shape:
         images: (N, 3, image_size, image_size) uint8 with
@@ -198,6 +222,12 @@ def make_synthetic(
             f"n_super={n_super}, n_per_super={n_per_super}: "
             f"need 1..{len(TEXTURES)} and 1..{len(SHAPES)}"
         )
+    if not (0.0 <= texture_strength <= 1.0 and 0.0 <= hue_spread <= 0.5 and noise >= 0.0):
+        raise ValueError(
+            f"texture_strength={texture_strength} (need 0..1), hue_spread={hue_spread} "
+            f"(need 0..0.5), noise={noise} (need >= 0)"
+        )
+    difficulty = Difficulty(noise, texture_strength, hue_spread)
     n_per_class = n_per_class or (250 if split == "train" else 50)
     g = torch.Generator().manual_seed(seed * 1009 + SPLIT_SEEDS[split])
     n_classes = n_super * n_per_super
@@ -205,7 +235,7 @@ def make_synthetic(
     labels = labels[torch.randperm(labels.shape[0], generator=g)]  # (N,)
     sup, shape = labels // n_per_super, labels % n_per_super
     chunks = [
-        render(sup[i : i + _CHUNK], shape[i : i + _CHUNK], n_super, image_size, noise, g)
+        render(sup[i : i + _CHUNK], shape[i : i + _CHUNK], n_super, image_size, difficulty, g)
         for i in range(0, labels.shape[0], _CHUNK)
     ]
     super_names = list(TEXTURES)[:n_super]

@@ -332,11 +332,17 @@ class ViewAugment(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, generator: torch.Generator | None = None, precropped: bool = False
+    ) -> Tensor:
+        """``precropped``: ``x`` already is this view's random-resized crop (decode time)."""
         cfg, gen = self.cfg, generator
         if cfg.crop:
             B, _, H, W = x.shape
-            boxes = sample_crop_boxes(B, H, W, cfg.crop_scale, cfg.crop_ratio, gen, x.device)
+            if precropped:  # the whole pre-crop: flip and resize only
+                boxes = x.new_tensor([0.0, 0.0, W, H]).expand(B, 4)  # (B, 4)
+            else:
+                boxes = sample_crop_boxes(B, H, W, cfg.crop_scale, cfg.crop_ratio, gen, x.device)
             x = crop_flip_resize(x, boxes, bernoulli(B, cfg.flip_p, gen, x.device), cfg.size)
         else:
             x = centre_resize(x, cfg.size)
@@ -360,7 +366,9 @@ class MultiViewAugment(nn.Module):
         std: per-channel std.
 
     Shape:
-        images: (B, 3, H, W) uint8 (or float in [0, 1]) -> list of V (B, 3, h_v, w_v) float.
+        images: (B, 3, H, W) uint8 (or float in [0, 1]) -> list of V (B, 3, h_v, w_v) float;
+        or (B, V, 3, H, W): one decode-time random-resized crop per view (lazy ImageNet),
+        which each view only flips, resizes and colours.
 
     Example:
         >>> aug = MultiViewAugment([ViewConfig(32), ViewConfig(16)], (0.5,) * 3, (0.25,) * 3)
@@ -377,9 +385,14 @@ class MultiViewAugment(nn.Module):
         self.views = nn.ModuleList(ViewAugment(v, mean, std) for v in views)
 
     def forward(self, images: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
+        if images.dim() == 5 and images.shape[1:3] == (len(self.views), 3):
+            return [view(x[:, i], generator, precropped=True) for i, view in enumerate(self.views)]
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(
+                f"expected images of shape (B, 3, H, W) or (B, {len(self.views)}, 3, H, W) "
+                f"(one pre-crop per view), got {tuple(images.shape)}"
+            )
         return [view(x, generator) for view in self.views]
 
     @property
@@ -488,45 +501,21 @@ def apply_overrides(views: list[ViewConfig], overrides: dict[str, Any]) -> list[
     return out
 
 
-def compensate_precrop(views: list[ViewConfig], precrop_scale: float) -> list[ViewConfig]:
-    """Divide crop-area ranges by the area already kept by a decode-time crop (clipped at 1).
-
-    Lazy ImageNet crops to a fixed size with area in (0.25, 1) when it decodes; with
-    ``precrop_scale=0.25`` SimCLR's (0.08, 1) becomes (0.32, 1), so the two crops together
-    again reach 8 % of the original image.
-    """
-    if not 0.0 < precrop_scale <= 1.0:
-        raise ValueError(f"precrop_scale must be in (0, 1], got {precrop_scale}")
-    if precrop_scale == 1.0:
-        return views
-
-    def widen(v: ViewConfig) -> ViewConfig:
-        lo, hi = (min(s / precrop_scale, 1.0) for s in v.crop_scale)
-        return dataclasses.replace(v, crop_scale=(lo, hi)) if v.crop else v
-
-    return [widen(v) for v in views]
-
-
-def build_views(
-    preset: str, image_size: int, precrop_scale: float = 1.0, **overrides: Any
-) -> list[ViewConfig]:
+def build_views(preset: str, image_size: int, **overrides: Any) -> list[ViewConfig]:
     """The view configs of ``preset`` at ``image_size`` with ``overrides`` applied.
 
     Args:
         preset: a key of :data:`PRESETS`.
         image_size: output side of the (global) views.
-        precrop_scale: smallest crop area already taken at decode time (see
-            :func:`compensate_precrop`; ``HexDataModule.precrop_scale`` gives it).
         **overrides: :class:`ViewConfig` fields (``blur_p=0.5`` for every view, or a list
-            such as ``solar_p=[0.0, 0.2]`` for one value per view; applied after the
-            precrop compensation) plus the preset's own options (multicrop:
-            ``num_local``, ``local_size``, ``global_scale``, ``local_scale``).
+            such as ``solar_p=[0.0, 0.2]`` for one value per view) plus the preset's own
+            options (multicrop: ``num_local``, ``local_size``, ``global_scale``,
+            ``local_scale``).
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown augmentation preset {preset!r}; valid: {sorted(PRESETS)}")
     own = {k: overrides.pop(k) for k in PRESET_OPTIONS.get(preset, ()) if k in overrides}
-    views = compensate_precrop(PRESETS[preset](image_size, **own), precrop_scale)
-    return apply_overrides(views, overrides)
+    return apply_overrides(PRESETS[preset](image_size, **own), overrides)
 
 
 def build_augmentation(

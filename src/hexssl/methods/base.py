@@ -155,7 +155,7 @@ class SSLMethod(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         images, labels, superlabels, _ = batch
         self.push_progress()
-        views = self.augmented_views(images)
+        views = self.augmented_views(images, self.micro_batch(batch_idx))
         out = self.ssl_step(views, superlabels)
         loss = self._with_extra_term(out, superlabels)
         self._guard_finite(loss)
@@ -164,13 +164,14 @@ class SSLMethod(L.LightningModule):
         return loss + probe_loss
 
     @torch.no_grad()
-    def augmented_views(self, images: Tensor) -> list[Tensor]:
+    def augmented_views(self, images: Tensor, micro: int = 0) -> list[Tensor]:
         """The step's augmented views, always in float32 (outside autocast).
 
         Mixed precision starts at the backbone: the colour maths of the augmentation
-        would otherwise run in bf16/fp16 (or fail on dtype mismatches).
+        would otherwise run in bf16/fp16 (or fail on dtype mismatches). ``micro``: the
+        micro-batch's index inside its optimiser step (see :meth:`step_generator`).
         """
-        gen = self.step_generator(images.device)
+        gen = self.step_generator(images.device, micro)
         with torch.autocast(images.device.type, enabled=False):
             views: list[Tensor] = self.augment(images, generator=gen)
         return [self.as_input(v) for v in views]
@@ -179,10 +180,20 @@ class SSLMethod(L.LightningModule):
         """An image batch in the backbone's memory format (NHWC with channels_last)."""
         return to_channels_last(x) if self.channels_last else x
 
-    def step_generator(self, device: torch.device) -> torch.Generator:
-        """Augmentation randomness as a pure function of (seed, step, rank): exact resume."""
-        seed = hash((self.seed, self.global_step, self.global_rank)) % (2**62)
+    def step_generator(self, device: torch.device, micro: int = 0) -> torch.Generator:
+        """Augmentation randomness as a pure function of (seed, step, micro-batch, rank).
+
+        ``micro`` is the micro-batch's index inside its optimiser step (gradient
+        accumulation): without it every micro-batch of a step would draw the same
+        per-sample augmentation. All four are restored on resume, so resume stays exact.
+        """
+        seed = hash((self.seed, self.global_step, micro, self.global_rank)) % (2**62)
         return torch.Generator(device=device).manual_seed(seed)
+
+    def micro_batch(self, batch_idx: int) -> int:
+        """Index of the batch inside its optimiser step (0 without gradient accumulation)."""
+        trainer = self._trainer
+        return batch_idx % trainer.accumulate_grad_batches if trainer is not None else 0
 
     def _with_extra_term(self, out: StepOutput, superlabels: Tensor) -> Tensor:
         if self.extra_term is None:
@@ -206,7 +217,7 @@ class SSLMethod(L.LightningModule):
             return feats.new_zeros(())
         logits = self.classifier(feats[known])  # (b, C)
         loss = F.cross_entropy(logits, labels[known])
-        acc = (logits.argmax(1) == labels[known]).float().mean()
+        acc = (logits.argmax(1) == labels[known]).float().mean() * 100  # percent, like val/
         self.log("train/online_acc1", acc, prog_bar=True)
         return loss
 
