@@ -29,8 +29,8 @@ test-all: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/loss_speed.py
-	$(BIN)/python benchmarks/step_overhead.py
 	$(BIN)/python benchmarks/data_throughput.py
 
 first-comparison: $(STAMP)

@@ -3,8 +3,7 @@
 Times the loss alone (embeddings in, gradient out) for SimCLR-style 2B x 2B matrices,
 D = 128, adaptive threshold; counts the aten operators of a forward + backward (on a GPU
 each is a kernel launch) and the (2B)^2-sized tensors that autograd keeps for backward.
-``--path sparse`` forces the sparse-neighbour path at every size (the only path before
-the dense one was added), for a same-machine before/after comparison. Targets (issue 8):
+Targets (issue 8):
 HEX <= 1.3x InfoNCE at every size, op count <= 2x, no extra (2B)^2 float tensors.
 
     python benchmarks/loss_speed.py [--sizes 256 512 1024 4096] [--repeats 15]
@@ -23,7 +22,6 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from hexssl.losses import HEXDenominator, InfoNCE
-from hexssl.losses import hex as hex_module
 
 RESULTS = Path(__file__).parent / "results"
 LOSSES = {
@@ -88,11 +86,9 @@ def op_count(fn: InfoNCE, b: int) -> int:
     return counter.count
 
 
-def run(sizes: list[int], repeats: int, threads: int | None, path: str) -> dict:
+def run(sizes: list[int], repeats: int, threads: int | None) -> dict:
     if threads:
         torch.set_num_threads(threads)
-    if path != "auto":  # force one HEX path (dense masks or sparse neighbours) at every size
-        hex_module.DENSE_MAX = 1 << 62 if path == "dense" else -1
     rows = []
     for n in sizes:
         b = n // 2
@@ -115,8 +111,6 @@ def run(sizes: list[int], repeats: int, threads: int | None, path: str) -> dict:
         torch=torch.__version__,
         machine=platform.processor() or platform.machine(),
         d=128,
-        hex_path=path,
-        dense_max=hex_module.DENSE_MAX,
         rows=rows,
     )
 
@@ -124,8 +118,7 @@ def run(sizes: list[int], repeats: int, threads: int | None, path: str) -> dict:
 def markdown(res: dict) -> str:
     lines = [
         f"Loss forward+backward, CPU ({res['threads']} threads, torch {res['torch']}), D=128, "
-        f"median ms; ratio = HEX / InfoNCE; HEX path: {res['hex_path']} "
-        "(auto: dense masks up to 1024 x 1024, sparse neighbours above).",
+        "median ms; ratio = HEX / InfoNCE.",
         "",
         "| 2B | InfoNCE ms | HEX paper ms (ratio) | HEX reference ms (ratio) "
         "| aten ops fwd+bwd InfoNCE / paper / reference "
@@ -162,13 +155,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15, help="timed repetitions per point")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
-    ap.add_argument("--path", choices=["auto", "dense", "sparse"], default="auto", help="HEX path")
     args = ap.parse_args()
-    res = run(args.sizes, args.repeats, args.threads, args.path)
+    res = run(args.sizes, args.repeats, args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    tag = "" if args.path == "auto" else f"_{args.path}"
-    (args.out / f"loss_speed{tag}.json").write_text(json.dumps(res, indent=2))
-    (args.out / f"loss_speed{tag}.md").write_text(markdown(res))
+    (args.out / "loss_speed.json").write_text(json.dumps(res, indent=2))
+    (args.out / "loss_speed.md").write_text(markdown(res))
     print(markdown(res))
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import Tensor
-
-from hexssl.losses import hex as hex_module
 
 
 def clustered(
@@ -27,10 +24,3 @@ def clustered(
     z1 = base + 0.3 * torch.randn(b, d, generator=g, dtype=dtype)
     return z0, z1, labels // n_class
 
-
-@pytest.fixture(params=["dense", "sparse"])
-def hex_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a HEX test on both paths: dense masks (small matrices) and sparse neighbours."""
-    if request.param == "sparse":
-        monkeypatch.setattr(hex_module, "DENSE_MAX", -1)
-    return str(request.param)

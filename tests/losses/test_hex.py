@@ -23,8 +23,6 @@ from hexssl.losses.thresholds import AdaptiveThreshold, SuperclassOracle
 from . import oracle
 from .conftest import clustered
 
-pytestmark = pytest.mark.usefixtures("hex_path")  # every test on both paths
-
 T = 0.1
 
 

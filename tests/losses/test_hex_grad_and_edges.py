@@ -9,8 +9,6 @@ from hexssl.losses import HEXDenominator, InfoNCE, InfoNCEDenominator
 
 from .conftest import clustered
 
-pytestmark = pytest.mark.usefixtures("hex_path")  # every test on both paths
-
 T = 0.2
 DENOMINATORS = {
     "infonce": dict(),

@@ -28,7 +28,6 @@ from hexssl.losses.thresholds import Threshold, build_threshold
 
 NEG_INF = float("-inf")
 VARIANTS = ("paper", "reference")
-DENSE_MAX = 1024 * 1024  # similarity matrices up to this many entries take the dense path
 HParams = tuple[float, float, float, float, bool]  # beta, tau_plus, lambda, 1/T, detach
 
 
@@ -86,86 +85,6 @@ class _HexLogDenominator(torch.autograd.Function):
         dpos = pos_weight - loc.active * (lam * tau / (1.0 - tau)) * loc.n_h  # spec 4.2
         grad_lp = grad_d * (lp - log_d).exp() * dpos  # (M,)
         return g, grad_lp, None, None, None, None, None
-
-
-class _HexDenseLogDenominator(torch.autograd.Function):
-    """The same log D_i as :class:`_HexLogDenominator`, with H as a dense (M, K) mask.
-
-    For small matrices a few dense ops cost less than the sparse path's many small
-    ones. It relies on H holding the top of each row (every entry above a cut-off), so
-    that the row maximum over H is the maximum over N(i) and one exponential E = e^{l - m}
-    serves both terms. Kept for backward: E (the one (M, K) float tensor, as in the
-    sparse path), the boolean H and (M,) vectors.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any, sim: Tensor, lp: Tensor, ws: Workspace, H: Tensor, pos_weight: Tensor,
-        hp: HParams,
-    ) -> tuple[Tensor, Tensor]:  # fmt: skip
-        beta, tau, lam, inv_t, _ = hp
-        m = ws.logits.amax(1)  # (M,) max over N(i) = max over H(i) when H(i) is not empty
-        m = torch.where(torch.isfinite(m), m, lp.detach())
-        E = ws.logits.sub_(m[:, None]).exp_()  # (M, K) e^{l - m} on N(i), 0 elsewhere
-        E_h = E * H  # (M, K) the H part; E - E_h is exactly the G part
-        log_g = (E - E_h).sum(1).log() + m  # (M,)
-        n_h = H.sum(1, dtype=lp.dtype)  # (M,)
-        loc = _dense_local(E_h, n_h, m, lp, beta, tau, inv_t, lam)
-        log_loc = _log(lam) + loc.log_local  # (M,)
-        log_d = torch.stack([pos_weight.log() + lp, log_loc, log_g], 1).logsumexp(1)  # (M,)
-        ctx.save_for_backward(E, H, m, lp, pos_weight, log_d, *loc)
-        ctx.hp = hp
-        ctx.mark_non_differentiable(log_loc)
-        return log_d, log_loc
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_d: Tensor, _grad_loc: Tensor) -> tuple[Tensor | None, ...]:
-        E, H, m, lp, pos_weight, log_d, *rest = ctx.saved_tensors
-        loc = LocalTerm(*rest)
-        beta, tau, lam, inv_t, detach = ctx.hp
-        g = E * (grad_d * (m - log_d).exp() * inv_t)[:, None]  # (M, K) d/ds on G(i)
-        if lam > 0:
-            coef = _local_coef(loc, log_d, lam, tau) * grad_d * inv_t  # (M,)
-            g = torch.where(H, _dense_local_grad(E, loc, coef, beta, detach), g)  # (M, K)
-        else:  # no local term: the neighbours are simply out of the denominator
-            g = g.masked_fill_(H, 0.0)
-        dpos = pos_weight - loc.active * (lam * tau / (1.0 - tau)) * loc.n_h  # spec 4.2
-        grad_lp = grad_d * (lp - log_d).exp() * dpos  # (M,)
-        return g, grad_lp, None, None, None, None
-
-
-def _dense_local(
-    E_h: Tensor, n_h: Tensor, m: Tensor, lp: Tensor, beta: float, tau: float, inv_t: float,
-    lam: float,
-) -> LocalTerm:  # fmt: skip
-    """:func:`_local_forward` from the dense H part E_h = e^{l - m} (0 outside H)."""
-    empty = torch.zeros_like(E_h[:, :0])  # (M, 0): no per-neighbour values in dense form
-    if lam == 0:
-        zero = torch.zeros_like(lp)
-        return LocalTerm(zero + NEG_INF, zero, zero, zero, n_h, zero, empty)
-    has_h = n_h > 0
-    powered = E_h * E_h if beta == 1.0 else E_h.pow(1.0 + beta)  # (M, K) e^{(1+b) d}
-    log_c = powered.sum(1).log()  # (M,)
-    log_a = E_h.pow(beta).sum(1).log() if beta not in (0.0, 1.0) else None
-    if log_a is None:
-        log_a = E_h.sum(1).log() if beta == 1.0 else n_h.log()  # (M,)
-    log_a, log_c = torch.where(has_h, log_a, 0.0), torch.where(has_h, log_c, 0.0)
-    log_r = n_h.log() + log_c - log_a + m  # (M,)
-    log_local, active = _debias(log_r, lp, n_h, tau, inv_t)
-    log_local = torch.where(has_h, log_local, NEG_INF)  # Local_i = 0 for empty H(i)
-    return LocalTerm(log_local, log_r, log_a, log_c, n_h, (active & has_h).to(lp.dtype), empty)
-
-
-def _dense_local_grad(E: Tensor, loc: LocalTerm, coef: Tensor, beta: float, detach: bool) -> Tensor:
-    """:func:`_local_grad` on the dense matrix (only its H entries are used). # (M, K)"""
-    e_b = E if beta == 1.0 else E.pow(beta)  # (M, K) e^{b d}
-    e_1b = E * e_b  # (M, K) e^{(1+b) d}
-    c_part = (coef * (-loc.log_c).exp())[:, None]  # (M, 1)
-    if detach:
-        return e_1b * c_part
-    a_part = (coef * beta * (-loc.log_a).exp())[:, None]  # (M, 1)
-    return e_1b * ((1.0 + beta) * c_part) - e_b * a_part
 
 
 def _global_exp_(logits: Tensor, rows: Tensor, cols: Tensor, lp: Tensor) -> tuple[Tensor, Tensor]:
@@ -319,51 +238,24 @@ class HEXDenominator(nn.Module):
         lp = sim32.gather(1, pos_idx).squeeze(1) / temperature  # (M,) positive logits
         with torch.no_grad():  # the one (M, K) work buffer: logits on N(i), -inf elsewhere
             work = _exclude_(sim32.detach() / temperature, pos_idx, self_idx)
-        n_neg = sim.shape[1] - 1 - (self_idx is not None)  # |N(i)|
-        H, eps = self._neighbours(sim, pos_idx, self_idx, temperature, work)
-        if self.in_warmup:  # spec 5.3: plain InfoNCE
-            masked = _exclude_(sim32 / temperature, pos_idx, self_idx)  # with gradients
-            log_d = torch.logaddexp(lp, masked.logsumexp(1))
-            return log_d, _stats(H, eps, torch.full_like(log_d, NEG_INF), log_d, n_neg)
-        pos_weight, lam = torch.ones_like(lp), self.lambda_local
-        if self.variant == "reference":
-            H, pos_weight = _reference_sets(H, lp, n_neg)
-            lam = 0.0
-        hp = (self.beta, self.tau_plus, lam, 1.0 / temperature, self.detach_weights)
-        if isinstance(H, Tensor):
-            fn: Any = _HexDenseLogDenominator
-            log_d, log_loc = fn.apply(sim32, lp, Workspace(work), H, pos_weight, hp)
-        else:
-            log_d, log_loc = _HexLogDenominator.apply(
-                sim32, lp, Workspace(work), H.rows, H.cols, pos_weight, hp
-            )
-        return log_d, _stats(H, eps, log_loc, log_d, n_neg)
-
-    def _neighbours(
-        self, sim: Tensor, pos_idx: Tensor, self_idx: Tensor | None, temperature: float,
-        work: Tensor,
-    ) -> tuple[Neighbours, Tensor]:  # fmt: skip
-        """H(i) as a dense (M, K) mask for small matrices, else in sparse form; and eps.
-
-        Dense needs H to hold the top of each row (thresholds, not the oracle).
-        """
         epoch = float(self.epoch)
-        if sim.numel() <= DENSE_MAX and self.threshold.tops_rows:
-            return self.threshold(sim, pos_idx, self_idx, epoch, temperature, work)
         rows, cols, eps = self.threshold.neighbours(
             sim, pos_idx, self_idx, epoch, temperature, work
         )
-        return Sparse(rows, cols), eps
-
-
-class Sparse(NamedTuple):
-    """H(i) as coordinate lists: rows (nnz,), cols (nnz,)."""
-
-    rows: Tensor
-    cols: Tensor
-
-
-Neighbours = Tensor | Sparse  # a dense (M, K) bool mask, or coordinates
+        n_neg = sim.shape[1] - 1 - (self_idx is not None)  # |N(i)|
+        if self.in_warmup:  # spec 5.3: plain InfoNCE
+            masked = _exclude_(sim32 / temperature, pos_idx, self_idx)  # with gradients
+            log_d = torch.logaddexp(lp, masked.logsumexp(1))
+            return log_d, _stats(rows, eps, torch.full_like(log_d, NEG_INF), log_d, n_neg)
+        pos_weight, lam = torch.ones_like(lp), self.lambda_local
+        if self.variant == "reference":
+            rows, cols, pos_weight = _reference_sets(rows, cols, lp, n_neg)
+            lam = 0.0
+        hp = (self.beta, self.tau_plus, lam, 1.0 / temperature, self.detach_weights)
+        log_d, log_loc = _HexLogDenominator.apply(
+            sim32, lp, Workspace(work), rows, cols, pos_weight, hp
+        )
+        return log_d, _stats(rows, eps, log_loc, log_d, n_neg)
 
 
 def _exclude_(logits: Tensor, pos_idx: Tensor, self_idx: Tensor | None) -> Tensor:
@@ -384,28 +276,26 @@ def plain_log_denominator(logits: Tensor, self_idx: Tensor | None) -> Tensor:
     return logits.logsumexp(1)
 
 
-def _reference_sets(H: Neighbours, lp: Tensor, n_neg: int) -> tuple[Neighbours, Tensor]:
+def _reference_sets(
+    rows: Tensor, cols: Tensor, lp: Tensor, n_neg: int
+) -> tuple[Tensor, Tensor, Tensor]:
     """The reference's denominator is G(i); an empty G(i) falls back to N(i) (spec 4.4).
 
     The positive is dropped from D, except where N(i) itself is empty (then D = e^{l_p}
-    and the loss is 0 instead of inf). Returns (H, positive weight (M,)).
+    and the loss is 0 instead of inf). Returns (rows, cols, positive weight (M,)).
     """
-    pos_weight = torch.full_like(lp, float(n_neg == 0))
-    if isinstance(H, Tensor):  # drop H entirely in rows whose G(i) is empty
-        return H & (H.sum(1, keepdim=True) < n_neg), pos_weight
-    sizes = torch.bincount(H.rows, minlength=lp.shape[0])  # (M,) |H(i)|
-    keep = sizes[H.rows] < n_neg
+    sizes = torch.bincount(rows, minlength=lp.shape[0])  # (M,) |H(i)|
+    keep = sizes[rows] < n_neg  # drop H entirely in rows whose G(i) is empty
     if not bool(keep.all()):
-        H = Sparse(H.rows[keep], H.cols[keep])
-    return H, pos_weight
+        rows, cols = rows[keep], cols[keep]
+    return rows, cols, torch.full_like(lp, float(n_neg == 0))
 
 
 def _stats(
-    H: Neighbours, eps: Tensor, log_loc: Tensor, log_d: Tensor, n_neg: int
+    rows: Tensor, eps: Tensor, log_loc: Tensor, log_d: Tensor, n_neg: int
 ) -> dict[str, Tensor]:
-    """HEX_SPEC 8 observables, detached, from the neighbour sets."""
-    total = H.sum() if isinstance(H, Tensor) else torch.tensor(H.rows.numel())
-    mean_size = total.to(log_d.dtype) / log_d.shape[0]
+    """HEX_SPEC 8 observables, detached, from the sparse neighbour sets."""
+    mean_size = rows.new_tensor(rows.numel(), dtype=log_d.dtype) / log_d.shape[0]
     return {
         "eps": eps.detach().float().mean(),
         "neighbours": mean_size,

@@ -105,11 +105,7 @@ class Threshold(nn.Module):
     Subclasses implement :meth:`logit_threshold`, working on ``masked``: the logits
     s / T of the batch with the positive and self columns at -inf, which the HEX loss
     builds anyway. Thresholding there needs no extra copy of the (M, K) matrix.
-    ``tops_rows``: H(i) is every entry of N(i) above a cut-off, so it holds the row's
-    maximum whenever it is not empty (the HEX loss's dense path relies on it).
     """
-
-    tops_rows: bool = True
 
     def end_step(self, keep: bool = True) -> None:
         """Called once per optimiser step; stateful thresholds commit their state here."""
@@ -382,8 +378,6 @@ class SuperclassOracle(Threshold):
     USES LABELS: an upper bound for analysis, never a self-supervised result. Call
     :meth:`set_labels` with anchor and candidate superclass labels before each forward.
     """
-
-    tops_rows = False  # a superclass need not hold the most similar negative
 
     def __init__(self) -> None:
         super().__init__()
