@@ -6,6 +6,7 @@ load time, before any data is read or any checkpoint written.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from torch import nn
@@ -13,9 +14,11 @@ from torch import nn
 from hexssl.backbones import build_backbone
 from hexssl.config import ConfigError, HexConfig, RunConfig, check_params
 from hexssl.data.datamodule import HexDataModule
+from hexssl.data.datasets import DATASETS
 from hexssl.data.transforms import build_augmentation
 from hexssl.losses import HEXDenominator, InfoNCE, InfoNCEDenominator
 from hexssl.methods import SSLMethod, WeightedTerm, get_method
+from hexssl.optim import OPTIMIZERS
 
 THRESHOLD_KEYS = {
     "adaptive": ("q", "per_anchor", "ema"),
@@ -25,9 +28,17 @@ THRESHOLD_KEYS = {
 
 
 def build_denominator(h: HexConfig, max_epochs: int) -> nn.Module:
-    """InfoNCE's plain denominator, or HEX with the configured threshold."""
-    if not h.enabled:
-        return InfoNCEDenominator()
+    """InfoNCE's plain denominator, or HEX with the configured threshold.
+
+    The HEX values are validated even when ``hex.enabled`` is false, so that a bad
+    ``hex.*`` value never waits silently for the day HEX is switched on.
+    """
+    hex_den = hex_denominator(h, max_epochs)
+    return hex_den if h.enabled else InfoNCEDenominator()
+
+
+def hex_denominator(h: HexConfig, max_epochs: int) -> HEXDenominator:
+    """HEX with the configured threshold; a bad value raises ConfigError naming it."""
     if h.threshold not in THRESHOLD_KEYS:
         raise ConfigError(
             f"hex.threshold={h.threshold!r} is unknown; valid: {sorted(THRESHOLD_KEYS)}"
@@ -48,6 +59,37 @@ def build_denominator(h: HexConfig, max_epochs: int) -> nn.Module:
         )
     except ValueError as err:
         raise ConfigError(f"hex: {err}") from None
+
+
+def check_names(cfg: RunConfig) -> None:
+    """Resolve every registry name and method/HEX value of ``cfg``; reads no data.
+
+    Called when a config is loaded for training or printing, so that a typo fails before
+    anything is written (STYLE rule 3).
+    """
+    method_class(cfg)
+    if cfg.data.dataset not in DATASETS:
+        raise ConfigError(
+            f"config key 'data.dataset' = {cfg.data.dataset!r}: unknown; valid: "
+            f"{', '.join(sorted(DATASETS))}"
+        )
+    if cfg.optim.name not in OPTIMIZERS:
+        raise ConfigError(
+            f"config key 'optim.name' = {cfg.optim.name!r}: unknown; valid: "
+            f"{', '.join(sorted(OPTIMIZERS))}"
+        )
+    hex_denominator(cfg.hex, cfg.trainer.max_epochs)
+    for threshold in THRESHOLD_KEYS:  # every hex.* value, whichever threshold is picked
+        hex_denominator(dataclasses.replace(cfg.hex, threshold=threshold), cfg.trainer.max_epochs)
+
+
+def method_class(cfg: RunConfig) -> tuple[type[SSLMethod], Any]:
+    """The method class and its validated params."""
+    try:
+        cls = get_method(cfg.method.name)
+    except ValueError as err:
+        raise ConfigError(f"method.name: {err}") from None
+    return cls, check_params(cfg.method.params, cls.Params(), "method.params.")
 
 
 def build_datamodule(
@@ -95,11 +137,7 @@ def scaled_lr(cfg: RunConfig) -> float:
 
 def build_method(cfg: RunConfig, dm: HexDataModule) -> SSLMethod:
     """Compose backbone, heads and loss; ``dm`` must be set up (stats, classes)."""
-    try:
-        cls = get_method(cfg.method.name)
-    except ValueError as err:
-        raise ConfigError(f"method.name: {err}") from None
-    params = check_params(cfg.method.params, cls.Params(), "method.params.")
+    cls, params = method_class(cfg)
     try:
         backbone = build_backbone(cfg.backbone.name, **cfg.backbone.kwargs)
     except ValueError as err:

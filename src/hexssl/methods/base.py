@@ -205,19 +205,29 @@ class SSLMethod(L.LightningModule):
                 return module.stats
         return {}
 
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimiser step, then the momentum encoders' EMA update.
+
+        The update belongs to the step itself, not to ``on_train_batch_end``: Lightning
+        runs the callbacks' batch-end hooks (the step checkpoint) before the module's,
+        so a checkpoint written at that step would miss the update and a resumed run
+        would diverge (issue 9.1). Only called on optimiser steps (not on accumulation).
+        """
+        super().optimizer_step(*args, **kwargs)
+        self._update_momentum(self.global_step + 1)  # global_step counts this step just after
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0:  # after optimiser steps
-            self._update_momentum()
         every = self.purity_every
         if every and self.purity_batch is not None and self.global_step % every == 0:
             self.log_dict(self.purity_metrics(), on_step=True, on_epoch=False)
 
     @torch.no_grad()
-    def _update_momentum(self) -> None:
+    def _update_momentum(self, step: int) -> None:
+        """EMA of the online weights after ``step`` optimiser steps (copies the buffers)."""
         if not self.momentum_pairs:
             return
         total = int(self.trainer.estimated_stepping_batches)
-        tau = cosine_momentum(self.global_step, total, self.params.momentum_base)
+        tau = cosine_momentum(step, total, self.params.momentum_base)
         for online, target in self.momentum_pairs:
             for po, pt in zip(online.parameters(), target.parameters()):
                 pt.mul_(tau).add_(po.detach(), alpha=1.0 - tau)
