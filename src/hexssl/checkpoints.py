@@ -86,6 +86,8 @@ class RunCheckpoints(Callback):
         if trainer.is_global_zero and self.saved_step != trainer.global_step:
             keep_previous(last, self.dir / "previous.ckpt")
         self.saved_step = trainer.global_step
+        for logger in trainer.loggers:  # rows logged so far reach metrics.csv with it
+            logger.save()
         trainer.save_checkpoint(last, weights_only=False)  # everything: optimiser, loops, RNG
 
     def state_dict(self) -> dict[str, Any]:

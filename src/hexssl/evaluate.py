@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hexssl.atomic import atomic_write_text
 from hexssl.config import ConfigError
 from hexssl.eval.features import cached_features, extract_features
 from hexssl.eval.knn import knn_eval
@@ -73,7 +74,7 @@ def _open(args: argparse.Namespace) -> tuple[Any, SSLMethod, Any, Path]:
 
 
 def _save(run: Path, name: str, result: dict[str, Any]) -> None:
-    (run / name).write_text(json.dumps(result, indent=2))
+    atomic_write_text(run / name, json.dumps(result, indent=2))
     for key, value in result.items():
         print(f"{key:>28s}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
 

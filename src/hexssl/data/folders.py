@@ -325,7 +325,7 @@ def assign_labels(
     """
     found = {e.klass for e in entries if e.klass}
     class_names = list(classes) if classes is not None else sorted(found)
-    if hierarchy:
+    if hierarchy and found:  # unlabeled trees have no class folders to match
         _warn_mismatch(found, hierarchy, classes is None)
     super_names = sorted({hierarchy[c] for c in class_names if c in hierarchy})
     class_idx = {c: i for i, c in enumerate(class_names)}
@@ -369,7 +369,7 @@ def stack_decoded(arrays: list[np.ndarray | None], names: Sequence[str]) -> tupl
     keep = torch.tensor([a is not None for a in arrays], dtype=torch.bool)
     good = [a for a in arrays if a is not None]
     bad = [n for n, a in zip(names, arrays) if a is None]
-    if bad:
+    if bad and good:
         warnings.warn(f"skipped {len(bad)} unreadable image(s), e.g. {bad[:3]}", stacklevel=3)
     if not good:
         raise DataError(
