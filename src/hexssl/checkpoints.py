@@ -57,8 +57,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint on the CPU, loaded with ``weights_only=True`` (no code can run)."""
-    ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint on the CPU, loaded with ``weights_only=True`` (no code can run).
+
+    Raises:
+        ConfigError: the file is damaged, or holds objects other than tensors and plain
+            Python values (a pickle that could run code is refused, never executed).
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ConfigError(f"checkpoint {path} cannot be loaded safely ({_short(err)})") from None
+    if not isinstance(ckpt, dict):
+        raise ConfigError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a dict")
     return ckpt
 
 
@@ -137,7 +147,7 @@ def intact_checkpoints(run_dir: Path, exclude: Path | None = None) -> dict[Path,
     for path in files:
         try:
             found[path] = int(load_checkpoint(path).get("global_step", -1))
-        except Exception:
+        except ConfigError:
             continue  # damaged: not offered
     found.pop(exclude, None)  # type: ignore[arg-type]
     return found
@@ -148,11 +158,10 @@ def read_checkpoint(path: Path, run_dir: Path) -> dict[str, Any]:
     the intact checkpoints to resume from instead."""
     try:
         ckpt = load_checkpoint(path)
-        if not isinstance(ckpt, dict) or not {"state_dict", "loops"} <= ckpt.keys():
-            raise ValueError("not a Lightning training checkpoint (no state_dict/loops)")
-    except Exception as err:
-        hint = _fallback(run_dir, path)
-        raise ConfigError(f"checkpoint {path} is unreadable ({_short(err)}); {hint}") from None
+        if not {"state_dict", "loops"} <= ckpt.keys():
+            raise ConfigError(f"checkpoint {path} is not a training checkpoint (no loops)")
+    except ConfigError as err:
+        raise ConfigError(f"{err}; {_fallback(run_dir, path)}") from None
     return ckpt
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import random
 import tempfile
 import time
@@ -326,10 +327,19 @@ def train(
     return finish(cfg, trainer, method, dm, time.time() - start)
 
 
+def launcher_rank_zero() -> bool:
+    """False in the processes that a DDP launcher (Lightning, torchrun, SLURM) started
+    for ranks > 0: they re-run this script and must not write the run files again."""
+    names = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+    return all(os.environ.get(n, "0") == "0" for n in names)
+
+
 def write_run_dir(cfg: RunConfig, step: int, ckpt: Path | None, changes: list[str] | None) -> None:
     """The first writes of a run: folder, config.yaml, metrics cut back to ``step``."""
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not launcher_rank_zero():
+        return
     remove_stale_tmp(run_dir / CKPT_DIR)  # left by a kill during a save
     trim_metrics(run_dir / METRICS_FILE, step)  # a fresh run (step 0) keeps no rows
     saved = dataclasses.replace(cfg, resume=None)  # where it resumes from is not config

@@ -106,3 +106,18 @@ def test_mid_run_change_needs_allow_changes(runs, tmp_path, capsys):
         resume(run, ["data.batch_size=32"])
     assert main(["resume", str(run), "optim.lr=1.0"]) == 2
     assert snapshot(run) == before
+
+
+def test_allowed_change_is_recorded(runs, tmp_path):
+    run = tmp_path / "ref"
+    shutil.copytree(runs[0], run)
+    resume(run, ["data.batch_size=32", "trainer.max_epochs=3"], allow_changes=True)
+    log = (run / "resumes.log").read_text()
+    assert "data.batch_size: 16 -> 32" in log and "trainer.max_epochs: 2 -> 3" in log
+    assert "batch_size: 32" in (run / "config.yaml").read_text()
+
+
+def test_evaluation_says_which_checkpoint(runs, capsys):
+    ref, _ = runs
+    assert main(["knn", str(ref), "--k", "5"]) == 0
+    assert f"evaluating {ref}/checkpoints/last.ckpt (--checkpoint last)" in capsys.readouterr().out
