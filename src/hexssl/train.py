@@ -316,7 +316,8 @@ def train(
     trainer = make_trainer(cfg, run_dir, callbacks, io)
     step = int(state["global_step"]) if state else 0
     write_run_dir(cfg, step, ckpt, changes)
-    print(start_line(cfg, dm, trainer, ckpt, step), flush=True)
+    if launcher_rank_zero():
+        print(start_line(cfg, dm, trainer, ckpt, step), flush=True)
     start = time.time()
     try:
         trainer.fit(method, dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
@@ -357,13 +358,12 @@ def start_line(cfg: RunConfig, dm: Any, trainer: L.Trainer, ckpt: Path | None, s
     hex_text = f"+HEX({h.variant}, {h.threshold})" if h.enabled else ""
     n_val = len(dm.val_set) if getattr(dm, "val_set", None) is not None else 0
     steps = batches_per_epoch(cfg, len(dm.train_set)) // cfg.trainer.accumulate_grad_batches
-    where = f"resuming from {ckpt} at step {step}" if ckpt else "writing"
+    where = f"resuming {ckpt} at step {step}" if ckpt else f"writing {cfg.run_dir}"
     return (
         f"[hexssl] {cfg.name}: {cfg.method.name}{hex_text} {cfg.backbone.name} on "
         f"{cfg.data.dataset} ({len(dm.train_set)} train / {n_val} val images), "
         f"{cfg.trainer.max_epochs} epochs x {max(steps, 1)} steps of {global_batch(cfg)} "
-        f"images, {trainer.num_devices} x {trainer.strategy.root_device.type}; "
-        f"{where} {cfg.run_dir}"
+        f"images, {trainer.num_devices} x {trainer.strategy.root_device.type}; {where}"
     )
 
 
