@@ -262,9 +262,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- value rules
-# Lightning's names (lightning.pytorch.trainer.connectors.accelerator_connector; the
-# precision is checked by TrainerConfig itself);
-# tests/faults/test_bad_inputs.py checks that Lightning accepts each of them.
+# Lightning's accelerator and strategy names (its accelerator_connector); the precision
+# is checked by TrainerConfig itself. tests/faults checks that Lightning accepts each.
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 STRATEGIES = (
     "auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true",
