@@ -38,8 +38,7 @@ def test_a_run_prints_a_start_line_the_bar_and_a_summary(tmp_path):
         "src/hexssl/configs/simclr-synthetic-demo.yaml",
     ]
     args = [*TINY, "trainer.max_epochs=1", f"output_dir={tmp_path}", "name=q"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    res = subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=300)
+    res = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
     for word in NOISE:
