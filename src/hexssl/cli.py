@@ -22,12 +22,11 @@ from hexssl.console import show_warning
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    from hexssl.build import check_names
     from hexssl.config import dump_config, load_config
 
     cfg = load_config(args.config, args.overrides)
-    from hexssl.build import check_names
-
-    check_names(cfg)
+    check_names(cfg)  # registry names and HEX values, also for --print-config
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
