@@ -6,6 +6,7 @@ load time, before any data is read or any checkpoint written.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Any
 
@@ -15,9 +16,11 @@ from torch import nn
 from hexssl.backbones import build_backbone
 from hexssl.config import ConfigError, HexConfig, RunConfig, check_params
 from hexssl.data.datamodule import HexDataModule
+from hexssl.data.datasets import DATASETS
 from hexssl.data.transforms import build_augmentation, build_views
 from hexssl.losses import HEXDenominator, InfoNCE, InfoNCEDenominator
 from hexssl.methods import SSLMethod, WeightedTerm, get_method
+from hexssl.optim import OPTIMIZERS
 
 LAZY_CROPPED = ("imagenet", "imagenet100")  # decode-time crops, one per view
 
@@ -29,9 +32,17 @@ THRESHOLD_KEYS = {
 
 
 def build_denominator(h: HexConfig, max_epochs: int) -> nn.Module:
-    """InfoNCE's plain denominator, or HEX with the configured threshold."""
-    if not h.enabled:
-        return InfoNCEDenominator()
+    """InfoNCE's plain denominator, or HEX with the configured threshold.
+
+    The HEX values are validated even when ``hex.enabled`` is false, so that a bad
+    ``hex.*`` value never waits silently for the day HEX is switched on.
+    """
+    hex_den = hex_denominator(h, max_epochs)
+    return hex_den if h.enabled else InfoNCEDenominator()
+
+
+def hex_denominator(h: HexConfig, max_epochs: int) -> HEXDenominator:
+    """HEX with the configured threshold; a bad value raises ConfigError naming it."""
     if h.threshold not in THRESHOLD_KEYS:
         raise ConfigError(
             f"hex.threshold={h.threshold!r} is unknown; valid: {sorted(THRESHOLD_KEYS)}"
@@ -63,6 +74,37 @@ def derived_seed(seed: int, purpose: str) -> int:
     """
     digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
     return int.from_bytes(digest[:8], "little") % (2**63)
+
+
+def check_names(cfg: RunConfig) -> None:
+    """Resolve every registry name and method/HEX value of ``cfg``; reads no data.
+
+    Called when a config is loaded for training or printing, so that a typo fails before
+    anything is written (STYLE rule 3).
+    """
+    method_class(cfg)
+    if cfg.data.dataset not in DATASETS:
+        raise ConfigError(
+            f"config key 'data.dataset' = {cfg.data.dataset!r}: unknown; valid: "
+            f"{', '.join(sorted(DATASETS))}"
+        )
+    if cfg.optim.name not in OPTIMIZERS:
+        raise ConfigError(
+            f"config key 'optim.name' = {cfg.optim.name!r}: unknown; valid: "
+            f"{', '.join(sorted(OPTIMIZERS))}"
+        )
+    hex_denominator(cfg.hex, cfg.trainer.max_epochs)
+    for threshold in THRESHOLD_KEYS:  # every hex.* value, whichever threshold is picked
+        hex_denominator(dataclasses.replace(cfg.hex, threshold=threshold), cfg.trainer.max_epochs)
+
+
+def method_class(cfg: RunConfig) -> tuple[type[SSLMethod], Any]:
+    """The method class and its validated params."""
+    try:
+        cls = get_method(cfg.method.name)
+    except ValueError as err:
+        raise ConfigError(f"method.name: {err}") from None
+    return cls, check_params(cfg.method.params, cls.Params(), "method.params.")
 
 
 def build_datamodule(
@@ -130,11 +172,7 @@ def scaled_lr(cfg: RunConfig) -> float:
 
 def build_method(cfg: RunConfig, dm: HexDataModule) -> SSLMethod:
     """Compose backbone, heads and loss; ``dm`` must be set up (stats, classes)."""
-    try:
-        cls = get_method(cfg.method.name)
-    except ValueError as err:
-        raise ConfigError(f"method.name: {err}") from None
-    params = check_params(cfg.method.params, cls.Params(), "method.params.")
+    cls, params = method_class(cfg)
     try:
         with torch.random.fork_rng(devices=[]):  # init depends on the seed alone (paired runs)
             torch.manual_seed(derived_seed(cfg.seed, "backbone"))

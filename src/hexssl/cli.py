@@ -1,7 +1,7 @@
 """The ``hexssl`` command line: one entry point, one sub-command per job.
 
 hexssl pretrain CONFIG [CONFIG ...] [key=value ...] [--print-config]
-hexssl resume RUN_DIR
+hexssl resume RUN_DIR [key=value ...] [--allow-changes] [--checkpoint last|previous|FILE]
 hexssl export RUN_DIR --format torchvision|timm|state_dict [--out FILE]
 hexssl knn RUN_DIR | linear RUN_DIR | umap RUN_DIR | report RUN_DIR...
 hexssl convert-config THEIR.yaml [--out OURS.yaml] [--as-run]
@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hexssl.config import ConfigError
+from hexssl.console import show_warning
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    from hexssl.build import check_names
     from hexssl.config import dump_config, load_config
 
     files = [a for a in args.items if "=" not in a]
@@ -30,6 +33,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             "configs/simclr.yaml configs/data/cifar10-cpu.yaml"
         )
     cfg = load_config(files, overrides)
+    check_names(cfg)  # registry names and HEX values, also for --print-config
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
@@ -42,7 +46,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from hexssl.train import resume
 
-    resume(args.run_dir, args.overrides)
+    resume(args.run_dir, args.overrides, args.allow_changes, args.checkpoint)
     return 0
 
 
@@ -74,9 +78,22 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     from hexssl.eval.report import compare_runs
 
+    check_run_dirs(args.run_dirs)
     print(compare_runs([Path(r) for r in args.run_dirs], out))
     print(f"(report and plots in {out})")
     return 0
+
+
+def check_run_dirs(run_dirs: list[str]) -> None:
+    """Refuse report inputs that are not run directories, naming what was expected."""
+    for d in map(Path, run_dirs):
+        if not (d / "summary.json").is_file() and not (d / "metrics.csv").is_file():
+            inside = sorted(p.parent.name for p in d.glob("*/summary.json"))[:5]
+            hint = f"; it holds runs, pass them: {' '.join(str(d / n) for n in inside)}"
+            raise ConfigError(
+                f"report: {d} is not a run directory (expected summary.json or metrics.csv "
+                f"written by `hexssl pretrain`){hint if inside else ''}"
+            )
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -86,7 +103,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"# {note}", file=sys.stderr)
     if args.out:
-        Path(args.out).write_text(text)
+        from hexssl.atomic import atomic_write_text
+
+        atomic_write_text(Path(args.out), text)
         print(f"wrote {args.out}", file=sys.stderr)
     else:
         print(text, end="")
@@ -98,6 +117,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     run_demo(args.output_dir, args.epochs)
     return 0
+
+
+CHECKPOINT_HELP = (
+    "last (default) | previous (the one before last) | a .ckpt file; there is no 'best': "
+    "the validation split is the test set for CIFAR/STL-10"
+)
 
 
 def _eval_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -114,7 +139,7 @@ def _eval_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser
         metavar="KEY=VALUE",
         help="override the run's data section, e.g. data.root=../shared/data/x.tar.gz",
     )
-    p.add_argument("--checkpoint", default="last", help="last | best | a .ckpt path")
+    p.add_argument("--checkpoint", default="last", help=CHECKPOINT_HELP)
     p.set_defaults(func=cmd_eval)
     return p
 
@@ -143,12 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="e.g. trainer.max_epochs=200 to extend a finished run",
     )
+    p.add_argument(
+        "--allow-changes",
+        action="store_true",
+        help="allow overrides that change what is trained (e.g. data.batch_size); "
+        "they are recorded in <run>/resumes.log",
+    )
+    p.add_argument("--checkpoint", default="last", help=CHECKPOINT_HELP)
     p.set_defaults(func=cmd_resume)
     p = sub.add_parser("export", help="write the backbone weights for torchvision/timm")
     p.add_argument("run_dir")
     p.add_argument("--format", default="state_dict", choices=["torchvision", "timm", "state_dict"])
     p.add_argument("--out", default=None, help="output file (default <run>/backbone-<fmt>.pt)")
-    p.add_argument("--checkpoint", default="last", help="last | best | a .ckpt path")
+    p.add_argument("--checkpoint", default="last", help=CHECKPOINT_HELP)
     p.set_defaults(func=cmd_export)
     k = _eval_parser(sub, "knn", "weighted kNN accuracy on frozen features (class, superclass)")
     k.add_argument("--k", type=int, nargs="+", default=[20], help="neighbours (sweepable)")
@@ -188,11 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hexssl`` console script."""
     args = build_parser().parse_args(argv)
+    warnings.showwarning = show_warning
     try:
         code: int = args.func(args)
         return code
     except (ConfigError, FileNotFoundError) as err:
         print(f"hexssl: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file or folder the run needs cannot be read or written
+        print(f"hexssl: error: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
         return 2
     except RuntimeError as err:
         if type(err).__name__ != "NonFiniteLossError":

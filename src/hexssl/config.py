@@ -270,6 +270,108 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+# ---------------------------------------------------------------------- value rules
+# Lightning's accelerator and strategy names (its accelerator_connector); the precision
+# is checked by TrainerConfig itself. tests/faults checks that Lightning accepts each.
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+STRATEGIES = (
+    "auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true",
+    "ddp_find_unused_parameters_false", "fsdp", "deepspeed",
+)  # fmt: skip
+NAME_RULE = (
+    "a run name is one folder name inside output_dir: not empty, no '/' or '\\', not '.'/'..'"
+)
+
+
+def _require(ok: bool, key: str, value: Any, rule: str) -> None:
+    """Raise ConfigError naming ``key``, its value and the rule it breaks."""
+    if not ok:
+        raise ConfigError(f"config key '{key}' = {value!r}: {rule}")
+
+
+def _bounds(section: Any, where: str, rules: dict[str, tuple[float, float, bool]]) -> None:
+    """Check ``low <= value <= high`` (``low < value`` when the flag is set) per field."""
+    for name, (low, high, strict) in rules.items():
+        v = getattr(section, name)
+        ok = (v > low if strict else v >= low) and v <= high
+        rule = f"must be {'>' if strict else '>='} {low:g}" + (
+            f" and <= {high:g}" if high != float("inf") else ""
+        )
+        _require(ok, f"{where}.{name}", v, rule)
+
+
+def _choice(value: Any, valid: tuple[str, ...], key: str) -> None:
+    close = difflib.get_close_matches(str(value), valid, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    _require(value in valid, key, value, f"valid: {', '.join(valid)}{hint}")
+
+
+def _check_devices(devices: Any) -> None:
+    """An int >= 1 (or -1: all), 'auto', a list of device indices, or '0,1'-style text."""
+    text = str(devices).strip()
+    if isinstance(devices, list):
+        ok = bool(devices) and all(isinstance(d, int) and d >= 0 for d in devices)
+    elif isinstance(devices, int) and not isinstance(devices, bool):
+        ok = devices >= 1 or devices == -1
+    else:
+        ok = text == "auto" or all(p.strip().isdigit() for p in text.split(",") if p.strip())
+        ok = ok and text not in ("", ",")
+    _require(ok, "trainer.devices", devices, "expected a count >= 1, -1 (all), 'auto' or ids '0,1'")
+
+
+def check_name(name: str) -> None:
+    """Refuse run names that would write outside ``output_dir/<name>/``."""
+    bad = name.strip() in ("", ".", "..") or any(c in name for c in "/\\") or name != name.strip()
+    _require(not bad, "name", name, NAME_RULE)
+
+
+INF = float("inf")
+# section -> field -> (low, high, low is exclusive)
+_RANGES: dict[str, dict[str, tuple[float, float, bool]]] = {
+    "data": {
+        "batch_size": (1, INF, False), "image_size": (1, INF, False),
+        "num_workers": (0, INF, False),
+    },
+    "trainer": {
+        "max_epochs": (1, INF, False), "num_nodes": (1, INF, False),
+        "accumulate_grad_batches": (1, INF, False), "log_every_n_steps": (1, INF, False),
+        "checkpoint_every_n_steps": (0, INF, False), "check_val_every_n_epoch": (1, INF, False),
+        "limit_train_batches": (0, 1, True), "limit_val_batches": (0, 1, False),
+    },
+    "optim": {
+        "lr": (0, INF, True), "classifier_lr": (0, INF, True), "weight_decay": (0, INF, False),
+        "momentum": (0, 1, False), "eta": (0, INF, True), "warmup_epochs": (0, INF, False),
+        "min_lr_ratio": (0, 1, False),
+    },
+    "hex": {"alpha": (0, 1, True), "temperature": (0, INF, True)},
+    "eval": {
+        "purity_every_n_steps": (0, INF, False), "purity_batch_size": (1, INF, False),
+        "knn_k": (1, INF, False), "knn_t": (0, INF, True),
+    },
+}  # fmt: skip
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Value rules of the schema: ranges, counts > 0, Lightning's names, the run name
+    (``trainer.precision`` is checked by :class:`TrainerConfig` itself).
+
+    Names resolved through registries (method, dataset, optimiser, HEX) are checked by
+    :func:`hexssl.build.check_names`, which needs torch.
+    """
+    check_name(cfg.name)
+    _require(bool(cfg.output_dir.strip()), "output_dir", cfg.output_dir, "must not be empty")
+    for section, rules in _RANGES.items():
+        _bounds(getattr(cfg, section), section, rules)
+    t = cfg.trainer
+    _choice(t.accelerator, ACCELERATORS, "trainer.accelerator")
+    _choice(t.strategy, STRATEGIES, "trainer.strategy")
+    _check_devices(t.devices)
+    betas = cfg.optim.betas
+    ok = len(betas) == 2 and all(isinstance(b, int | float) and 0 <= b < 1 for b in betas)
+    _require(ok, "optim.betas", betas, "expected two numbers in [0, 1)")
+    return cfg
+
+
 # ------------------------------------------------------------------ loading, overrides
 def parse_override(text: str) -> tuple[list[str], Any]:
     """'optim.lr=0.3' -> (['optim', 'lr'], 0.3)."""
@@ -358,7 +460,7 @@ def load_config(paths: ConfigPaths, overrides: list[str] | None = None) -> RunCo
         set_path(data, keys, value)
     if files and "name" not in data:
         data["name"] = _auto_name(files, data)
-    return from_dict(RunConfig, data)
+    return validate(from_dict(RunConfig, data))
 
 
 def _read_layers(path: Path) -> list[_Layer]:

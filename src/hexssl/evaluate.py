@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hexssl.atomic import atomic_write_text
 from hexssl.backbones import build_backbone
 from hexssl.build import build_datamodule
 from hexssl.config import ConfigError, RunConfig, from_dict, parse_override, set_path
@@ -162,6 +163,7 @@ def open_run_encoder(run_dir: str | Path, overrides: list[str], which: str = "la
     ckpt = checkpoint_path(run, which)
     dm = setup_data(cfg)
     state = checkpoint_state(ckpt)
+    print(f"[hexssl] evaluating {ckpt} (--checkpoint {which})", flush=True)
     try:
         backbone = build_backbone(cfg.backbone.name, **cfg.backbone.kwargs)
     except ValueError as err:
@@ -173,7 +175,7 @@ def open_run_encoder(run_dir: str | Path, overrides: list[str], which: str = "la
         augment.load_state_dict(norm)
     transform = EvalView(augment)
     key = {"checkpoint": file_identity(ckpt), "data": _data_key(dm)}
-    tag = which if which in ("last", "best") else Path(which).stem
+    tag = which if which in ("last", "previous") else Path(which).stem
     return Encoder(cfg, backbone.eval(), transform, dm, run, key, tag)
 
 
@@ -247,8 +249,6 @@ def linear_summary(
 def _save(enc: Encoder, name: str, result: dict[str, Any]) -> None:
     """Print the result; write it into the run directory (never beside released weights)."""
     if enc.cache_dir is not None:
-        from hexssl.train import atomic_write_text
-
         atomic_write_text(enc.cache_dir / name, json.dumps(result, indent=2))
     for key, value in result.items():
         print(f"{key:>28s}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")

@@ -10,16 +10,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from hexssl.atomic import atomic_torch_save, atomic_write_text
 from hexssl.backbones import build_backbone, export_state_dict
+from hexssl.checkpoints import load_checkpoint
 from hexssl.runs import checkpoint_path, run_config
-from hexssl.train import atomic_torch_save, atomic_write_text
 
 RELEASE_FORMAT = "hexssl-backbone-fp16/1"
 
 
 def backbone_state(ckpt: Path) -> dict[str, torch.Tensor]:
     """The ``backbone.*`` tensors of a Lightning checkpoint, prefix removed."""
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = load_checkpoint(ckpt)["state_dict"]
     return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
 
 

@@ -8,16 +8,14 @@ from typing import Any
 import torch
 
 from hexssl.build import build_datamodule, build_method
+from hexssl.checkpoints import load_checkpoint, run_checkpoint
 from hexssl.config import ConfigError, RunConfig, load_config
 from hexssl.methods.base import SSLMethod
 
 
 def checkpoint_path(run_dir: Path, which: str) -> Path:
-    """``last``/``best`` inside the run, or an explicit file."""
-    path = run_dir / "checkpoints" / f"{which}.ckpt" if which in ("last", "best") else Path(which)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint not found: {path} (train first, or pass --checkpoint)")
-    return path
+    """``last``/``previous`` inside the run, or an explicit file."""
+    return run_checkpoint(run_dir, which)
 
 
 def run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -30,9 +28,7 @@ def run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunCo
 
 def checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
     """The model ``state_dict`` of a Lightning checkpoint."""
-    state: dict[str, torch.Tensor] = torch.load(path, map_location="cpu", weights_only=False)[
-        "state_dict"
-    ]
+    state: dict[str, torch.Tensor] = load_checkpoint(path)["state_dict"]  # weights_only
     return state
 
 
@@ -50,5 +46,7 @@ def open_run(
     dm = build_datamodule(cfg)
     dm.setup()
     method = build_method(cfg, dm)
-    load_weights(method, checkpoint_path(run, which))
+    path = checkpoint_path(run, which)
+    load_weights(method, path)
+    print(f"[hexssl] evaluating {path} (--checkpoint {which})", flush=True)
     return cfg, method.eval(), dm

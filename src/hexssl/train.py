@@ -1,18 +1,19 @@
-"""Running a pretraining job: run directory, Lightning Trainer, checkpoints, resume.
+"""Running a pretraining job: run directory, Lightning Trainer, resume.
 
-Checkpoints are written atomically (temporary file, fsync, rename), so a crash or a
-SIGKILL never leaves a half-written ``last.ckpt``. A checkpoint holds everything needed
-to continue exactly: model (with queues, momentum encoders and threshold state as
-buffers), optimiser, LR scheduler, loop counters, the RNG states and the position inside
-the current epoch.
+Every check (config values, registry names, data, output location, the checkpoint to
+resume from, the Lightning Trainer's own settings) runs before the first file is
+written, so a bad input leaves nothing behind. Checkpoint files are handled in
+:mod:`hexssl.checkpoints` and the metrics history in :mod:`hexssl.history`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import random
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,72 +21,42 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 
-from hexssl.build import build_datamodule, build_method, global_batch
-from hexssl.config import ConfigError, RunConfig, dump_config, load_config
+from hexssl.atomic import atomic_torch_save, atomic_write_text, remove_stale_tmp
+from hexssl.build import build_datamodule, build_method, check_names, global_batch
+from hexssl.checkpoints import (
+    CKPT_DIR,
+    AtomicCheckpointIO,
+    RunCheckpoints,
+    epochs_done,
+    read_checkpoint,
+    run_checkpoint,
+)
+from hexssl.config import ConfigError, RunConfig, dump_config, load_config, to_dict
+from hexssl.console import quiet_libraries
+from hexssl.history import METRICS_FILE, RunCSVLogger, trim_metrics
 from hexssl.methods.base import NonFiniteLossError, SSLMethod
 from hexssl.speed import apply_speed_settings, check_device_precision
 
-CKPT_DIR = "checkpoints"
+__all__ = ["atomic_torch_save", "atomic_write_text", "pretrain", "resume"]
 log = logging.getLogger("hexssl")
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """torch.save to ``<path>.tmp``, fsync, then rename over ``<path>``."""
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
-    ) -> None:
-        atomic_torch_save(checkpoint, Path(path))
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write ``obj`` so that ``path`` is either the old file or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Text-file counterpart of :func:`atomic_torch_save`."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-class RunCheckpoints(Callback):
-    """``last.ckpt`` every N steps and at each epoch end; ``best.ckpt`` by probe accuracy."""
-
-    def __init__(self, run_dir: Path, every_n_steps: int) -> None:
-        self.dir, self.every = run_dir / CKPT_DIR, every_n_steps
-        self.best = float("-inf")
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if self.every and trainer.global_step % self.every == 0:
-            trainer.save_checkpoint(self.dir / "last.ckpt")
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.dir / "last.ckpt")
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        acc = trainer.callback_metrics.get("val/online_acc1")
-        if trainer.sanity_checking or acc is None or float(acc) <= self.best:
-            return
-        self.best = float(acc)
-        trainer.save_checkpoint(self.dir / "best.ckpt")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best = state_dict["best"]
+# Config keys a resume may change without --allow-changes: they extend the run or
+# change only how it is run and logged, not what it trains up to the checkpoint.
+SAFE_CHANGES = frozenset(
+    {
+        "trainer.max_epochs",
+        "trainer.progress_bar",
+        "trainer.checkpoint_every_n_steps",
+        "trainer.log_every_n_steps",
+        "data.num_workers",
+        "eval.knn_at_end",
+        "wandb",
+    }
+)
+IDENTITY_KEYS = ("name", "output_dir", "resume")  # where a run lives, not what it trains
 
 
 class ResumeState(Callback):
@@ -130,6 +101,15 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
 
 
+class QuietProgressBar(TQDMProgressBar):
+    """The training bar only: no separate bar for each validation pass."""
+
+    def init_validation_tqdm(self) -> Any:
+        bar = super().init_validation_tqdm()
+        bar.disable = True
+        return bar
+
+
 class Throughput(Callback):
     """Logs images per second of training (shown in the progress bar)."""
 
@@ -155,10 +135,12 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 
 def prepare(cfg: RunConfig) -> tuple[SSLMethod, Any]:
     """Seed, build and validate data and method; nothing is written yet."""
+    check_names(cfg)
     check_device_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
     dm.setup()
+    check_trains_something(cfg, dm)
     method = build_method(cfg, dm)
     apply_speed_settings(method, cfg.trainer.channels_last, cfg.trainer.compile)
     for split in ("train_set", "val_set"):
@@ -168,6 +150,58 @@ def prepare(cfg: RunConfig) -> tuple[SSLMethod, Any]:
     if cfg.eval.purity_every_n_steps and getattr(dm, "val_set", None) is not None:
         method.purity_batch = fixed_batch(dm.val_set, cfg.eval.purity_batch_size, cfg.seed)
     return method, dm
+
+
+def world_size(cfg: RunConfig) -> int:
+    """Processes of the run (1 unless ``trainer.devices`` is a count or a list)."""
+    d = cfg.trainer.devices
+    n = len(d) if isinstance(d, list) else d if isinstance(d, int) and d > 0 else 1
+    return n * cfg.trainer.num_nodes
+
+
+def batches_per_epoch(cfg: RunConfig, n_train: int) -> int:
+    """Training batches per epoch and process: shards of the train split, cut into full
+    batches (the loader drops the short last one), times ``limit_train_batches``."""
+    full = (n_train // world_size(cfg)) // cfg.data.batch_size
+    return int(full * cfg.trainer.limit_train_batches)
+
+
+def check_trains_something(cfg: RunConfig, dm: Any) -> None:
+    """Refuse a run whose epochs hold no batch (issue 9.6), saying why."""
+    n = len(dm.train_set)
+    if batches_per_epoch(cfg, n) > 0:
+        return
+    b, world, limit = cfg.data.batch_size, world_size(cfg), cfg.trainer.limit_train_batches
+    if (n // world) < b:
+        why = (
+            f"data.batch_size={b} is larger than the train split ({n} images"
+            f"{f' over {world} processes' if world > 1 else ''}), and the short last batch "
+            "is dropped: lower data.batch_size"
+        )
+    else:
+        why = (
+            f"trainer.limit_train_batches={limit} of {(n // world) // b} batches is less "
+            "than one batch: raise it"
+        )
+    raise ConfigError(f"this run would train on nothing: {why}")
+
+
+def check_output_dir(run_dir: Path) -> None:
+    """Refuse a run folder that cannot be created or written, before anything is written."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"output_dir: {run_dir} exists and is a file; pick another output_dir=")
+    probe = run_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"output_dir: {probe} is a file, not a folder; pick another output_dir=")
+    try:  # a real write: permission bits alone do not tell (root, read-only mounts)
+        tempfile.TemporaryDirectory(dir=probe, prefix=".hexssl-probe-").cleanup()
+    except OSError as err:
+        raise ConfigError(
+            f"output_dir: cannot write in {probe} ({err.strerror}); pick another "
+            "output_dir= or fix its permissions"
+        ) from None
 
 
 def fixed_batch(
@@ -187,40 +221,50 @@ def fixed_batch(
     return images, labels, supers
 
 
-def make_trainer(cfg: RunConfig, run_dir: Path, callbacks: list[Callback]) -> L.Trainer:
-    """Lightning Trainer from the config; loggers write into the run directory."""
+def make_trainer(
+    cfg: RunConfig, run_dir: Path, callbacks: list[Callback], io: AtomicCheckpointIO | None = None
+) -> L.Trainer:
+    """Lightning Trainer from the config; loggers write into the run directory.
+
+    Lightning's own checks of its settings (e.g. no GPU for ``accelerator=gpu``) raise
+    ConfigError here, before the run directory exists.
+    """
     t = cfg.trainer
+    quiet_libraries()
     loggers: list[Any] = [
-        CSVLogger(str(run_dir), name="", version="", flush_logs_every_n_steps=t.log_every_n_steps),
+        RunCSVLogger(run_dir, flush_logs_every_n_steps=t.log_every_n_steps),
         TensorBoardLogger(str(run_dir), name="tb", version=""),
     ]
     if cfg.wandb:
         from lightning.pytorch.loggers import WandbLogger
 
         loggers.append(WandbLogger(name=cfg.name, save_dir=str(run_dir)))
-    bars: list[Callback] = [TQDMProgressBar(refresh_rate=max(1, t.log_every_n_steps))]
-    return L.Trainer(
-        max_epochs=t.max_epochs,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=t.precision,  # type: ignore[arg-type]
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        sync_batchnorm=t.sync_batchnorm,
-        log_every_n_steps=t.log_every_n_steps,
-        limit_train_batches=t.limit_train_batches,
-        limit_val_batches=t.limit_val_batches,
-        check_val_every_n_epoch=t.check_val_every_n_epoch,
-        logger=loggers,
-        callbacks=callbacks + (bars if t.progress_bar else []),
-        enable_progress_bar=t.progress_bar,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        plugins=[AtomicCheckpointIO()],
-        default_root_dir=str(run_dir),
-        num_sanity_val_steps=0,
-    )
+    bars: list[Callback] = [QuietProgressBar(refresh_rate=max(1, t.log_every_n_steps))]
+    try:
+        return L.Trainer(
+            max_epochs=t.max_epochs,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            precision=t.precision,  # type: ignore[arg-type]
+            accumulate_grad_batches=t.accumulate_grad_batches,
+            sync_batchnorm=t.sync_batchnorm,
+            log_every_n_steps=t.log_every_n_steps,
+            limit_train_batches=t.limit_train_batches,
+            limit_val_batches=t.limit_val_batches,
+            check_val_every_n_epoch=t.check_val_every_n_epoch,
+            logger=loggers,
+            callbacks=callbacks + (bars if t.progress_bar else []),
+            enable_progress_bar=t.progress_bar,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            plugins=[io or AtomicCheckpointIO()],
+            default_root_dir=str(run_dir),
+            num_sanity_val_steps=0,
+        )
+    except (MisconfigurationException, ValueError) as err:
+        raise ConfigError(f"trainer: {err}") from None
 
 
 def resolve_resume(cfg: RunConfig) -> Path | None:
@@ -243,27 +287,99 @@ def resolve_resume(cfg: RunConfig) -> Path | None:
 
 
 def pretrain(cfg: RunConfig, extra_callbacks: list[Callback] | None = None) -> dict[str, Any]:
-    """Train ``cfg`` (resuming when asked) and return the run summary."""
-    ckpt = resolve_resume(cfg)
-    method, dm = prepare(cfg)  # config and data errors surface before anything is written
+    """Train ``cfg`` (resuming when ``cfg.resume`` asks) and return the run summary."""
+    return train(cfg, resolve_resume(cfg), extra_callbacks)
+
+
+def train(
+    cfg: RunConfig,
+    ckpt: Path | None,
+    extra_callbacks: list[Callback] | None = None,
+    changes: list[str] | None = None,
+) -> dict[str, Any]:
+    """Check everything, then write the run directory and fit (from ``ckpt`` if given).
+
+    A checkpoint of a finished run (its epochs all done) is a no-op that says so.
+    """
     run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    check_output_dir(run_dir)
+    state = read_checkpoint(ckpt, run_dir) if ckpt else None  # damaged: fails here
+    if state is not None and epochs_done(state) >= cfg.trainer.max_epochs:
+        return already_finished(cfg, state)
+    method, dm = prepare(cfg)  # config and data errors surface before anything is written
     callbacks = [
         RunCheckpoints(run_dir, cfg.trainer.checkpoint_every_n_steps),
         ResumeState(),
         Throughput(),
         *(extra_callbacks or []),
     ]
-    trainer = make_trainer(cfg, run_dir, callbacks)
+    io = AtomicCheckpointIO({str(ckpt): state} if ckpt and state else None)
+    trainer = make_trainer(cfg, run_dir, callbacks, io)
+    step = int(state["global_step"]) if state else 0
+    write_run_dir(cfg, step, ckpt, changes)
+    if launcher_rank_zero():
+        print(start_line(cfg, dm, trainer, ckpt, step), flush=True)
     start = time.time()
     try:
-        trainer.fit(method, dm, ckpt_path=str(ckpt) if ckpt else None)
+        trainer.fit(method, dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
     except NonFiniteLossError as err:
         last = last_checkpoint(run_dir)
         hint = f"last good checkpoint: {last}" if last else "no checkpoint was written yet"
         raise NonFiniteLossError(f"{err}; {hint} (left untouched)") from None
     return finish(cfg, trainer, method, dm, time.time() - start)
+
+
+def launcher_rank_zero() -> bool:
+    """False in the processes that a DDP launcher (Lightning, torchrun, SLURM) started
+    for ranks > 0: they re-run this script and must not write the run files again."""
+    names = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+    return all(os.environ.get(n, "0") == "0" for n in names)
+
+
+def write_run_dir(cfg: RunConfig, step: int, ckpt: Path | None, changes: list[str] | None) -> None:
+    """The first writes of a run: folder, config.yaml, metrics cut back to ``step``."""
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not launcher_rank_zero():
+        return
+    remove_stale_tmp(run_dir / CKPT_DIR)  # left by a kill during a save
+    trim_metrics(run_dir / METRICS_FILE, step)  # a fresh run (step 0) keeps no rows
+    saved = dataclasses.replace(cfg, resume=None)  # where it resumes from is not config
+    atomic_write_text(run_dir / "config.yaml", dump_config(saved))
+    if ckpt is not None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        note = f"; changed: {', '.join(changes)}" if changes else ""
+        with open(run_dir / "resumes.log", "a", encoding="utf-8") as f:
+            f.write(f"{stamp} resumed at step {step} from {ckpt}{note}\n")
+
+
+def start_line(cfg: RunConfig, dm: Any, trainer: L.Trainer, ckpt: Path | None, step: int) -> str:
+    """One line: what is trained, on what data and hardware, and where it writes."""
+    h = cfg.hex
+    hex_text = f"+HEX({h.variant}, {h.threshold})" if h.enabled else ""
+    n_val = len(dm.val_set) if getattr(dm, "val_set", None) is not None else 0
+    steps = batches_per_epoch(cfg, len(dm.train_set)) // cfg.trainer.accumulate_grad_batches
+    where = f"resuming {ckpt} at step {step}" if ckpt else f"writing {cfg.run_dir}"
+    return (
+        f"[hexssl] {cfg.name}: {cfg.method.name}{hex_text} {cfg.backbone.name} on "
+        f"{cfg.data.dataset} ({len(dm.train_set)} train / {n_val} val images), "
+        f"{cfg.trainer.max_epochs} epochs x {max(steps, 1)} steps of {global_batch(cfg)} "
+        f"images, {trainer.num_devices} x {trainer.strategy.root_device.type}; {where}"
+    )
+
+
+def already_finished(cfg: RunConfig, state: dict[str, Any]) -> dict[str, Any]:
+    """Say that a run is finished and return its summary; nothing is written."""
+    done = epochs_done(state)
+    print(
+        f"[hexssl] {cfg.run_dir} is already finished ({done} epochs, step "
+        f"{state['global_step']}); nothing to do. To train longer: hexssl resume "
+        f"{cfg.run_dir} trainer.max_epochs={done + max(done // 2, 1)}",
+        flush=True,
+    )
+    path = cfg.run_dir / "summary.json"
+    summary: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    return summary
 
 
 def finish(
@@ -319,13 +435,49 @@ def summary_line(s: dict[str, Any]) -> str:
     )
 
 
-def resume(run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Continue the run in ``run_dir`` from its ``last.ckpt`` with its saved config."""
+def resume(
+    run_dir: str | Path,
+    overrides: list[str] | None = None,
+    allow_changes: bool = False,
+    checkpoint: str = "last",
+    extra_callbacks: list[Callback] | None = None,
+) -> dict[str, Any]:
+    """Continue the run in ``run_dir`` exactly, from its ``last.ckpt`` (or ``checkpoint``).
+
+    Overrides that change what is trained (``data.batch_size=32``) are refused unless
+    ``allow_changes``; every resume, and what it changed, is logged in ``resumes.log``.
+    """
     run = Path(run_dir)
     if not (run / "config.yaml").is_file():
         raise ConfigError(f"{run} is not a run directory (no config.yaml)")
-    if last_checkpoint(run) is None:
+    if checkpoint == "last" and last_checkpoint(run) is None:
         raise ConfigError(f"{run} has no checkpoints/last.ckpt to resume from")
-    extra = [f"output_dir={run.parent}", f"name={run.name}", "resume=auto"]
-    cfg = load_config(run / "config.yaml", [*(overrides or []), *extra])
-    return pretrain(cfg)
+    place = [f"output_dir={run.parent}", f"name={run.name}"]
+    saved = load_config(run / "config.yaml", place)
+    cfg = load_config(run / "config.yaml", [*(overrides or []), *place, "resume=null"])
+    changes = config_changes(saved, cfg)
+    risky = [c for c in changes if c.split(":")[0] not in SAFE_CHANGES]
+    if risky and not allow_changes:
+        raise ConfigError(
+            f"resume would change the run mid-way ({'; '.join(risky)}), so it would no "
+            "longer be one run; pass --allow-changes to do it anyway (recorded in "
+            "resumes.log), or train a new run with pretrain"
+        )
+    return train(cfg, run_checkpoint(run, checkpoint), extra_callbacks, changes)
+
+
+def config_changes(old: RunConfig, new: RunConfig) -> list[str]:
+    """``'key: old -> new'`` for every leaf value that differs (identity keys excluded)."""
+    a, b = _flatten(to_dict(old)), _flatten(to_dict(new))
+    keys = [k for k in sorted(a.keys() | b.keys()) if k.split(".")[0] not in IDENTITY_KEYS]
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

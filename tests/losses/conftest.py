@@ -23,4 +23,3 @@ def clustered(
     z0 = base + 0.3 * torch.randn(b, d, generator=g, dtype=dtype)
     z1 = base + 0.3 * torch.randn(b, d, generator=g, dtype=dtype)
     return z0, z1, labels // n_class
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import lightning as L
 import torch
 from torch import Tensor
 
@@ -100,3 +101,20 @@ def train_steps(
             update_momentum(method)
             losses.append(float(loss))
     return losses
+
+
+def fast_fit(method: SSLMethod, dm: HexDataModule, precision: str = "32") -> dict[str, Any]:
+    """Two training steps under a bare Lightning Trainer on CPU; the logged metrics."""
+    trainer = L.Trainer(
+        fast_dev_run=2,
+        accelerator="cpu",
+        precision=precision,  # type: ignore[arg-type]
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(method, dm)
+    return dict(trainer.callback_metrics)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
-import warnings
 
-import lightning as L
 import pytest
 import torch
 
 from hexssl.methods import METHODS
 
-from .helpers import HEX_VARIANTS, build, first_batch, tiny_config, train_steps
+from .helpers import HEX_VARIANTS, build, fast_fit, first_batch, tiny_config, train_steps
 
 
 @pytest.mark.parametrize("variant", sorted(HEX_VARIANTS))
@@ -19,18 +17,7 @@ from .helpers import HEX_VARIANTS, build, first_batch, tiny_config, train_steps
 def test_trains_a_few_steps(name: str, variant: str) -> None:
     torch.manual_seed(0)
     method, dm = build(tiny_config(name, *HEX_VARIANTS[variant]))
-    trainer = L.Trainer(
-        fast_dev_run=2,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer.fit(method, dm)
-    metrics = trainer.callback_metrics
+    metrics = fast_fit(method, dm)
     assert math.isfinite(float(metrics["train/loss"]))
     if variant != "off":  # HEX really ran: its statistics were logged
         assert "train/hex/eps" in metrics

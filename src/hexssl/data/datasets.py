@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,11 +23,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hexssl.data.base import Item, TensorImageDataset, check_split, missing_dataset_error
+from hexssl.data.base import (
+    DataError,
+    Item,
+    TensorImageDataset,
+    check_split,
+    missing_dataset_error,
+)
 from hexssl.data.download import download_dataset
 from hexssl.data.folders import read_imagefolder, read_unlabeled
 from hexssl.data.imagenet import read_imagenet, read_imagenet100
-from hexssl.data.synthetic import read_synthetic
+from hexssl.data.synthetic import make_synthetic, read_synthetic
 
 # Coarse hierarchy for CIFAR-10 and STL-10, the same as ../shared/data's hierarchy.csv.
 VEHICLES = frozenset({"airplane", "automobile", "car", "ship", "truck"})
@@ -198,5 +205,21 @@ def build_dataset(
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {sorted(DATASETS)}")
     if root is None and name != "synthetic":
-        raise ValueError(f"dataset {name!r} needs a root path (only 'synthetic' has no files)")
+        raise DataError(f"dataset {name!r} needs data.root (only 'synthetic' has no files)")
+    check_options(name, kw)
     return DATASETS[name](root, split, **kw)
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse reader options (``data.options``) that the reader of ``name`` does not take."""
+    reader = _OPTIONS_OF.get(name, DATASETS[name])
+    valid = [k for k in inspect.signature(reader).parameters if k not in ("root", "split")]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise DataError(
+            f"data.options: {unknown} not understood by dataset {name!r}; valid: {valid}"
+        )
+
+
+# Readers that forward **options to another function: check against that one.
+_OPTIONS_OF: dict[str, Callable[..., Any]] = {"synthetic": make_synthetic}

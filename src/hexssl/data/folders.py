@@ -20,6 +20,7 @@ import io
 import os
 import tarfile
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,14 +32,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from hexssl.data.base import TensorImageDataset, cache_dir, missing_dataset_error
+from hexssl.data.base import DataError, TensorImageDataset, cache_dir, missing_dataset_error
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 FOLDER_LAYOUT = (
     "<root>/<split>/<class>/*.jpg|png, optional <root>/hierarchy.csv; root may be a .tar.gz"
 )
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: classes without images are not counted
 _CHUNK = 256  # images per decode task
 
 
@@ -209,26 +210,33 @@ def _match(parts: tuple[str, ...], split: str | None) -> tuple[tuple[str, ...], 
     return None
 
 
-def scan_tar(path: Path, split: str | None) -> tuple[list[Entry], str | None]:
+def scan_tar(path: Path, split: str | None) -> tuple[list[Entry], tuple[bytes, str] | None]:
     """Stream a tar(.gz) once: image members of ``split`` (all images if None) and hierarchy.csv.
 
     The tree root inside the archive is the prefix of the first matching image, so an
     archive with or without one top-level folder both work.
     """
     entries: list[Entry] = []
-    csvs: dict[tuple[str, ...], str] = {}
+    csvs: dict[tuple[str, ...], tuple[bytes, str]] = {}  # folder -> (bytes, source)
     prefix: tuple[str, ...] | None = None
-    with tarfile.open(path, "r|*") as tf:
-        for m in tf:
-            if not m.isfile():
-                continue
-            parts = tuple(p for p in PurePosixPath(m.name).parts if p not in (".", ""))
-            if parts[-1] == "hierarchy.csv":
-                csvs[parts[:-1]] = _read_member(tf, m).decode("utf-8")
-            elif is_image(parts[-1]) and (hit := _match(parts, split)) is not None:
-                prefix = hit[0] if prefix is None else prefix
-                if hit[0] == prefix:
-                    entries.append(Entry(hit[1], m.name, _read_member(tf, m)))
+    try:
+        with tarfile.open(path, "r|*") as tf:
+            for m in tf:
+                if not m.isfile():
+                    continue
+                parts = tuple(p for p in PurePosixPath(m.name).parts if p not in (".", ""))
+                if parts[-1] == "hierarchy.csv":
+                    data = _read_member(tf, m)
+                    csvs[parts[:-1]] = data, f"{path}:{m.name}"
+                elif is_image(parts[-1]) and (hit := _match(parts, split)) is not None:
+                    prefix = hit[0] if prefix is None else prefix
+                    if hit[0] == prefix:
+                        entries.append(Entry(hit[1], m.name, _read_member(tf, m)))
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        raise DataError(
+            f"{path}: not a readable .tar/.tar.gz archive ({type(err).__name__}: {err}); "
+            "it may be truncated or of another format: download or create it again"
+        ) from None
     entries.sort(key=lambda e: e.name)  # archive member order is arbitrary
     return entries, csvs.get(prefix or (), csvs.get(()))
 
@@ -238,15 +246,72 @@ def _read_member(tf: tarfile.TarFile, m: tarfile.TarInfo) -> bytes:
     return b"" if f is None else f.read()
 
 
-def parse_hierarchy(text: str) -> dict[str, str]:
-    """``class,superclass[,name]`` rows (header optional) -> {class: superclass}."""
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and not r[0].startswith("#")]
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["class", "superclass"]:
+HEADER = ["class", "superclass"]
+_HEADER_WORDS = frozenset({"class", "superclass", "super", "name", "class_name", "label"})
+
+
+def read_hierarchy(data: bytes, source: str) -> dict[str, str]:
+    """Decode the bytes of a hierarchy.csv (UTF-8, with or without BOM) and parse them."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{source}: not UTF-8 text (byte {data[err.start]:#04x} at offset {err.start}); "
+            'save it as UTF-8 ("CSV UTF-8" in spreadsheet programs)'
+        ) from None
+    return parse_hierarchy(text, source)
+
+
+def parse_hierarchy(text: str, source: str = "hierarchy.csv") -> dict[str, str]:
+    """``class,superclass[,name]`` rows -> {class: superclass}.
+
+    Reads what spreadsheet programs write (a UTF-8 BOM, CRLF line ends, quoted cells).
+    An optional header must read ``class,superclass[,name]``; lines starting with ``#``
+    are comments. Refuses rows of another width, empty cells and a class given two
+    different superclasses (DataError naming the line).
+
+    Example:
+        >>> parse_hierarchy("class,superclass\\r\\ncat,animal\\r\\n")
+        {'cat': 'animal'}
+    """
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    rows = [(reader.line_num, [c.strip() for c in r]) for r in reader]
+    rows = [(n, r) for n, r in rows if any(r) and not r[0].startswith("#")]
+    if rows and _is_header(rows[0][1], source):
         rows = rows[1:]
-    bad = [r for r in rows if len(r) < 2]
-    if bad:
-        raise ValueError(f"hierarchy.csv rows need 'class,superclass[,name]', got {bad[0]}")
-    return {r[0].strip(): r[1].strip() for r in rows}
+    out: dict[str, str] = {}
+    line_of: dict[str, int] = {}
+    for line, row in rows:
+        _check_row(row, line, source)
+        klass, sup = row[0], row[1]
+        if out.get(klass, sup) != sup:
+            raise DataError(
+                f"{source} line {line}: class {klass!r} has superclass {sup!r}, but line "
+                f"{line_of[klass]} gives {out[klass]!r}; keep one row per class"
+            )
+        out[klass], line_of[klass] = sup, line_of.get(klass, line)
+    return out
+
+
+def _is_header(row: list[str], source: str) -> bool:
+    """True for the header ``class,superclass[,name]``; any other header is refused."""
+    lower = [c.lower() for c in row]
+    if lower[:2] == HEADER and len(row) <= 3:
+        return True
+    if _HEADER_WORDS & set(lower):
+        raise DataError(
+            f"{source} line 1: header {','.join(row)!r} is not 'class,superclass[,name]'; "
+            "rename its columns to that order (or drop the header row)"
+        )
+    return False
+
+
+def _check_row(row: list[str], line: int, source: str) -> None:
+    if len(row) not in (2, 3) or not row[0] or not row[1]:
+        raise DataError(
+            f"{source} line {line}: {row} is not a row 'class,superclass[,name]' "
+            "(two or three cells, class and superclass not empty)"
+        )
 
 
 # ------------------------------------------------------------------------ labelling
@@ -259,8 +324,10 @@ def assign_labels(
         returns: labels (N,), superlabels (N,), class_names, superclass_names
     """
     found = {e.klass for e in entries if e.klass}
-    class_names = list(classes) if classes is not None else sorted(found | set(hierarchy))
-    super_names = sorted(set(hierarchy.values()))
+    class_names = list(classes) if classes is not None else sorted(found)
+    if hierarchy and found:  # unlabeled trees have no class folders to match
+        _warn_mismatch(found, hierarchy, classes is None)
+    super_names = sorted({hierarchy[c] for c in class_names if c in hierarchy})
     class_idx = {c: i for i, c in enumerate(class_names)}
     super_of_class = [
         super_names.index(hierarchy[c]) if c in hierarchy else -1 for c in class_names
@@ -275,6 +342,25 @@ def assign_labels(
     return labels, lookup[labels], class_names, super_names
 
 
+def _warn_mismatch(found: set[str], hierarchy: dict[str, str], train: bool) -> None:
+    """Name class folders missing from hierarchy.csv, and (train split) listed classes
+    without images, which are not counted as classes."""
+    unlisted = sorted(found - set(hierarchy))
+    if unlisted:
+        warnings.warn(
+            f"{len(unlisted)} class folder(s) missing from hierarchy.csv get no superclass "
+            f"(-1): {unlisted[:10]}; add a row 'class,superclass' for each",
+            stacklevel=4,
+        )
+    empty = sorted(set(hierarchy) - found)
+    if empty and train:
+        warnings.warn(
+            f"hierarchy.csv lists {len(empty)} class(es) with no images, not counted as "
+            f"classes: {empty[:10]}",
+            stacklevel=4,
+        )
+
+
 def stack_decoded(arrays: list[np.ndarray | None], names: Sequence[str]) -> tuple[Tensor, Tensor]:
     """Stack decoded arrays into (N, 3, H, W) uint8; returns (images, kept mask).
 
@@ -283,10 +369,13 @@ def stack_decoded(arrays: list[np.ndarray | None], names: Sequence[str]) -> tupl
     keep = torch.tensor([a is not None for a in arrays], dtype=torch.bool)
     good = [a for a in arrays if a is not None]
     bad = [n for n, a in zip(names, arrays) if a is None]
-    if bad:
+    if bad and good:
         warnings.warn(f"skipped {len(bad)} unreadable image(s), e.g. {bad[:3]}", stacklevel=3)
     if not good:
-        raise ValueError(f"no readable images among {len(arrays)} file(s), e.g. {list(names[:3])}")
+        raise DataError(
+            f"no readable images among {len(arrays)} file(s), e.g. {list(names[:3])}; "
+            f"every file failed to decode (check they are {'/'.join(IMAGE_EXTENSIONS)} images)"
+        )
     sizes = {a.shape for a in good}
     if len(sizes) > 1:
         raise ValueError(
@@ -350,17 +439,17 @@ def save_cached(path: Path, ds: TensorImageDataset) -> None:
 def _scan(root: Path, split: str | None) -> tuple[list[Entry], dict[str, str]]:
     """Entries and hierarchy of a directory or archive; FileNotFoundError if there are none."""
     if is_archive(root):
-        entries, text = scan_tar(root, split)
+        entries, csv_file = scan_tar(root, split)
     else:
         top = root / split if split is not None else root
         entries = scan_dir(top, labelled=split is not None) if top.is_dir() else []
         hfile = root / "hierarchy.csv"
-        text = hfile.read_text() if hfile.is_file() else None
+        csv_file = (hfile.read_bytes(), str(hfile)) if hfile.is_file() else None
     if not entries:
         where = f"{root}/{split}" if split is not None else str(root)
         layout = FOLDER_LAYOUT if split is not None else "a folder or archive of images"
         raise missing_dataset_error("imagefolder", Path(where), layout, download=False)
-    return entries, parse_hierarchy(text) if text else {}
+    return entries, read_hierarchy(*csv_file) if csv_file else {}
 
 
 def _load_folder(

@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from hexssl.data.base import Item, NamedClasses, missing_dataset_error
-from hexssl.data.folders import is_image, parse_hierarchy, to_rgb
+from hexssl.data.folders import is_image, read_hierarchy, to_rgb
 
 
 # ------------------------------------------------------------------- decode-time crops
@@ -227,7 +227,7 @@ def read_imagenet(
         )
     files, labels = _imagenet_files(split_dir, classes)
     hfile = root / "hierarchy.csv"
-    hierarchy = parse_hierarchy(hfile.read_text()) if hfile.is_file() else {}
+    hierarchy = read_hierarchy(hfile.read_bytes(), str(hfile)) if hfile.is_file() else {}
     supers = sorted(set(hierarchy.values()))
     sup_of_class = (
         [supers.index(hierarchy[c]) if c in hierarchy else -1 for c in classes] if supers else []

@@ -245,16 +245,25 @@ class SSLMethod(L.LightningModule):
                 calls += n
         return {key: value / calls for key, value in sums.items()}
 
-    def end_step(self) -> None:
-        """Once per optimiser step: momentum encoders and threshold EMAs advance."""
-        self._update_momentum()
+    def end_step(self, step: int) -> None:
+        """After optimiser step ``step``: momentum encoders and threshold EMAs advance."""
+        self._update_momentum(step)
         for module in self.modules():
             if isinstance(module, InfoNCE):
                 module.end_step()
 
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimiser step, then the momentum encoders' EMA update.
+
+        The update belongs to the step itself, not to ``on_train_batch_end``: Lightning
+        runs the callbacks' batch-end hooks (the step checkpoint) before the module's,
+        so a checkpoint written at that step would miss the update and a resumed run
+        would diverge (issue 9.1). Only called on optimiser steps (not on accumulation).
+        """
+        super().optimizer_step(*args, **kwargs)
+        self.end_step(self.global_step + 1)  # global_step counts this step just after
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0:  # after optimiser steps
-            self.end_step()
         every = self.purity_every
         if every and self.purity_batch is not None and self.global_step % every == 0:
             # Straight to the loggers at this step: self.log would re-emit the last value
@@ -264,11 +273,12 @@ class SSLMethod(L.LightningModule):
                 logger.log_metrics(metrics, step=self.global_step)
 
     @torch.no_grad()
-    def _update_momentum(self) -> None:
+    def _update_momentum(self, step: int) -> None:
+        """EMA of the online weights after ``step`` optimiser steps (copies the buffers)."""
         if not self.momentum_pairs:
             return
         total = int(self.trainer.estimated_stepping_batches)
-        tau = cosine_momentum(self.global_step, total, self.params.momentum_base)
+        tau = cosine_momentum(step, total, self.params.momentum_base)
         for online, target in self.momentum_pairs:
             for po, pt in zip(online.parameters(), target.parameters()):
                 pt.mul_(tau).add_(po.detach(), alpha=1.0 - tau)

@@ -1,0 +1,83 @@
+"""Issue 10.11 (quiet output, safe loading) and 10.6 (no test-selected best.ckpt)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hexssl.checkpoints import load_checkpoint
+from hexssl.cli import main
+from hexssl.config import ConfigError
+
+from .helpers import TINY
+
+NOISE = (
+    "weights_only",
+    "GPU available",
+    "TPU available",
+    "Tip:",
+    "litlogger",
+    "Experiment logs directory",
+    "LeafSpec",
+    "does not have many workers",
+    "Warning",
+)
+
+
+def test_a_run_prints_a_start_line_the_bar_and_a_summary(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "hexssl.cli",
+        "pretrain",
+        "src/hexssl/configs/simclr-synthetic-demo.yaml",
+    ]
+    args = [*TINY, "trainer.max_epochs=1", f"output_dir={tmp_path}", "name=q"]
+    res = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    for word in NOISE:
+        assert word not in out, (word, out)
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert lines[0].startswith("[hexssl] q: simclr resnet18 on synthetic (32 train / 32 val")
+    assert lines[-1].startswith("[hexssl] q: simclr hex=off epochs=1 steps=2")
+    assert len(lines) == 2  # progress bar off in TINY: nothing else
+    assert sorted(p.name for p in (tmp_path / "q/checkpoints").iterdir()) == [
+        "last.ckpt",
+        "previous.ckpt",
+    ]  # no best.ckpt selected on the validation (= test) split
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARK}",))
+
+
+MARK = Path("/tmp/hexssl-pickle-ran")
+
+
+def test_a_checkpoint_cannot_run_code(tmp_path, capsys):
+    MARK.unlink(missing_ok=True)
+    bad = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": RunsCode()}, bad)
+    with pytest.raises(ConfigError, match="cannot be loaded safely"):
+        load_checkpoint(bad)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/config.yaml").write_text("name: run\n")
+    assert main(["export", str(tmp_path / "run"), "--checkpoint", str(bad)]) == 2
+    assert "cannot be loaded safely" in capsys.readouterr().err
+    assert not MARK.exists()
+
+
+def test_best_is_no_longer_a_checkpoint_name(tmp_path):
+    from hexssl.checkpoints import run_checkpoint
+
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"global_step": 3}, tmp_path / "checkpoints/last.ckpt")
+    with pytest.raises(ConfigError, match=r"best.ckpt.*checkpoints in .*: last"):
+        run_checkpoint(tmp_path, "best")
