@@ -1,16 +1,3 @@
-"""Method tests run single-threaded (tiny tensors: extra threads only spin-wait)."""
+"""Study tests run single-threaded, like the method tests (tiny tensors)."""
 
-from __future__ import annotations
-
-from collections.abc import Iterator
-
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from tests.methods.conftest import _single_thread  # noqa: F401  (an autouse fixture)
