@@ -444,13 +444,14 @@ def run_one(c: Campaign, arm: str, seed: int) -> dict[str, Any]:
         f"[study] {name}: knn class {result['knn_class_top1']:.2f} super "
         f"{result['knn_super_top1']:.2f} linear {result['linear_top1']:.2f} -> {out}"
     )
-    saved = inflight_path(c, name)
-    tracked = saved.is_file() and is_tracked(saved)
-    saved.unlink(missing_ok=True)  # the run is done: its session-spanning checkpoint goes
+    snapshots = [inflight_path(c, name), inflight_metrics(c, name)]
+    tracked = [p for p in snapshots if p.is_file() and is_tracked(p)]
+    for p in snapshots:  # the run is done: its session-spanning snapshot goes
+        p.unlink(missing_ok=True)
     if c.git_commit:
         paths = [out, weights, weights.with_suffix(".json"), c.results_dir / "protocol.yaml"]
         paths += [curves] if curves is not None else []
-        paths += [saved] if tracked else []
+        paths += tracked
         git_commit_paths(paths, f"hex_study: {name} ({c.protocol.epochs} epochs)")
     return result
 
@@ -459,6 +460,11 @@ def run_one(c: Campaign, arm: str, seed: int) -> dict[str, Any]:
 def inflight_path(c: Campaign, name: str) -> Path:
     """Where ``--snapshot`` keeps an unfinished run's checkpoint, to be committed."""
     return c.results_dir / "inflight" / f"{name}.inflight.pt"
+
+
+def inflight_metrics(c: Campaign, name: str) -> Path:
+    """The unfinished run's ``metrics.csv`` beside its snapshot (the emergence curves)."""
+    return c.results_dir / "inflight" / f"{name}.metrics.csv"
 
 
 def restore_inflight(c: Campaign, name: str, run_dir: Path) -> bool:
@@ -470,6 +476,8 @@ def restore_inflight(c: Campaign, name: str, run_dir: Path) -> bool:
         shutil.rmtree(run_dir)
     target.parent.mkdir(parents=True)
     shutil.copyfile(saved, target)
+    if inflight_metrics(c, name).is_file():
+        shutil.copyfile(inflight_metrics(c, name), run_dir / "metrics.csv")
     print(f"[study] {name}: resuming from the snapshot {saved}")
     return True
 
@@ -492,6 +500,10 @@ def snapshot(c: Campaign) -> list[Path]:
             shutil.copyfile(ckpt, dest.with_suffix(".tmp"))
             os.replace(dest.with_suffix(".tmp"), dest)
             saved.append(dest)
+            metrics = c.runs_dir / name / "metrics.csv"
+            if metrics.is_file():
+                shutil.copyfile(metrics, inflight_metrics(c, name))
+                saved.append(inflight_metrics(c, name))
             print(f"[study] snapshot of {name}: {dest}")
     if c.git_commit and saved:
         git_commit_paths(saved, "hex_study: snapshot of unfinished runs")

@@ -264,10 +264,12 @@ def test_snapshot_lets_a_fresh_machine_resume_an_unfinished_run(
     train_run(half)
     (half.run_dir / "study_train.json").unlink()  # as if killed after epoch 1
     saved = snapshot(c)
-    assert saved == [inflight_path(c, "simclr-s0")] and saved[0].is_file()
+    assert saved[0] == inflight_path(c, "simclr-s0") and saved[0].is_file()
+    assert saved[1].name == "simclr-s0.metrics.csv"  # the curves travel with it
     fresh = Campaign(p, tmp_path / "other-machine", c.results_dir, ["simclr"], [0], TINY)
     run_campaign(fresh)
     out = capsys.readouterr().out
     assert "resuming from the snapshot" in out and "simclr-s0: resuming from" in out
     assert (c.results_dir / "simclr-s0.json").is_file()
-    assert not saved[0].exists()  # a finished run's snapshot is removed
+    assert not any(p.exists() for p in saved)  # a finished run's snapshot is removed
+    assert (fresh.runs_dir / "simclr-s0" / "metrics.csv").is_file()
