@@ -22,6 +22,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from hexssl.losses import HEXDenominator, InfoNCE
+from hexssl.losses.memory import saved_square_tensors
 
 RESULTS = Path(__file__).parent / "results"
 LOSSES = {
@@ -45,23 +46,6 @@ def median_time(fn: InfoNCE, b: int, repeats: int) -> float:
     for _ in range(3):  # warm-up
         time_once(fn, z0, z1)
     return statistics.median(time_once(fn, z0, z1) for _ in range(repeats))
-
-
-def saved_square_tensors(fn: InfoNCE, b: int) -> dict[str, int]:
-    """Distinct (2B, 2B) tensors autograd keeps for backward (custom nodes included)."""
-    n, seen = 2 * b, {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        if t.dim() == 2 and t.shape == (n, n):
-            seen[t.data_ptr()] = "float" if t.is_floating_point() else "mask"
-        return t
-
-    z0 = torch.randn(b, 128, requires_grad=True)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = fn(z0, torch.randn(b, 128))
-    loss.backward()
-    kinds = list(seen.values())
-    return {"float": kinds.count("float"), "mask": kinds.count("mask")}
 
 
 class OpCounter(TorchDispatchMode):
