@@ -24,6 +24,7 @@ from hexssl.study import (
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = ROOT / "benchmarks" / "hex_study_protocol.yaml"
+GPU_PROTOCOL = ROOT / "benchmarks" / "hex_study_gpu_protocol.yaml"
 # tiny synthetic stand-in for the protocol's data and widths (every other key as the protocol)
 TINY = [
     "data.dataset=synthetic",
@@ -76,6 +77,47 @@ def test_protocol_defines_the_issue_11_runs(protocol) -> None:  # type: ignore[n
     assert bh.enabled and (bh.alpha, bh.temperature, bh.variant) == (0.1, 0.1, "paper")
     assert ("barlow-hex", "barlow") in protocol.comparisons
     assert protocol.label_using == ["simclr-oracle"]
+
+
+def test_gpu_protocol_is_the_issues_full_width_runs() -> None:
+    p = load_protocol(GPU_PROTOCOL)
+    assert list(p.arms) == ["simclr", "simclr-hex-paper"] and p.seeds == [0, 1]
+    for arm in p.arms:
+        c = arm_config(p, arm, 0, "runs")
+        assert c.backbone.kwargs == {"stem": "cifar", "width": 64} and c.data.batch_size == 512
+        assert (c.trainer.precision, c.trainer.accelerator, c.data.on_device) == (
+            "bf16-mixed", "gpu", True,
+        )  # fmt: skip
+        assert (c.trainer.max_epochs, c.optim.warmup_epochs, c.hex.warmup_epochs) == (100, 10, 10)
+    paper = arm_config(p, "simclr-hex-paper", 0, "runs").hex
+    assert paper.enabled and (paper.q, paper.beta, paper.tau_plus) == (0.99, 1.0, 0.1)
+
+
+def test_gpu_script_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
+    """benchmarks/hex_study_gpu.sh at toy size: one run, results packed in one archive."""
+    import os
+    import sys
+    import tarfile
+
+    data = tmp_path / "data.tar.gz"
+    data.write_bytes(b"")  # the script checks it exists; TINY swaps in synthetic data
+    out = tmp_path / "out"
+    extra = ["--arms", "simclr-hex-paper", "--seeds", "0", "--epochs", "1"]
+    args = ["bash", "benchmarks/hex_study_gpu.sh", str(data), str(out), "600", *extra]
+    env = {**os.environ, "PYTHON": sys.executable}
+    overrides = [*TINY, "data.on_device=true"]
+    res = subprocess.run(
+        [*args, "--set", *overrides], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert res.returncode == 0 and "campaign exit 0" in res.stdout, res.stdout + res.stderr
+    with tarfile.open(out / "hex_study_gpu.tgz") as tar:
+        names = set(tar.getnames())
+        result = json.load(tar.extractfile("hex_study_gpu/simclr-hex-paper-s0.json"))  # type: ignore[arg-type]
+    assert {"hex_study_gpu/log.txt", "hex_study_gpu/machine.txt"} <= names
+    assert "hex_study_gpu/curves/simclr-hex-paper-s0.csv" in names
+    assert not [n for n in names if "weights" in n]  # 22 MB each at width 64: left out
+    assert result["config"]["data"]["on_device"] is True and result["epochs"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["hex_study_gpu.tgz"]  # nothing else
 
 
 def test_epochs_is_the_one_knob_and_warmups_follow() -> None:
