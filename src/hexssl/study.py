@@ -516,21 +516,39 @@ def is_tracked(path: Path) -> bool:
     return res.returncode == 0
 
 
+def schedule(c: Campaign) -> list[tuple[str, int]]:
+    """The (arm, seed) runs in the order that completes the comparisons soonest.
+
+    The protocol's comparisons are taken in their listed order, and each is completed
+    over all seeds (seed by seed, baseline then arm) before the next one starts. So the
+    first comparison (HEX paper against SimCLR) has all its paired seeds after its six
+    runs, instead of after all arms of seeds 0 and 1. Arms in no comparison come last.
+    """
+    order: list[tuple[str, int]] = []
+    # comparisons are (arm, baseline): the baseline of each seed runs first
+    pairs = [[b, a] for a, b in c.protocol.comparisons] + [[a] for a in c.arms]
+    for pair in pairs:
+        for seed in c.seeds:
+            for arm in pair:
+                if arm in c.arms and (arm, seed) not in order:
+                    order.append((arm, seed))
+    return order
+
+
 def run_campaign(c: Campaign) -> list[Path]:
-    """Every (seed, arm) without a result, seed by seed so that pairs complete early."""
+    """Every run of :func:`schedule` without a result; finished runs are skipped."""
     c.results_dir.mkdir(parents=True, exist_ok=True)
     from hexssl.train import atomic_write_text
 
     atomic_write_text(c.results_dir / "protocol.yaml", c.protocol.path.read_text())
     done = []
-    for seed in c.seeds:
-        for arm in c.arms:
-            path = c.result_path(arm, seed)
-            if path.is_file():
-                print(f"[study] skip {run_name(arm, seed)}: {path} exists")
-            else:
-                run_one(c, arm, seed)
-            done.append(path)
+    for arm, seed in schedule(c):
+        path = c.result_path(arm, seed)
+        if path.is_file():
+            print(f"[study] skip {run_name(arm, seed)}: {path} exists")
+        else:
+            run_one(c, arm, seed)
+        done.append(path)
     return done
 
 

@@ -19,6 +19,7 @@ from hexssl.study import (
     git_commit_paths,
     load_protocol,
     run_campaign,
+    schedule,
     train_run,
 )
 
@@ -118,6 +119,20 @@ def test_gpu_script_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
     assert not [n for n in names if "weights" in n]  # 22 MB each at width 64: left out
     assert result["config"]["data"]["on_device"] is True and result["epochs"] == 1
     assert sorted(p.name for p in out.iterdir()) == ["hex_study_gpu.tgz"]  # nothing else
+
+
+def test_schedule_completes_the_first_comparison_first(protocol) -> None:  # type: ignore[no-untyped-def]
+    c = Campaign(protocol, Path("runs"), Path("res"), list(protocol.arms), [0, 1, 2], [])
+    order = schedule(c)
+    assert order[:6] == [
+        ("simclr", 0), ("simclr-hex-paper", 0), ("simclr", 1), ("simclr-hex-paper", 1),
+        ("simclr", 2), ("simclr-hex-paper", 2),
+    ]  # fmt: skip
+    assert order[6:9] == [("simclr-hex-reference", s) for s in (0, 1, 2)]
+    assert sorted(order) == sorted((a, s) for a in protocol.arms for s in (0, 1, 2))
+    assert order[-3:] == [("barlow-hex", s) for s in (0, 1, 2)]
+    only = Campaign(protocol, Path("runs"), Path("res"), ["barlow"], [1], [])
+    assert schedule(only) == [("barlow", 1)]
 
 
 def test_epochs_is_the_one_knob_and_warmups_follow() -> None:
