@@ -402,6 +402,7 @@ def finish(
         "global_batch": global_batch(cfg),
         "seconds": round(seconds, 1),
         **metrics,
+        **method.last_purity,  # logged straight to the loggers, so not in callback_metrics
     }
     if cfg.eval.knn_at_end and trainer.is_global_zero:
         summary.update(final_knn(method, dm, cfg))
