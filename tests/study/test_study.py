@@ -236,6 +236,34 @@ def test_campaign_end_to_end_resume_and_skip(
     assert (c.results_dir / "simclr-hex-paper-s0.json").stat().st_mtime_ns == mtime
 
 
+def test_two_workers_train_each_run_once(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    p = load_protocol(PROTOCOL, epochs=1)
+    c = Campaign(p, tmp_path / "runs", tmp_path / "res", ["simclr", "simclr-hex-paper"], [0], TINY)
+    stale = c.runs_dir / "simclr-s0.claim"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("999999999")  # left by a killed session: no such process
+    paths = run_campaign(c, workers=2)
+    assert [q.name for q in paths] == ["simclr-s0.json", "simclr-hex-paper-s0.json"]
+    out = capfd.readouterr().out
+    for name in ("simclr-s0", "simclr-hex-paper-s0"):
+        assert json.loads((c.results_dir / f"{name}.json").read_text())["threads"] >= 1
+        assert out.count(f"[hexssl] {name}: ") == 2, out  # one start line, one summary line
+    assert "removed stale claim" in out and not list(c.runs_dir.glob("*.claim*"))
+
+
+def test_a_claim_is_taken_once_and_only_dead_claims_are_removed(tmp_path: Path) -> None:
+    import os
+
+    from hexssl.study import claim_run, remove_stale_claims
+
+    mine, dead = tmp_path / "a.claim", tmp_path / "b.claim"
+    assert claim_run(mine) and not claim_run(mine)  # the second worker backs off
+    assert mine.read_text() == str(os.getpid())
+    dead.write_text("999999999")
+    assert remove_stale_claims(tmp_path) == [dead] and mine.is_file()
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["a.claim"]  # no temp files left
+
+
 def test_train_run_starts_clean_without_a_checkpoint(protocol, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cfg = arm_config(protocol, "simclr", 0, tmp_path, [*TINY, "trainer.max_epochs=1"])
     cfg.run_dir.mkdir(parents=True)
