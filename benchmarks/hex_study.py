@@ -7,7 +7,7 @@ The protocol (arms, seeds, the full config of every run) is fixed in
 evaluates, and writes the JSON, the fp16 backbone under ``weights/`` and the emergence
 curves under ``curves/``. Run it again after an interruption: finished runs are skipped.
 
-    python benchmarks/hex_study.py --git-commit                 # the campaign
+    python benchmarks/hex_study.py --git-commit --workers 2     # the campaign, 2 cores
     python benchmarks/hex_study.py --arms simclr simclr-hex-paper --seeds 0 --epochs 2 \\
         --set backbone.kwargs.width=4 data.options.max_train_samples=512   # a smoke run
     python benchmarks/hex_study.py --transfer ../shared/data/cifar10-jpeg.tar.gz
@@ -42,6 +42,10 @@ def main() -> None:
     )
     ap.add_argument("--git-commit", action="store_true", help="commit each run's files at once")
     ap.add_argument(
+        "--workers", type=int, default=1,
+        help="runs trained at once, the CPU threads split between them (2 on a 2-core CPU)",
+    )  # fmt: skip
+    ap.add_argument(
         "--snapshot", action="store_true",
         help="copy unfinished runs' checkpoints to <results>/inflight/ (commit before a session "
         "ends; the next session resumes from them)",
@@ -75,7 +79,9 @@ def main() -> None:
     if args.snapshot:
         snapshot(campaign)
         return
-    run_campaign(campaign)
+    if args.workers < 1:
+        raise SystemExit(f"--workers must be >= 1, got {args.workers}")
+    run_campaign(campaign, args.workers)
 
 
 if __name__ == "__main__":

@@ -132,6 +132,7 @@ def build_datamodule(
         seed=cfg.seed,
         rank=rank,
         world_size=world,
+        on_device=d.on_device,
     )
 
 

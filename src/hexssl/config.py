@@ -88,6 +88,7 @@ class DataConfig:
     augment: str | None = None  # None: the method's default preset
     options: dict[str, Any] = field(default_factory=dict)  # reader-specific (e.g. n_classes)
     aug_overrides: dict[str, Any] = field(default_factory=dict)
+    on_device: bool = False  # keep in-memory datasets on the GPU as uint8 (no copy per step)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ class Encoder:
     cache_key: dict[str, Any] | None = None
     tag: str = "last"
     device: torch.device = field(default_factory=default_device)
+    suffix: str = ""  # "-<checkpoint>" / "-<data>" when not the run's own last / own data
 
 
 def _splits(
@@ -176,7 +178,36 @@ def open_run_encoder(run_dir: str | Path, overrides: list[str], which: str = "la
     transform = EvalView(augment)
     key = {"checkpoint": file_identity(ckpt), "data": _data_key(dm)}
     tag = which if which in ("last", "previous") else Path(which).stem
-    return Encoder(cfg, backbone.eval(), transform, dm, run, key, tag)
+    suffix = result_suffix(tag, run_config(run, []).data, cfg.data)
+    return Encoder(cfg, backbone.eval(), transform, dm, run, key, tag, suffix=suffix)
+
+
+# what decides the images evaluated (batch size and workers do not)
+_IMAGE_KEYS = ("dataset", "root", "image_size", "options")
+
+
+def data_label(data: Any) -> str:
+    """A short file-name label of a data config: the root's name, else the dataset's name
+    and a hash of its options (e.g. ``cifar10-jpeg``, ``synthetic-3f2a1c``)."""
+    if data.root:
+        name = Path(str(data.root)).name
+        for ext in (".tar.gz", ".tgz", ".tar"):
+            name = name.removesuffix(ext)
+        return name
+    text = json.dumps([data.image_size, data.options], sort_keys=True, default=str)
+    return f"{data.dataset}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
+
+
+def result_suffix(tag: str, own: Any, used: Any) -> str:
+    """``""`` for the run's last checkpoint on its own data, else ``-<tag>`` / ``-<data>``.
+
+    So ``hexssl knn RUN --data data.root=OTHER`` writes ``knn-OTHER.json`` and never
+    overwrites the run's own ``knn.json``.
+    """
+    parts = [] if tag == "last" else [tag]
+    if any(getattr(own, k) != getattr(used, k) for k in _IMAGE_KEYS):
+        parts.append(data_label(used))
+    return "".join(f"-{p}" for p in parts)
 
 
 def _prefixed(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -250,6 +281,7 @@ def _save(enc: Encoder, name: str, result: dict[str, Any]) -> None:
     """Print the result; write it into the run directory (never beside released weights)."""
     if enc.cache_dir is not None:
         atomic_write_text(enc.cache_dir / name, json.dumps(result, indent=2))
+        print(f"wrote {enc.cache_dir / name}")
     for key, value in result.items():
         print(f"{key:>28s}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
 
@@ -263,7 +295,7 @@ def run_knn(args: argparse.Namespace) -> dict[str, float]:
     enc = _open(args)
     train, val = encoder_features(enc)
     result = knn_summary(train, val, args.k, args.t)
-    _save(enc, "knn.json", result)
+    _save(enc, f"knn{enc.suffix}.json", result)
     return result
 
 
@@ -272,7 +304,7 @@ def run_linear(args: argparse.Namespace) -> dict[str, float]:
     enc = _open(args)
     train, val = encoder_features(enc)
     result = linear_summary(train, val, args.fractions, enc.cfg.seed, args.epochs)
-    _save(enc, "linear.json", result)
+    _save(enc, f"linear{enc.suffix}.json", result)
     return result
 
 
@@ -281,7 +313,8 @@ def run_umap(args: argparse.Namespace) -> Path:
     enc = _open(args)
     _, val = encoder_features(enc)
     if enc.cache_dir is not None:
-        path, title = enc.cache_dir / f"embedding-{args.method}.png", enc.cache_dir.name
+        name = f"embedding-{args.method}{enc.suffix}.png"
+        path, title = enc.cache_dir / name, enc.cache_dir.name
     else:  # released weights: into the working directory, never beside the weights
         title = Path(args.run_dir).stem
         path = Path(f"embedding-{title}-{args.method}.png")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import random
 import tempfile
@@ -42,7 +41,6 @@ from hexssl.methods.base import NonFiniteLossError, SSLMethod
 from hexssl.speed import apply_speed_settings, check_device_precision
 
 __all__ = ["atomic_torch_save", "atomic_write_text", "pretrain", "resume"]
-log = logging.getLogger("hexssl")
 # Config keys a resume may change without --allow-changes: they extend the run or
 # change only how it is run and logged, not what it trains up to the checkpoint.
 SAFE_CHANGES = frozenset(
@@ -143,10 +141,6 @@ def prepare(cfg: RunConfig) -> tuple[SSLMethod, Any]:
     check_trains_something(cfg, dm)
     method = build_method(cfg, dm)
     apply_speed_settings(method, cfg.trainer.channels_last, cfg.trainer.compile)
-    for split in ("train_set", "val_set"):
-        skipped = getattr(getattr(dm, split, None), "num_skipped", 0)
-        if skipped:
-            log.warning("%s: %d unreadable images were skipped", split, skipped)
     if cfg.eval.purity_every_n_steps and getattr(dm, "val_set", None) is not None:
         method.purity_batch = fixed_batch(dm.val_set, cfg.eval.purity_batch_size, cfg.seed)
     return method, dm
@@ -222,18 +216,27 @@ def fixed_batch(
 
 
 def make_trainer(
-    cfg: RunConfig, run_dir: Path, callbacks: list[Callback], io: AtomicCheckpointIO | None = None
+    cfg: RunConfig,
+    run_dir: Path,
+    callbacks: list[Callback],
+    io: AtomicCheckpointIO | None = None,
+    resume_step: int = 0,
 ) -> L.Trainer:
     """Lightning Trainer from the config; loggers write into the run directory.
+
+    On a resume from step ``resume_step`` both loggers drop what was logged at or after
+    that step before the interruption: ``metrics.csv`` its rows, TensorBoard its events
+    (``purge_step``: TensorBoard hides them when it reads the earlier event files).
 
     Lightning's own checks of its settings (e.g. no GPU for ``accelerator=gpu``) raise
     ConfigError here, before the run directory exists.
     """
     t = cfg.trainer
     quiet_libraries()
+    tb_kwargs: dict[str, Any] = {"purge_step": resume_step} if resume_step else {}
     loggers: list[Any] = [
         RunCSVLogger(run_dir, flush_logs_every_n_steps=t.log_every_n_steps),
-        TensorBoardLogger(str(run_dir), name="tb", version=""),
+        TensorBoardLogger(str(run_dir), name="tb", version="", **tb_kwargs),
     ]
     if cfg.wandb:
         from lightning.pytorch.loggers import WandbLogger
@@ -314,8 +317,8 @@ def train(
         *(extra_callbacks or []),
     ]
     io = AtomicCheckpointIO({str(ckpt): state} if ckpt and state else None)
-    trainer = make_trainer(cfg, run_dir, callbacks, io)
     step = int(state["global_step"]) if state else 0
+    trainer = make_trainer(cfg, run_dir, callbacks, io, resume_step=step)
     write_run_dir(cfg, step, ckpt, changes)
     if launcher_rank_zero():
         print(start_line(cfg, dm, trainer, ckpt, step), flush=True)
@@ -399,6 +402,7 @@ def finish(
         "global_batch": global_batch(cfg),
         "seconds": round(seconds, 1),
         **metrics,
+        **method.last_purity,  # logged straight to the loggers, so not in callback_metrics
     }
     if cfg.eval.knn_at_end and trainer.is_global_zero:
         summary.update(final_knn(method, dm, cfg))

@@ -163,3 +163,54 @@ def test_lightning_fit_keeps_sampler_and_reshuffles() -> None:
     assert isinstance(trainer.train_dataloader.sampler, ShardedBatchSampler)  # type: ignore[union-attr]
     epochs = [torch.cat([i for e, i in probe.seen if e == k]) for k in (0, 1)]
     assert len(epochs[0]) == len(epochs[1]) == 64 and not torch.equal(epochs[0], epochs[1])
+
+
+def _attach(dm: HexDataModule, device: str) -> None:
+    """What Lightning gives the data module: a trainer whose strategy has a root device."""
+    from types import SimpleNamespace
+
+    dm.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))  # type: ignore[assignment]
+
+
+def test_on_device_indexes_the_resident_copy_in_the_same_order() -> None:
+    # "meta" stands in for a GPU: a batch indexed from the resident copy is on it
+    kwargs = {"batch_size": 16, "dataset_kwargs": {"n_per_class": 4}}
+    host, resident = (
+        HexDataModule("synthetic", **kwargs),
+        HexDataModule("synthetic", on_device=True, **kwargs),
+    )
+    for dm in (host, resident):
+        dm.setup()
+        _attach(dm, "meta")
+    for a, b in zip(host.train_dataloader(), resident.train_dataloader(), strict=True):
+        assert a[0].device.type == "cpu" and b[0].device.type == "meta"
+        assert b[0].dtype == torch.uint8 and torch.equal(a[3], b[3])  # same order
+    moved = resident.train_dataloader().dataset.dataset  # type: ignore[attr-defined]
+    assert moved is resident.train_eval_dataloader().dataset.dataset  # type: ignore[attr-defined]
+    assert resident.train_set.images.device.type == "cpu"  # type: ignore[union-attr]  # kept
+
+
+def test_on_device_without_a_trainer_stays_on_the_host() -> None:
+    dm = HexDataModule(
+        "synthetic", batch_size=16, on_device=True, dataset_kwargs={"n_per_class": 4}
+    )
+    dm.setup()
+    assert next(iter(dm.train_dataloader()))[0].device.type == "cpu"  # e.g. hexssl knn
+
+
+def test_on_device_refuses_lazy_datasets(tmp_path: Path) -> None:
+    write_imagenet(tmp_path, ["n001", "n002"], per_class=3)
+    dm = HexDataModule("imagenet", tmp_path, batch_size=4, on_device=True)
+    with pytest.raises(ValueError, match=r"data\.on_device=true needs an in-memory dataset"):
+        dm.setup()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_device_cuda_batches() -> None:
+    dm = HexDataModule(
+        "synthetic", batch_size=16, on_device=True, dataset_kwargs={"n_per_class": 4}
+    )
+    dm.setup()
+    _attach(dm, "cuda")
+    images, labels, _, _ = next(iter(dm.train_dataloader()))
+    assert images.is_cuda and labels.is_cuda and images.dtype == torch.uint8

@@ -30,6 +30,7 @@ def runs(tmp_path_factory) -> tuple[Path, Path]:
         pretrain(tiny_run(tmp, "cut", "simclr", *HEX), [StopAt(3)])
     cut = tmp / "cut"
     _append_rows_after(cut / "metrics.csv", step=3)  # logged after the checkpoint, then killed
+    _append_event_after(cut / "tb", step=3)
     (cut / "checkpoints/last.ckpt.tmp").write_bytes(b"half a checkpoint")
     resume(cut, ["trainer.checkpoint_every_n_steps=2"])  # a safe change, recorded
     return tmp / "ref", cut
@@ -41,6 +42,22 @@ def _append_rows_after(path: Path, step: int) -> None:
     with path.open("a", newline="") as f:
         row = {"step": str(step), "train/loss": "123.0"}
         csv.writer(f).writerow([row.get(h, "") for h in header])
+
+
+def _append_event_after(tb: Path, step: int) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tb)) as writer:
+        writer.add_scalar("train/loss", 123.0, step)
+
+
+def tb_scalars(tb: Path, key: str = "train/loss") -> list[tuple[int, float]]:
+    """(step, value) of ``key`` as TensorBoard shows it (purged events hidden)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tb))
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(key)]
 
 
 def metric_rows(run: Path, key: str = "train/loss") -> list[tuple[str, str]]:
@@ -57,6 +74,14 @@ def test_resumed_run_is_exact_and_keeps_its_history(runs):
     # The training row of the checkpointed step itself (step 2) is logged by Lightning
     # after the checkpoint callback, so the kill lost it; every other row is there.
     assert metric_rows(cut) == [r for r in metric_rows(ref) if r[0] != "2"]
+
+
+def test_resumed_tensorboard_hides_what_was_logged_after_the_checkpoint(runs):
+    ref, cut = runs
+    # the fake event at the checkpoint's step is purged (without purge_step it would show);
+    # the validation curve is the uninterrupted run's, each step once
+    assert 123.0 not in [v for _, v in tb_scalars(cut / "tb")]
+    assert tb_scalars(cut / "tb", "val/online_acc1") == tb_scalars(ref / "tb", "val/online_acc1")
 
 
 def test_resume_writes_a_clean_config_and_a_log(runs):

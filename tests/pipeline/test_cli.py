@@ -29,6 +29,8 @@ def test_run_directory_contents(run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["hex"] is True and summary["steps"] == 2
     assert 0.0 <= summary["knn_class_top1"] <= 100.0
+    assert 0.0 <= summary["val/purity_class"] <= 1.0  # the demo table's purity column
+    assert 0.0 < summary["val/purity_class_chance"] < 1.0
     with open(run_dir / "metrics.csv") as f:
         cols = next(csv.reader(f))
     for key in (

@@ -39,6 +39,6 @@ def test_demo_preset_uses_the_hard_synthetic_hierarchy():
 
     cfg = load_config(PRESET)
     assert cfg.data.dataset == "synthetic" and cfg.data.batch_size == 128
-    assert cfg.data.options == {"hue_spread": 0.5, "texture_strength": 0.15}
-    assert cfg.backbone.kwargs["width"] == 16 and 4 <= cfg.trainer.max_epochs <= 6
+    assert cfg.data.options == {"hue_spread": 0.15, "texture_strength": 0.25}
+    assert cfg.backbone.kwargs["width"] == 16 and 3 <= cfg.trainer.max_epochs <= 6
     assert cfg.eval.purity_every_n_steps == 20 and cfg.hex.warmup_epochs == 1

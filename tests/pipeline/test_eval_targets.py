@@ -32,15 +32,29 @@ def test_knn_and_linear_on_data_with_other_class_counts(run_dir: Path, tmp_path:
     # synthetic with 9 classes / 3 superclasses, and an image folder with 3 / 2
     tree = write_tree(tmp_path / "tree", {"a": "x", "b": "x", "c": "y"})
     folder = ["data.dataset=imagefolder", f"data.root={tree}", "data.options={image_size: 16}"]
+    assert main(["knn", str(run_dir)]) == 0
+    own = (run_dir / "knn.json").read_text()
     for data, n_val in (([NINE_CLASSES], 9 * 4), (folder, 3 * 2)):
+        enc = open_encoder(run_dir, data)
+        assert len(enc.dm.val_set) == n_val
+        assert enc.suffix.startswith("-synthetic-" if data == [NINE_CLASSES] else "-tree")
         assert main(["knn", str(run_dir), "--data", *data]) == 0
-        knn = json.loads((run_dir / "knn.json").read_text())
+        knn = json.loads((run_dir / f"knn{enc.suffix}.json").read_text())
         assert {"knn_class_top1", "knn_super_top1"} <= set(knn)
         args = ["linear", str(run_dir), "--epochs", "2", "--fractions", "1.0", "--data", *data]
         assert main(args) == 0
-        assert "linear_super_100pct_top1" in json.loads((run_dir / "linear.json").read_text())
-        enc = open_encoder(run_dir, data)
-        assert len(enc.dm.val_set) == n_val
+        linear = json.loads((run_dir / f"linear{enc.suffix}.json").read_text())
+        assert "linear_super_100pct_top1" in linear
+    assert (run_dir / "knn.json").read_text() == own  # the run's own result is kept
+    assert not (run_dir / "linear.json").exists()
+
+
+def test_result_names_say_what_was_evaluated(run_dir: Path, tmp_path: Path) -> None:
+    assert open_encoder(run_dir, []).suffix == ""
+    assert open_encoder(run_dir, ["data.batch_size=8"]).suffix == ""  # same images
+    other = tmp_path / "step2.ckpt"
+    other.write_bytes((run_dir / "checkpoints" / "last.ckpt").read_bytes())
+    assert open_encoder(run_dir, [], str(other)).suffix == "-step2"
 
 
 def test_other_data_keeps_the_training_normalisation(run_dir: Path, tmp_path: Path) -> None:

@@ -19,11 +19,13 @@ from hexssl.study import (
     git_commit_paths,
     load_protocol,
     run_campaign,
+    schedule,
     train_run,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = ROOT / "benchmarks" / "hex_study_protocol.yaml"
+GPU_PROTOCOL = ROOT / "benchmarks" / "hex_study_gpu_protocol.yaml"
 # tiny synthetic stand-in for the protocol's data and widths (every other key as the protocol)
 TINY = [
     "data.dataset=synthetic",
@@ -76,6 +78,61 @@ def test_protocol_defines_the_issue_11_runs(protocol) -> None:  # type: ignore[n
     assert bh.enabled and (bh.alpha, bh.temperature, bh.variant) == (0.1, 0.1, "paper")
     assert ("barlow-hex", "barlow") in protocol.comparisons
     assert protocol.label_using == ["simclr-oracle"]
+
+
+def test_gpu_protocol_is_the_issues_full_width_runs() -> None:
+    p = load_protocol(GPU_PROTOCOL)
+    assert list(p.arms) == ["simclr", "simclr-hex-paper"] and p.seeds == [0, 1]
+    for arm in p.arms:
+        c = arm_config(p, arm, 0, "runs")
+        assert c.backbone.kwargs == {"stem": "cifar", "width": 64} and c.data.batch_size == 512
+        assert (c.trainer.precision, c.trainer.accelerator, c.data.on_device) == (
+            "bf16-mixed", "gpu", True,
+        )  # fmt: skip
+        assert (c.trainer.max_epochs, c.optim.warmup_epochs, c.hex.warmup_epochs) == (100, 10, 10)
+    paper = arm_config(p, "simclr-hex-paper", 0, "runs").hex
+    assert paper.enabled and (paper.q, paper.beta, paper.tau_plus) == (0.99, 1.0, 0.1)
+
+
+def test_gpu_script_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
+    """benchmarks/hex_study_gpu.sh at toy size: one run, results packed in one archive."""
+    import os
+    import sys
+    import tarfile
+
+    data = tmp_path / "data.tar.gz"
+    data.write_bytes(b"")  # the script checks it exists; TINY swaps in synthetic data
+    out = tmp_path / "out"
+    extra = ["--arms", "simclr-hex-paper", "--seeds", "0", "--epochs", "1"]
+    args = ["bash", "benchmarks/hex_study_gpu.sh", str(data), str(out), "600", *extra]
+    env = {**os.environ, "PYTHON": sys.executable}
+    overrides = [*TINY, "data.on_device=true"]
+    res = subprocess.run(
+        [*args, "--set", *overrides], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert res.returncode == 0 and "campaign exit 0" in res.stdout, res.stdout + res.stderr
+    with tarfile.open(out / "hex_study_gpu.tgz") as tar:
+        names = set(tar.getnames())
+        result = json.load(tar.extractfile("hex_study_gpu/simclr-hex-paper-s0.json"))  # type: ignore[arg-type]
+    assert {"hex_study_gpu/log.txt", "hex_study_gpu/machine.txt"} <= names
+    assert "hex_study_gpu/curves/simclr-hex-paper-s0.csv" in names
+    assert not [n for n in names if "weights" in n]  # 22 MB each at width 64: left out
+    assert result["config"]["data"]["on_device"] is True and result["epochs"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["hex_study_gpu.tgz"]  # nothing else
+
+
+def test_schedule_completes_the_first_comparison_first(protocol) -> None:  # type: ignore[no-untyped-def]
+    c = Campaign(protocol, Path("runs"), Path("res"), list(protocol.arms), [0, 1, 2], [])
+    order = schedule(c)
+    assert order[:6] == [
+        ("simclr", 0), ("simclr-hex-paper", 0), ("simclr", 1), ("simclr-hex-paper", 1),
+        ("simclr", 2), ("simclr-hex-paper", 2),
+    ]  # fmt: skip
+    assert order[6:9] == [("simclr-hex-reference", s) for s in (0, 1, 2)]
+    assert sorted(order) == sorted((a, s) for a in protocol.arms for s in (0, 1, 2))
+    assert order[-3:] == [("barlow-hex", s) for s in (0, 1, 2)]
+    only = Campaign(protocol, Path("runs"), Path("res"), ["barlow"], [1], [])
+    assert schedule(only) == [("barlow", 1)]
 
 
 def test_epochs_is_the_one_knob_and_warmups_follow() -> None:
@@ -177,6 +234,34 @@ def test_campaign_end_to_end_resume_and_skip(
     mtime = (c.results_dir / "simclr-hex-paper-s0.json").stat().st_mtime_ns
     run_campaign(c)  # finished: skipped
     assert (c.results_dir / "simclr-hex-paper-s0.json").stat().st_mtime_ns == mtime
+
+
+def test_two_workers_train_each_run_once(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    p = load_protocol(PROTOCOL, epochs=1)
+    c = Campaign(p, tmp_path / "runs", tmp_path / "res", ["simclr", "simclr-hex-paper"], [0], TINY)
+    stale = c.runs_dir / "simclr-s0.claim"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("999999999")  # left by a killed session: no such process
+    paths = run_campaign(c, workers=2)
+    assert [q.name for q in paths] == ["simclr-s0.json", "simclr-hex-paper-s0.json"]
+    out = capfd.readouterr().out
+    for name in ("simclr-s0", "simclr-hex-paper-s0"):
+        assert json.loads((c.results_dir / f"{name}.json").read_text())["threads"] >= 1
+        assert out.count(f"[hexssl] {name}: ") == 2, out  # one start line, one summary line
+    assert "removed stale claim" in out and not list(c.runs_dir.glob("*.claim*"))
+
+
+def test_a_claim_is_taken_once_and_only_dead_claims_are_removed(tmp_path: Path) -> None:
+    import os
+
+    from hexssl.study import claim_run, remove_stale_claims
+
+    mine, dead = tmp_path / "a.claim", tmp_path / "b.claim"
+    assert claim_run(mine) and not claim_run(mine)  # the second worker backs off
+    assert mine.read_text() == str(os.getpid())
+    dead.write_text("999999999")
+    assert remove_stale_claims(tmp_path) == [dead] and mine.is_file()
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["a.claim"]  # no temp files left
 
 
 def test_train_run_starts_clean_without_a_checkpoint(protocol, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -118,6 +118,13 @@ class TensorImageDataset(NamedClasses, Dataset[Item]):
             images, labels, superlabels, self.class_names, self.superclass_names, self.num_skipped
         )
 
+    def to(self, device: torch.device) -> TensorImageDataset:
+        """The same dataset with its tensors on ``device`` (e.g. resident on the GPU)."""
+        return TensorImageDataset(
+            self.images.to(device), self.labels.to(device), self.superlabels.to(device),
+            self.class_names, self.superclass_names, self.num_skipped,
+        )  # fmt: skip
+
     def __repr__(self) -> str:
         n, _, h, w = self.images.shape
         return (

@@ -204,6 +204,8 @@ class HexDataModule(L.LightningDataModule):
         max_train_samples: keep a seeded random subset of the train split (in-memory only).
         seed: shuffling seed (per epoch: seed + epoch).
         pin_memory: pin batches for faster host-to-GPU copies.
+        on_device: keep in-memory datasets on the training device (the Trainer's root
+            device) as uint8 and index batches there: no host-to-device copy per step.
         rank, world_size: override torch.distributed's values (tests, custom launchers).
 
     Example:
@@ -227,6 +229,7 @@ class HexDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
+        on_device: bool = False,
     ) -> None:
         super().__init__()
         if dataset not in DEFAULT_SPLITS:
@@ -240,6 +243,8 @@ class HexDataModule(L.LightningDataModule):
         self.dataset_kwargs = dict(dataset_kwargs or {})
         self.max_train_samples, self.seed, self.pin_memory = max_train_samples, seed, pin_memory
         self.rank, self.world_size = rank, world_size
+        self.on_device = on_device
+        self._resident: dict[int, TensorImageDataset] = {}  # id(CPU dataset) -> on device
         self.train_set: Dataset[Item] | None = None
         self.val_set: Dataset[Item] | None = None
         self._stats: Stats | None = None
@@ -261,6 +266,11 @@ class HexDataModule(L.LightningDataModule):
         if self.train_set is None:
             self.train_set = self._subsample(self._build(self.train_split))
             self._stats = self._measure_stats(self.train_set)
+            if self.on_device and not isinstance(self.train_set, TensorImageDataset):
+                raise ValueError(
+                    f"data.on_device=true needs an in-memory dataset, but {self.dataset_name!r} "
+                    "decodes images as it reads them (with workers); set data.on_device=false"
+                )
         if self.val_set is None and self.val_split is not None:
             self.val_set = self._build(self.val_split, **self._class_kwargs(self.train_set))
 
@@ -275,8 +285,21 @@ class HexDataModule(L.LightningDataModule):
     def _loader(self, ds: Dataset[Item], batch_size: int, train: bool) -> DataLoader[Any]:
         args = (batch_size, train, train, self.seed, self.rank, self.world_size)
         if isinstance(ds, TensorImageDataset):
-            return tensor_loader(ds, *args, self.pin_memory)
+            ds = self._on_training_device(ds)
+            return tensor_loader(ds, *args, self.pin_memory and ds.images.device.type == "cpu")
         return lazy_loader(ds, *args, self.num_workers, self.pin_memory)
+
+    def _on_training_device(self, ds: TensorImageDataset) -> TensorImageDataset:
+        """``ds`` moved once to the Trainer's root device when ``on_device`` (else ``ds``).
+
+        Without a Trainer (e.g. ``hexssl knn``) the data stays where it is.
+        """
+        device = getattr(getattr(self.trainer, "strategy", None), "root_device", None)
+        if not self.on_device or device is None or ds.images.device == device:
+            return ds
+        if id(ds) not in self._resident:
+            self._resident[id(ds)] = ds.to(device)
+        return self._resident[id(ds)]
 
     def _require(self, ds: Dataset[Item] | None, what: str) -> Dataset[Item]:
         if ds is None:

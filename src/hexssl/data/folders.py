@@ -410,13 +410,20 @@ def load_cached(path: Path) -> TensorImageDataset | None:
         return None
     try:
         d = torch.load(path, weights_only=True)
-        return TensorImageDataset(
+        ds = TensorImageDataset(
             d["images"], d["labels"], d["superlabels"], d["class_names"], d["superclass_names"],
             int(d["num_skipped"]),
         )  # fmt: skip
     except Exception as err:  # a stale or truncated cache is rebuilt, never fatal
         warnings.warn(f"ignoring unreadable cache {path}: {err}", stacklevel=2)
         return None
+    if ds.num_skipped:  # said once per load: here, or by stack_decoded when decoding
+        warnings.warn(
+            f"skipped {ds.num_skipped} unreadable image(s) (found when the decoded cache "
+            f"{path.name} was built)",
+            stacklevel=2,
+        )
+    return ds
 
 
 def save_cached(path: Path, ds: TensorImageDataset) -> None:

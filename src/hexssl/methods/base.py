@@ -86,6 +86,7 @@ class SSLMethod(L.LightningModule):
         self.classifier = nn.Linear(self.num_features, self.num_classes)  # online probe
         self.momentum_pairs: list[tuple[nn.Module, nn.Module]] = []
         self.purity_batch: tuple[Tensor, Tensor, Tensor] | None = None
+        self.last_purity: dict[str, float] = {}  # the latest purity_metrics()
         self._progress_setters: list[Callable[[float], None]] | None = None
         self.build()
 
@@ -271,6 +272,7 @@ class SSLMethod(L.LightningModule):
             metrics = self.purity_metrics()
             for logger in self.loggers:
                 logger.log_metrics(metrics, step=self.global_step)
+            self.last_purity = metrics  # the run's summary.json reports the final values
 
     @torch.no_grad()
     def _update_momentum(self, step: int) -> None:
