@@ -93,3 +93,13 @@ def test_report_cli_study_mode(tmp_path: Path) -> None:
     assert main(["report", str(tmp_path), "--study", "--out", str(tmp_path / "o")]) == 0
     assert "barlow - simclr" in (tmp_path / "o" / "study.md").read_text()
     assert main(["report", str(tmp_path / "o"), "--study", "--out", str(tmp_path / "p")]) == 2
+
+
+def test_report_with_only_a_baseline_says_there_is_nothing_to_pair(tmp_path: Path) -> None:
+    _write(tmp_path, "simclr", 0, knn_class_top1=10.0)
+    (tmp_path / "protocol.yaml").write_text(
+        "arms: {simclr: {}, simclr-hex-paper: {}}\ncomparisons: [[simclr-hex-paper, simclr]]\n"
+    )
+    md = study_report(tmp_path, tmp_path / "out")
+    assert "| simclr | 1 | 10.00 |" in md
+    assert "no comparison has both of its arms yet" in md

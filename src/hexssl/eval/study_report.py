@@ -148,6 +148,8 @@ def difference_table(diffs: dict[tuple[str, str, str], PairedDifference]) -> str
             f"{arm} - {base}", key, seeds, "-" if math.isnan(d.mean) else f"{d.mean:+.2f}",
             _interval(d.lo, d.hi), rel, _interval(d.rel_lo, d.rel_hi, " %"), _verdict(d),
         ])  # fmt: skip
+    if not rows:
+        return "(no comparison has both of its arms yet: nothing to pair)"
     return markdown_table(header, rows)
 
 
