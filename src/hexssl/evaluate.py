@@ -186,14 +186,19 @@ def open_run_encoder(run_dir: str | Path, overrides: list[str], which: str = "la
 _IMAGE_KEYS = ("dataset", "root", "image_size", "options")
 
 
+def dataset_tag(root: str | Path) -> str:
+    """A short name for a dataset path: ``cifar10-jpeg.tar.gz`` -> ``cifar10-jpeg``."""
+    name = Path(root).name
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        name = name.removesuffix(suffix)
+    return name
+
+
 def data_label(data: Any) -> str:
     """A short file-name label of a data config: the root's name, else the dataset's name
     and a hash of its options (e.g. ``cifar10-jpeg``, ``synthetic-3f2a1c``)."""
     if data.root:
-        name = Path(str(data.root)).name
-        for ext in (".tar.gz", ".tgz", ".tar"):
-            name = name.removesuffix(ext)
-        return name
+        return dataset_tag(str(data.root))
     text = json.dumps([data.image_size, data.options], sort_keys=True, default=str)
     return f"{data.dataset}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
 

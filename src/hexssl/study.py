@@ -45,6 +45,7 @@ from lightning.pytorch.callbacks import Callback
 from hexssl.config import ConfigError, RunConfig, from_dict, merge, parse_override, set_path
 from hexssl.config import to_dict as config_dict
 from hexssl.data.transforms import build_augmentation
+from hexssl.evaluate import dataset_tag
 
 PROTOCOL_KEYS = {"epochs", "warmup_fraction", "seeds", "eval", "base", "arms", "comparisons"}
 CURVE_COLUMNS = (
@@ -624,14 +625,6 @@ def pid_alive(text: str) -> bool:
 
 
 # ------------------------------------------------------------------------- transfer
-def dataset_tag(root: str | Path) -> str:
-    """A short name for a dataset path: ``cifar10-jpeg.tar.gz`` -> ``cifar10-jpeg``."""
-    name = Path(root).name
-    for suffix in (".tar.gz", ".tgz", ".tar"):
-        name = name.removesuffix(suffix)
-    return name
-
-
 def _limit(dm: Any, n: int | None, seed: int) -> None:
     """Keep a seeded random ``n`` of each split (cheap tests only)."""
     if n is None:
