@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -555,7 +556,8 @@ def run_campaign(c: Campaign, workers: int = 1) -> list[Path]:
     if workers > 1:
         threads = max(1, torch.get_num_threads() // workers)
         ctx = multiprocessing.get_context("spawn")  # fresh interpreters: own thread pools
-        procs = [ctx.Process(target=campaign_worker, args=(c, threads)) for _ in range(workers)]
+        args = (c, threads, os.getpid())
+        procs = [ctx.Process(target=campaign_worker, args=args) for _ in range(workers)]
         for proc in procs:
             proc.start()
         for proc in procs:
@@ -568,10 +570,16 @@ def run_campaign(c: Campaign, workers: int = 1) -> list[Path]:
     return [c.result_path(arm, seed) for arm, seed in schedule(c)]
 
 
-def campaign_worker(c: Campaign, threads: int | None) -> None:
-    """Train every free, unfinished run of the schedule in order (one process)."""
+def campaign_worker(c: Campaign, threads: int | None, parent: int | None = None) -> None:
+    """Train every free, unfinished run of the schedule in order (one process).
+
+    A spawned worker (``parent`` = the campaign's pid) stops when the campaign process
+    is gone, so ``kill <campaign pid>`` never leaves orphans training and holding claims.
+    """
     if threads is not None:
         torch.set_num_threads(threads)
+    if parent is not None:
+        exit_with_parent(parent)
     for arm, seed in schedule(c):
         path = c.result_path(arm, seed)
         if path.is_file():
@@ -579,12 +587,33 @@ def campaign_worker(c: Campaign, threads: int | None) -> None:
             continue
         claim = c.runs_dir / f"{run_name(arm, seed)}.claim"
         if not claim_run(claim):
-            continue  # another worker trains it
+            owner = claim.read_text().strip() if claim.is_file() else "?"
+            print(f"[study] skip {run_name(arm, seed)}: process {owner} trains it", flush=True)
+            continue
         try:
             if not path.is_file():  # finished by another worker in the meantime
                 run_one(c, arm, seed)
         finally:
             claim.unlink(missing_ok=True)
+
+
+def exit_with_parent(parent: int, period: float = 2.0) -> threading.Thread:
+    """Watch (daemon thread) that ``parent`` is still this process's parent; exit if not.
+
+    The run resumes from its last checkpoint (written atomically) next time; the steps
+    since then are lost, as with any kill.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(period)
+        print(f"[study] worker {os.getpid()}: campaign process {parent} is gone; stopping "
+              "(the run resumes from its last checkpoint)", flush=True)  # fmt: skip
+        os._exit(3)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
 
 
 def claim_run(claim: Path) -> bool:

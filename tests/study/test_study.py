@@ -264,6 +264,61 @@ def test_a_claim_is_taken_once_and_only_dead_claims_are_removed(tmp_path: Path) 
     assert sorted(q.name for q in tmp_path.iterdir()) == ["a.claim"]  # no temp files left
 
 
+# a campaign process (middle) starts a worker, sees it alive, then dies without cleanup
+_MIDDLE = """
+import os, subprocess, sys, time
+worker = subprocess.Popen([sys.executable, "-c", sys.argv[1], str(os.getpid())],
+                          stdout=open(sys.argv[2], "w"), stderr=subprocess.STDOUT)
+while "ready" not in open(sys.argv[2]).read():
+    assert worker.poll() is None, open(sys.argv[2]).read()
+    time.sleep(0.05)
+time.sleep(0.5)
+print("alive" if worker.poll() is None else "dead", flush=True)
+os._exit(0)  # like kill -9: no chance to stop the worker
+"""
+_WORKER = """
+import sys, time
+from hexssl.study import exit_with_parent
+exit_with_parent(int(sys.argv[1]), period=0.05)
+print("ready", flush=True)
+time.sleep(120)
+print("still training", flush=True)
+"""
+
+
+def test_a_worker_stops_when_its_campaign_process_is_killed(tmp_path: Path) -> None:
+    import os
+    import sys
+    import time
+
+    log = tmp_path / "worker.log"
+    middle = subprocess.run(
+        [sys.executable, "-c", _MIDDLE, _WORKER, str(log)], capture_output=True, text=True,
+        timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )  # fmt: skip
+    assert middle.stdout.strip() == "alive", middle.stdout + middle.stderr
+    deadline = time.monotonic() + 30
+    while "is gone" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "is gone; stopping" in log.read_text(), log.read_text()
+    assert "still training" not in log.read_text()
+
+
+def test_a_run_claimed_by_a_live_process_is_skipped_with_a_message(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    p = load_protocol(PROTOCOL, epochs=1)
+    c = Campaign(p, tmp_path / "runs", tmp_path / "res", ["simclr"], [0], TINY)
+    claim = c.runs_dir / "simclr-s0.claim"
+    claim.parent.mkdir(parents=True)
+    claim.write_text(str(os.getppid()))  # alive: another campaign trains it
+    run_campaign(c)
+    assert f"skip simclr-s0: process {os.getppid()} trains it" in capfd.readouterr().out
+    assert not (c.results_dir / "simclr-s0.json").exists() and claim.is_file()
+
+
 def test_train_run_starts_clean_without_a_checkpoint(protocol, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cfg = arm_config(protocol, "simclr", 0, tmp_path, [*TINY, "trainer.max_epochs=1"])
     cfg.run_dir.mkdir(parents=True)
