@@ -6,45 +6,49 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "paused.sh"
 
 
-def _state(pid: int) -> str:
-    """One-letter process state from /proc (R, S, T, ...)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+def _state(stat: str) -> str:
+    """One-letter process state (R, S, T, ...) from the text of /proc/<pid>/stat."""
+    return stat.rsplit(")", 1)[1].split()[0]
 
 
-def test_paused_stops_matching_processes_and_resumes_them(tmp_path: Path) -> None:
+@pytest.fixture
+def sleeper() -> Iterator[tuple[int, str]]:
+    """(pid, marker) of a sleeping python process whose command line holds the marker."""
     marker = f"hexssl-paused-test-{uuid.uuid4().hex}"
     other = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep(60)  # {marker}"])
-    try:
-        time.sleep(0.2)
-        probe = f"print(open('/proc/{other.pid}/stat').read().rsplit(')', 1)[1].split()[0])"
-        done = subprocess.run(
-            ["bash", str(SCRIPT), "-p", marker, sys.executable, "-c", probe],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.strip() == "T"  # stopped while the command ran
-        assert _state(other.pid) != "T"  # and running again after it
-    finally:
-        other.kill()
-        other.wait()
+    time.sleep(0.2)
+    yield other.pid, marker
+    other.kill()
+    other.wait()
 
 
-def test_paused_passes_the_exit_code_on_and_resumes_after_a_failure() -> None:
-    marker = f"hexssl-paused-test-{uuid.uuid4().hex}"
-    other = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep(60)  # {marker}"])
-    try:
-        time.sleep(0.2)
-        done = subprocess.run(["bash", str(SCRIPT), "-p", marker, "false"], timeout=60)
-        assert done.returncode == 1
-        assert _state(other.pid) != "T"
-    finally:
-        other.kill()
-        other.wait()
+def test_paused_stops_matching_processes_and_resumes_them(sleeper: tuple[int, str]) -> None:
+    pid, marker = sleeper
+    probe = f"print(open('/proc/{pid}/stat').read())"
+    done = subprocess.run(
+        ["bash", str(SCRIPT), "-p", marker, sys.executable, "-c", probe],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert _state(done.stdout) == "T"  # stopped while the command ran
+    assert _state(Path(f"/proc/{pid}/stat").read_text()) != "T"  # and running again after it
+
+
+def test_paused_passes_the_exit_code_on_and_resumes_after_a_failure(
+    sleeper: tuple[int, str],
+) -> None:
+    pid, marker = sleeper
+    done = subprocess.run(["bash", str(SCRIPT), "-p", marker, "false"], timeout=60)
+    assert done.returncode == 1
+    assert _state(Path(f"/proc/{pid}/stat").read_text()) != "T"
 
 
 def test_paused_without_a_command_says_how_to_use_it() -> None:

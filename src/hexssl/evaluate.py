@@ -198,7 +198,7 @@ def data_label(data: Any) -> str:
     """A short file-name label of a data config: the root's name, else the dataset's name
     and a hash of its options (e.g. ``cifar10-jpeg``, ``synthetic-3f2a1c``)."""
     if data.root:
-        return dataset_tag(str(data.root))
+        return dataset_tag(data.root)
     text = json.dumps([data.image_size, data.options], sort_keys=True, default=str)
     return f"{data.dataset}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
 
