@@ -251,6 +251,23 @@ def test_two_workers_train_each_run_once(tmp_path: Path, capfd: pytest.CaptureFi
     assert "removed stale claim" in out and not list(c.runs_dir.glob("*.claim*"))
 
 
+def test_every_other_arm_trains_and_evaluates_end_to_end(tmp_path: Path) -> None:
+    # simclr and simclr-hex-paper are covered above; these four run in later sessions
+    arms = ["simclr-hex-reference", "simclr-oracle", "barlow", "barlow-hex"]
+    p = load_protocol(PROTOCOL, epochs=1)
+    c = Campaign(p, tmp_path / "runs", tmp_path / "res", arms, [0], TINY)
+    assert [q.stem for q in run_campaign(c)] == [f"{a}-s0" for a in arms]
+    for arm in arms:
+        res = json.loads((c.results_dir / f"{arm}-s0.json").read_text())
+        assert 0.0 <= res["knn_class_top1"] <= 100.0 and res["linear10_top1"] >= 0.0, arm
+        # every HEX arm logs its neighbours; the oracle has no threshold, so no eps
+        assert (res["final_neighbour_frac"] is None) == (arm == "barlow"), arm
+        assert (res["final_eps"] is None) == (arm in ("barlow", "simclr-oracle")), arm
+        assert res["label_using"] == (arm == "simclr-oracle"), arm
+        assert res["config"]["hex"]["enabled"] == (arm != "barlow"), arm
+        assert (c.results_dir / "weights" / f"{arm}-s0.pt").is_file(), arm
+
+
 def test_a_claim_is_taken_once_and_only_dead_claims_are_removed(tmp_path: Path) -> None:
     import os
 
