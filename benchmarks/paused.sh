@@ -3,7 +3,9 @@
 # PATTERN (default: python) is SIGSTOPped while it runs, and SIGCONTed when it ends, fails
 # or is interrupted. Use it to time a benchmark or run the tests while a training campaign
 # runs in the background (sharing 2 cores slows both about 3x; pausing costs nothing).
-# Processes started meanwhile are caught too (re-checked every second). This script, its
+# The matches' descendants stop too, so `-p hex_study` also pauses the campaign's spawned
+# workers, whose command lines do not name the script. Processes started meanwhile are
+# caught too (re-checked every second). This script, its
 # ancestors (your shell, make, pytest) and the command's own processes are never stopped.
 #
 #   bash benchmarks/paused.sh make test
@@ -19,8 +21,10 @@ p=$$
 while [ "$p" -gt 1 ]; do ANCESTORS+="$p "; p=$(parent_of "$p"); done
 # a process of COMMAND descends from this script
 ours() { local p=$1; while [ "$p" -gt 1 ]; do [ "$p" = "$$" ] && return 0; p=$(parent_of "$p"); done; return 1; }
+descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
 stop_others() {
-  for p in $(pgrep -f -- "$PATTERN"); do
+  local p
+  for p in $(for m in $(pgrep -f -- "$PATTERN"); do echo "$m"; descendants "$m"; done | sort -u); do
     case "$ANCESTORS" in *" $p "*) continue ;; esac
     ours "$p" && continue
     kill -STOP "$p" 2>/dev/null && echo "$p" >> "$STOPPED"

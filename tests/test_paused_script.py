@@ -42,6 +42,39 @@ def test_paused_stops_matching_processes_and_resumes_them(sleeper: tuple[int, st
     assert _state(Path(f"/proc/{pid}/stat").read_text()) != "T"  # and running again after it
 
 
+def test_paused_stops_the_children_of_a_match(tmp_path: Path) -> None:
+    """A campaign's spawned workers do not name the script: they stop with their parent."""
+    marker = f"hexssl-paused-test-{uuid.uuid4().hex}"
+    pid_file = tmp_path / "child.pid"
+    child = "import time; time.sleep(60)"
+    parent_code = (
+        "import subprocess, sys, time; "
+        f"c = subprocess.Popen([sys.executable, '-c', {child!r}]); "
+        f"open({str(pid_file)!r}, 'w').write(str(c.pid)); "
+        f"time.sleep(60)  # {marker}"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code])
+    try:
+        deadline = time.monotonic() + 10
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the parent did not start its child"
+            time.sleep(0.05)
+        pid = int(pid_file.read_text())
+        probe = f"print(open('/proc/{pid}/stat').read())"
+        done = subprocess.run(
+            ["bash", str(SCRIPT), "-p", marker, sys.executable, "-c", probe],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert _state(done.stdout) == "T"  # the child stopped although it does not match
+        assert _state(Path(f"/proc/{pid}/stat").read_text()) != "T"
+    finally:
+        if pid_file.exists() and pid_file.read_text():
+            subprocess.run(["kill", "-9", pid_file.read_text()], check=False)
+        parent.kill()
+        parent.wait()
+
+
 def test_paused_passes_the_exit_code_on_and_resumes_after_a_failure(
     sleeper: tuple[int, str],
 ) -> None:
