@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from hexssl.cli import main
-from hexssl.eval.stats import mean_ci, paired_difference, t_quantile_975
+from hexssl.eval.stats import (
+    T975,
+    holm,
+    mean_ci,
+    paired_difference,
+    t_quantile_975,
+    t_two_sided_p,
+)
 from hexssl.eval.study_report import study_report
 
 
@@ -24,6 +31,41 @@ def test_t_quantiles_solve_the_closed_form_cdfs() -> None:
         t_quantile_975(0)
 
 
+def _t_tail_by_quadrature(t: float, df: int, steps: int = 20000) -> float:
+    """2 * integral of the t density from |t| to infinity (x = |t| / u, Simpson on u).
+
+    The density C (1 + x^2 / df)^{-(df+1)/2} times |dx/du| = |t| / u^2 becomes
+    C |t| u^{df-1} (u^2 + t^2 / df)^{-(df+1)/2}, finite on [0, 1].
+    """
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def f(u: float) -> float:  # density at x = |t| / u times |dx/du|, finite at u = 0
+        return math.exp(log_c) * abs(t) * u ** (df - 1) * (u * u + t * t / df) ** (-(df + 1) / 2)
+
+    h = 1.0 / steps
+    total = f(0) + f(1) + sum((4 if k % 2 else 2) * f(k * h) for k in range(1, steps))
+    return 2 * total * h / 3
+
+
+def test_t_p_values_match_the_quantiles_and_a_quadrature() -> None:
+    for df, q in enumerate(T975, start=1):  # the table's quantiles are the 5 % points
+        assert t_two_sided_p(q, df) == pytest.approx(0.05, abs=1e-6)
+    for df in (1, 2, 3, 4, 7, 12):
+        for t in (0.3, 1.0, 2.5, -4.0):
+            assert t_two_sided_p(t, df) == pytest.approx(_t_tail_by_quadrature(t, df), abs=1e-7)
+    assert t_two_sided_p(0.0, 3) == 1.0 and t_two_sided_p(math.inf, 3) == 0.0
+    with pytest.raises(ValueError, match="df=0"):
+        t_two_sided_p(1.0, 0)
+
+
+def test_holm_step_down_by_hand() -> None:
+    # sorted 0.01, 0.02, 0.04, 0.30 times 4, 3, 2, 1 -> 0.04, 0.06, 0.08, 0.30 (monotone)
+    assert holm([0.04, 0.30, 0.01, 0.02]) == pytest.approx([0.08, 0.30, 0.04, 0.06])
+    assert holm([0.5, 0.4]) == pytest.approx([0.8, 0.8])  # running max keeps the order
+    out = holm([math.nan, 0.2])
+    assert math.isnan(out[0]) and out[1] == pytest.approx(0.2)  # NaN is not in the family
+
+
 def test_paired_difference_hand_computed() -> None:
     # arm 12, 15, 13.5 against 10, 12, 12: diffs 2, 3, 1.5; sd 0.763763; t_2 = 4.302653
     d = paired_difference({0: 12.0, 1: 15.0, 2: 13.5}, {0: 10.0, 1: 12.0, 2: 12.0})
@@ -35,6 +77,8 @@ def test_paired_difference_hand_computed() -> None:
         (19.166667, 3.537642, 34.795691), abs=1e-5
     )
     assert d.excludes_zero is True
+    # t = 2.166667 / (0.763763 / sqrt 3) = 4.913538; df 2: p = 1 - t / sqrt(t^2 + 2)
+    assert d.p_value == pytest.approx(0.039012, abs=1e-6)
 
 
 def test_interval_straddling_zero_and_unpaired_seeds() -> None:
@@ -42,7 +86,8 @@ def test_interval_straddling_zero_and_unpaired_seeds() -> None:
     assert d.seeds == [0, 1, 2] and d.n == 3  # seed 5 has no baseline: left out
     assert d.lo < 0 < d.hi and d.excludes_zero is False
     one = paired_difference({0: 11.0}, {0: 10.0})
-    assert one.excludes_zero is None and math.isnan(one.lo)
+    assert one.excludes_zero is None and math.isnan(one.lo) and math.isnan(one.p_value)
+    assert d.p_value > 0.05
     assert math.isnan(mean_ci([])[0])
 
 
@@ -78,11 +123,12 @@ def test_study_report_rebuilds_tables_from_json(tmp_path: Path) -> None:
     )
     assert "s0: +2.00, s1: +3.00, s2: +1.50" in row and "| +2.17 |" in row
     assert "[+0.27, +4.06]" in row and "+19.2 %" in row and "[+3.54, +34.80] %" in row
-    assert row.endswith("yes, above 0 |")
+    assert row.endswith("yes, above 0 | 0.039 | 0.078 |")  # Holm over the 2 rows
     oracle = next(
         r for r in md.splitlines() if r.startswith("| simclr-oracle - simclr | knn_class")
     )
-    assert "[+0.00, +0.00]" in oracle and oracle.endswith("| no |")  # equal arms: CI [0, 0]
+    assert "[+0.00, +0.00]" in oracle  # equal arms: CI [0, 0], p 1
+    assert oracle.endswith("| no | 1.000 | 1.000 |")
     assert (tmp_path / "out" / "emergence_purity_class.png").stat().st_size > 1000
     assert (tmp_path / "out" / "study.md").read_text() == md
 
@@ -103,3 +149,12 @@ def test_report_with_only_a_baseline_says_there_is_nothing_to_pair(tmp_path: Pat
     md = study_report(tmp_path, tmp_path / "out")
     assert "| simclr | 1 | 10.00 |" in md
     assert "no comparison has both of its arms yet" in md
+
+
+def test_the_stats_module_examples_hold() -> None:
+    import doctest
+
+    import hexssl.eval.stats as stats
+
+    failed, attempted = doctest.testmod(stats)
+    assert attempted >= 5 and failed == 0

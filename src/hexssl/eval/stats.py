@@ -1,8 +1,10 @@
-"""Paired comparisons over seeds: per-seed differences and a Student t confidence interval.
+"""Paired comparisons over seeds: per-seed differences, a Student t confidence interval,
+the paired t-test's p-value and Holm's adjustment of a family of p-values.
 
 No scipy: the two-sided 95 % t quantiles come from a table (df 1-30, six digits, as in
 any statistics text) and, above df 30, from the Cornish-Fisher expansion of t in terms
-of the normal quantile (Abramowitz & Stegun 26.7.5), accurate to < 1e-4 there.
+of the normal quantile (Abramowitz & Stegun 26.7.5), accurate to < 1e-4 there. The t
+distribution's CDF uses its closed form for integer df (Abramowitz & Stegun 26.7.3-4).
 """
 
 from __future__ import annotations
@@ -37,6 +39,51 @@ def t_quantile_975(df: int) -> float:
     g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
     g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
     return z + g1 / df + g2 / df**2 + g3 / df**3
+
+
+def t_two_sided_p(t: float, df: int) -> float:
+    """P(|T| >= |t|) for Student's T with integer ``df`` >= 1 (A&S 26.7.3-4).
+
+    With theta = atan(|t| / sqrt(df)), P(|T| < |t|) is a finite series in cos(theta):
+    2 theta / pi + (2 / pi) sin(theta) (c + 2/3 c^3 + ...) for odd df and
+    sin(theta) (1 + 1/2 c^2 + 3/8 c^4 + ...) for even df, up to the power df - 2.
+
+    Example:
+        >>> round(t_two_sided_p(4.302653, 2), 6)   # the 95 % quantile at df 2
+        0.05
+    """
+    if df < 1:
+        raise ValueError(f"df={df} must be >= 1 (a t-test needs at least 2 pairs)")
+    if math.isinf(t):
+        return 0.0
+    theta = math.atan(abs(t) / math.sqrt(df))
+    c, s = math.cos(theta), math.sin(theta)
+    term = 1.0 if df % 2 == 0 else c
+    series = term
+    for k in range(2 if df % 2 == 0 else 3, df - 1, 2):  # the powers c^k, k < df - 1
+        term *= (k - 1) / k * c * c
+        series += term
+    inside = s * series if df % 2 == 0 else 2 / math.pi * (theta + (s * series if df > 1 else 0))
+    return min(1.0, max(0.0, 1.0 - inside))
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment (1979) of a family of p-values; NaN entries stay NaN.
+
+    Reject H_(i) at level a when every adjusted p up to it is <= a; this controls the
+    family-wise error rate at a for any dependence between the tests.
+
+    Example:
+        >>> holm([0.01, 0.04, 0.03])
+        [0.03, 0.06, 0.06]
+    """
+    ranked = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    out = [math.nan] * len(p_values)
+    running, m = 0.0, len(ranked)
+    for rank, (p, i) in enumerate(ranked):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = round(running, 12)
+    return out
 
 
 def mean_ci(values: list[float]) -> tuple[float, float, float, float]:
@@ -81,6 +128,19 @@ class PairedDifference:
         return len(self.diffs)
 
     @property
+    def p_value(self) -> float:
+        """Two-sided paired t-test of mean 0 (df = pairs - 1); NaN with fewer than 2 pairs.
+
+        p < 0.05 exactly when the 95 % interval excludes 0. Identical differences give
+        sd 0: p = 1 for a mean of 0, else 0.
+        """
+        if self.n < 2:
+            return math.nan
+        if self.sd == 0:
+            return 1.0 if self.mean == 0 else 0.0
+        return t_two_sided_p(self.mean / (self.sd / math.sqrt(self.n)), self.n - 1)
+
+    @property
     def excludes_zero(self) -> bool | None:
         """True when the 95 % interval lies on one side of 0; None without an interval."""
         if math.isnan(self.lo):
@@ -92,9 +152,9 @@ def paired_difference(arm: Mapping[int, float], baseline: Mapping[int, float]) -
     """Pair two arms by seed (seeds missing on either side, or non-finite values, are left out).
 
     Example:
-        >>> d = paired_difference({0: 11.0, 1: 12.0, 2: 13.0}, {0: 10.0, 1: 10.0, 2: 10.0})
+        >>> d = paired_difference({0: 12.0, 1: 13.0, 2: 14.0}, {0: 10.0, 1: 10.0, 2: 10.0})
         >>> d.diffs, round(d.mean, 3), d.excludes_zero
-        ([1.0, 2.0, 3.0], 2.0, True)
+        ([2.0, 3.0, 4.0], 3.0, True)
     """
     seeds = sorted(
         s for s in set(arm) & set(baseline) if math.isfinite(arm[s]) and math.isfinite(baseline[s])

@@ -24,7 +24,7 @@ import yaml
 
 from hexssl.eval.plots import plot_curves
 from hexssl.eval.report import markdown_table, mean_std
-from hexssl.eval.stats import PairedDifference, paired_difference
+from hexssl.eval.stats import PairedDifference, holm, paired_difference
 
 RESULT_NAME = re.compile(r"^(?P<arm>.+)-s(?P<seed>\d+)\.json$")
 TABLE = (  # (column, key, format)
@@ -113,6 +113,10 @@ def _interval(lo: float, hi: float, unit: str = "") -> str:
     return "-" if math.isnan(lo) else f"[{lo:+.2f}, {hi:+.2f}]{unit}"
 
 
+def _p(p: float) -> str:
+    return "-" if math.isnan(p) else f"{p:.3f}"
+
+
 def _verdict(d: PairedDifference) -> str:
     if d.excludes_zero is None:
         return "n/a (fewer than 2 pairs)"
@@ -139,14 +143,16 @@ def comparisons(
 def difference_table(diffs: dict[tuple[str, str, str], PairedDifference]) -> str:
     """One row per (comparison, metric): per-seed diffs, mean, 95 % t-intervals, verdict."""
     header = ["arm - baseline", "metric", "per seed", "mean", "95 % CI", "relative mean",
-              "relative 95 % CI", "CI excludes 0?"]  # fmt: skip
+              "relative 95 % CI", "CI excludes 0?", "p", "Holm p"]  # fmt: skip
     rows = []
-    for (arm, base, key), d in diffs.items():
+    adjusted = holm([d.p_value for d in diffs.values()])  # the family: every row
+    for ((arm, base, key), d), p_holm in zip(diffs.items(), adjusted):
         seeds = ", ".join(f"s{s}: {v:+.2f}" for s, v in zip(d.seeds, d.diffs)) or "-"
         rel = "-" if math.isnan(d.rel_mean) else f"{d.rel_mean:+.1f} %"
         rows.append([
             f"{arm} - {base}", key, seeds, "-" if math.isnan(d.mean) else f"{d.mean:+.2f}",
             _interval(d.lo, d.hi), rel, _interval(d.rel_lo, d.rel_hi, " %"), _verdict(d),
+            _p(d.p_value), _p(p_holm),
         ])  # fmt: skip
     if not rows:
         return "(no comparison has both of its arms yet: nothing to pair)"
@@ -191,7 +197,12 @@ def study_report(results_dir: str | Path, out_dir: str | Path) -> str:
         "## Paired differences",
         "Difference arm - baseline per seed (same seed: same initial backbone, data order "
         "and augmentation stream), its mean and 95 % Student t-interval over the pairs "
-        "(df = pairs - 1), in accuracy points and relative to the baseline.",
+        "(df = pairs - 1), in accuracy points and relative to the baseline. p: the "
+        "two-sided paired t-test of the same differences (p < 0.05 exactly when the "
+        "interval excludes 0). Holm p: p adjusted by Holm's step-down method over every "
+        "row of this table, so that a Holm p below 0.05 holds the chance of any false "
+        "'excludes 0' in the whole table under 5 %. The per-row intervals are not "
+        "corrected for the number of rows.",
         difference_table(comparisons(results, pairs)),
         "## Emergence",
         *(curve_plots(results_dir, order, out) or ["(no curves/*.csv for seed 0)"]),
