@@ -19,6 +19,17 @@ def _state(stat: str) -> str:
     return stat.rsplit(")", 1)[1].split()[0]
 
 
+def _state_while_paused(pid: int, marker: str) -> str:
+    """State of process ``pid`` as read by a command that paused.sh -p marker runs."""
+    probe = f"print(open('/proc/{pid}/stat').read())"
+    done = subprocess.run(
+        ["bash", str(SCRIPT), "-p", marker, sys.executable, "-c", probe],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return _state(done.stdout)
+
+
 @pytest.fixture
 def sleeper() -> Iterator[tuple[int, str]]:
     """(pid, marker) of a sleeping python process whose command line holds the marker."""
@@ -32,13 +43,7 @@ def sleeper() -> Iterator[tuple[int, str]]:
 
 def test_paused_stops_matching_processes_and_resumes_them(sleeper: tuple[int, str]) -> None:
     pid, marker = sleeper
-    probe = f"print(open('/proc/{pid}/stat').read())"
-    done = subprocess.run(
-        ["bash", str(SCRIPT), "-p", marker, sys.executable, "-c", probe],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert _state(done.stdout) == "T"  # stopped while the command ran
+    assert _state_while_paused(pid, marker) == "T"  # stopped while the command ran
     assert _state(Path(f"/proc/{pid}/stat").read_text()) != "T"  # and running again after it
 
 
@@ -60,13 +65,7 @@ def test_paused_stops_the_children_of_a_match(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the parent did not start its child"
             time.sleep(0.05)
         pid = int(pid_file.read_text())
-        probe = f"print(open('/proc/{pid}/stat').read())"
-        done = subprocess.run(
-            ["bash", str(SCRIPT), "-p", marker, sys.executable, "-c", probe],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        assert _state(done.stdout) == "T"  # the child stopped although it does not match
+        assert _state_while_paused(pid, marker) == "T"  # stopped although it does not match
         assert _state(Path(f"/proc/{pid}/stat").read_text()) != "T"
     finally:
         if pid_file.exists() and pid_file.read_text():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 import math
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hexssl.cli import main
+from hexssl.eval import stats
 from hexssl.eval.stats import (
     T975,
     holm,
@@ -152,9 +154,5 @@ def test_report_with_only_a_baseline_says_there_is_nothing_to_pair(tmp_path: Pat
 
 
 def test_the_stats_module_examples_hold() -> None:
-    import doctest
-
-    import hexssl.eval.stats as stats
-
     failed, attempted = doctest.testmod(stats)
     assert attempted >= 5 and failed == 0
