@@ -442,9 +442,9 @@ def load_config(paths: ConfigPaths, overrides: list[str] | None = None) -> RunCo
 
     Example:
         >>> cfg = load_config(["configs/simclr.yaml", "configs/data/cifar10-cpu.yaml"],
-        ...                   ["hex.enabled=true"])  # doctest: +SKIP
-        >>> cfg.name  # doctest: +SKIP
-        'simclr-cifar10-cpu-hex'
+        ...                   ["hex.enabled=true"])  # paths from the repository root
+        >>> cfg.name, cfg.hex.enabled
+        ('simclr-cifar10-cpu-hex', True)
     """
     files = [
         Path(p)

@@ -15,8 +15,8 @@ exists, else starting in a clean directory), evaluates it, and writes at once:
 Example:
     >>> p = load_protocol("benchmarks/hex_study_protocol.yaml")
     >>> cfg = arm_config(p, "simclr-hex-paper", seed=0, runs_dir="runs/hex_study")
-    >>> cfg.hex.warmup_epochs, cfg.trainer.max_epochs
-    (6.0, 60)
+    >>> cfg.hex.warmup_epochs, cfg.trainer.max_epochs  # the protocol's 40-epoch fallback
+    (4.0, 40)
 """
 
 from __future__ import annotations

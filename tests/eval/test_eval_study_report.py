@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 from pathlib import Path
@@ -10,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from hexssl.cli import main
-from hexssl.eval import stats
 from hexssl.eval.stats import (
     T975,
     holm,
@@ -152,7 +150,3 @@ def test_report_with_only_a_baseline_says_there_is_nothing_to_pair(tmp_path: Pat
     assert "| simclr | 1 | 10.00 |" in md
     assert "no comparison has both of its arms yet" in md
 
-
-def test_the_stats_module_examples_hold() -> None:
-    failed, attempted = doctest.testmod(stats)
-    assert attempted >= 5 and failed == 0

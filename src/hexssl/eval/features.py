@@ -64,7 +64,14 @@ def extract_features(
         feats: (N, D) float32; labels: (N,) long; superlabels: (N,) long.
 
     Example:
-        >>> feats, y, sy = extract_features(backbone, loader, eval_aug, "cuda")
+        >>> backbone = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 8))
+        >>> images = torch.randint(0, 256, (10, 3, 4, 4), dtype=torch.uint8)
+        >>> idx = torch.arange(10)
+        >>> loader = [(images[:6], idx[:6] % 5, idx[:6] % 2, idx[:6]),
+        ...           (images[6:], idx[6:] % 5, idx[6:] % 2, idx[6:])]
+        >>> feats, y, sy = extract_features(backbone, loader)  # a GPU: device="cuda"
+        >>> tuple(feats.shape), y.tolist(), sy.tolist()
+        ((10, 8), [0, 1, 2, 3, 4, 0, 1, 2, 3, 4], [0, 1, 0, 1, 0, 1, 0, 1, 0, 1])
     """
     was_training = backbone.training
     backbone.eval()

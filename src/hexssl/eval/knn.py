@@ -95,8 +95,13 @@ def knn_eval(
         train_feats: (N, D); train_labels: (N,); test_feats: (Q, D); test_labels: (Q,).
 
     Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> train_y, test_y = torch.arange(200) % 4, torch.arange(40) % 4
+        >>> train_f = F.one_hot(train_y, 4) + 0.1 * torch.randn(200, 4, generator=gen)
+        >>> test_f = F.one_hot(test_y, 4) + 0.1 * torch.randn(40, 4, generator=gen)
         >>> res = knn_eval(train_f, train_y, test_f, test_y, k=(10, 20), T=(0.07,))
         >>> res["top1"], res["k10_T0.07_top1"]
+        (100.0, 100.0)
     """
     check_train_test(train_feats, train_labels, test_feats, test_labels)
     _check_sweep(k, T)

@@ -45,7 +45,10 @@ def balanced_subset(labels: Tensor, fraction: float, seed: int = 0) -> Tensor:
         labels: (N,) -> sorted indices (M,) long.
 
     Example:
+        >>> train_labels = torch.arange(1000) % 10
         >>> idx = balanced_subset(train_labels, 0.01, seed=0)  # 1 % of the labels
+        >>> len(idx), torch.bincount(train_labels[idx]).tolist()  # one image per class
+        (10, [1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
     """
     _check_fraction(fraction)
     gen = torch.Generator().manual_seed(seed)
@@ -227,8 +230,13 @@ def linear_eval(
         train_feats: (N, D); train_labels: (N,); test_feats: (Q, D); test_labels: (Q,).
 
     Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> train_y, test_y = torch.arange(400) % 4, torch.arange(40) % 4
+        >>> train_f = F.one_hot(train_y, 4) + 0.1 * torch.randn(400, 4, generator=gen)
+        >>> test_f = F.one_hot(test_y, 4) + 0.1 * torch.randn(40, 4, generator=gen)
         >>> res = linear_eval(train_f, train_y, test_f, test_y, fractions=(1.0, 0.01))
-        >>> res["1pct_top1"]
+        >>> res["100pct_top1"], res["1pct_top1"]  # 1 %: one labelled image per class
+        (100.0, 100.0)
     """
     check_train_test(train_feats, train_labels, test_feats, test_labels)
     mean, std = fit_standardiser(train_feats.float())

@@ -25,6 +25,7 @@ def topk_accuracy(scores: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) 
         scores: (N, C); labels: (N,).
 
     Example:
+        >>> import torch
         >>> topk_accuracy(torch.eye(2), torch.tensor([0, 1]), ks=(1, 5))
         {'top1': 100.0, 'top5': 100.0}
     """

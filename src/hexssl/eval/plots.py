@@ -83,7 +83,13 @@ def plot_curves(
         title: figure title; defaults to the metric name.
 
     Example:
-        >>> plot_curves({"hex": read_metrics("runs/hex")}, "train/hex/eps", "eps.png")
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> hex_run = {"step": np.arange(5.0), "train/hex/eps": np.linspace(0.9, 0.5, 5)}
+        >>> png = plot_curves({"hex": hex_run}, "train/hex/eps", Path(tmp.name) / "eps.png")
+        >>> png.name, png.stat().st_size > 0  # runs read from disk: report.read_metrics
+        ('eps.png', True)
+        >>> tmp.cleanup()
     """
     fig = new_figure()
     ax = fig.add_subplot()
@@ -128,8 +134,13 @@ def plot_bars(
         ylabel, title: axis label and title.
 
     Example:
-        >>> plot_bars({"simclr": {"knn_class_top1": 55.0, "knn_super_top1": 66.0}},
-        ...           ("knn_class_top1", "knn_super_top1"), "knn.png")
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> png = plot_bars({"simclr": {"knn_class_top1": 55.0, "knn_super_top1": 66.0}},
+        ...                 ("knn_class_top1", "knn_super_top1"), Path(tmp.name) / "knn.png")
+        >>> png.name, png.stat().st_size > 0
+        ('knn.png', True)
+        >>> tmp.cleanup()
     """
     fig = new_figure()
     ax = fig.add_subplot()
@@ -271,7 +282,13 @@ def plot_embedding_2d(
         feats: (N, D); labels: (N,); superlabels: (N,).
 
     Example:
-        >>> plot_embedding_2d(feats, y, sy, "embedding.png", method="pca")
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> feats, y = torch.randn(60, 8), torch.arange(60) % 6
+        >>> png = plot_embedding_2d(feats, y, y % 3, Path(tmp.name) / "emb.png", method="pca")
+        >>> png.name, png.stat().st_size > 0
+        ('emb.png', True)
+        >>> tmp.cleanup()
     """
     if not feats.shape[0] == labels.shape[0] == superlabels.shape[0]:
         raise ValueError(

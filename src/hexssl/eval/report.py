@@ -50,8 +50,13 @@ def read_metrics(run_dir: str | Path) -> dict[str, np.ndarray]:
         every array is (R,) for R data rows.
 
     Example:
-        >>> m = read_metrics("runs/simclr-hex")
-        >>> eps = m["train/hex/eps"][np.isfinite(m["train/hex/eps"])]
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = (Path(tmp.name) / "metrics.csv").write_text("step,train/hex/eps\\n1,0.9\\n2,\\n")
+        >>> m = read_metrics(tmp.name)
+        >>> m["step"].tolist(), m["train/hex/eps"][np.isfinite(m["train/hex/eps"])].tolist()
+        ([1.0, 2.0], [0.9])
+        >>> tmp.cleanup()
     """
     path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
@@ -200,8 +205,16 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> str:
     (``knn_class_top1``, ``knn_super_top1``), each only when some run has the data.
 
     Example:
-        >>> md = compare_runs(["runs/simclr-seed0", "runs/simclr-seed1", "runs/hex-seed0"],
-        ...                   "reports/hex_vs_simclr")
+        >>> import shutil, tempfile
+        >>> tmp = Path(tempfile.mkdtemp())
+        >>> for name, knn in (("simclr-seed0", 30), ("simclr-seed1", 32), ("hex-seed0", 31)):
+        ...     (tmp / name).mkdir()
+        ...     _ = (tmp / name / "summary.json").write_text(json.dumps({"knn_class_top1": knn}))
+        >>> runs = [tmp / "simclr-seed0", tmp / "simclr-seed1", tmp / "hex-seed0"]
+        >>> md = compare_runs(runs, tmp / "report")  # writes report/report.md and the PNGs
+        >>> [line for line in md.splitlines() if line.startswith("| simclr")]  # mean ± std
+        ['| simclr | 2 | 31 ± 1.414 |']
+        >>> shutil.rmtree(tmp)
     """
     if not run_dirs:
         raise ValueError("compare_runs needs at least one run directory")
