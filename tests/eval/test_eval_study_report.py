@@ -149,4 +149,3 @@ def test_report_with_only_a_baseline_says_there_is_nothing_to_pair(tmp_path: Pat
     md = study_report(tmp_path, tmp_path / "out")
     assert "| simclr | 1 | 10.00 |" in md
     assert "no comparison has both of its arms yet" in md
-
