@@ -96,7 +96,7 @@ def check_device_precision(precision: str, accelerator: str) -> None:
     bf16 on a CPU without native bf16 arithmetic (AMX or AVX512-BF16) is emulated and
     many times slower than fp32 (measured: 12x on an AVX2-only CPU): say so once.
     """
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    on_cpu = runs_on_cpu(accelerator)
     if precision == "16-mixed" and on_cpu:
         raise ConfigError(
             "trainer.precision='16-mixed' needs a GPU (fp16 autocast with a gradient "
@@ -109,6 +109,26 @@ def check_device_precision(precision: str, accelerator: str) -> None:
             RuntimeWarning,
             stacklevel=2,
         )
+
+
+def runs_on_cpu(accelerator: str) -> bool:
+    """Whether ``trainer.accelerator`` resolves to the CPU on this machine."""
+    return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+
+
+def precision_hint(precision: str, accelerator: str) -> str | None:
+    """A one-line tip when an fp32 run could use this CPU's native bf16, else None.
+
+    fp32 stays the default everywhere (results must not depend on the CPU a run lands
+    on); this only says that the faster setting exists here.
+    """
+    if precision != "32" or not runs_on_cpu(accelerator) or not cpu_has_fast_bf16():
+        return None
+    return (
+        "[hexssl] tip: this CPU computes bf16 natively (AMX or AVX512-BF16): "
+        "trainer.precision=bf16-mixed ran SimCLR steps 1.7x faster than fp32 (both "
+        "channels_last) on a 2-core AMX Xeon, accuracy within seed noise (docs/speed.md)"
+    )
 
 
 def cpu_has_fast_bf16() -> bool:

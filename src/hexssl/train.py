@@ -38,7 +38,7 @@ from hexssl.config import ConfigError, RunConfig, dump_config, load_config, to_d
 from hexssl.console import quiet_libraries
 from hexssl.history import METRICS_FILE, RunCSVLogger, trim_metrics
 from hexssl.methods.base import NonFiniteLossError, SSLMethod
-from hexssl.speed import apply_speed_settings, check_device_precision
+from hexssl.speed import apply_speed_settings, check_device_precision, precision_hint
 
 __all__ = ["atomic_torch_save", "atomic_write_text", "pretrain", "resume"]
 # Config keys a resume may change without --allow-changes: they extend the run or
@@ -322,6 +322,9 @@ def train(
     write_run_dir(cfg, step, ckpt, changes)
     if launcher_rank_zero():
         print(start_line(cfg, dm, trainer, ckpt, step), flush=True)
+        tip = precision_hint(cfg.trainer.precision, cfg.trainer.accelerator)
+        if tip:
+            print(tip, flush=True)
     start = time.time()
     try:
         trainer.fit(method, dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)

@@ -91,6 +91,12 @@ def test_interval_straddling_zero_and_unpaired_seeds() -> None:
     assert math.isnan(mean_ci([])[0])
 
 
+def test_paired_difference_refuses_lists() -> None:
+    # a list's values would be taken as seeds and pair nothing, silently
+    with pytest.raises(TypeError, match="seed -> value"):
+        paired_difference([11.0, 12.0], {0: 10.0, 1: 10.0})  # type: ignore[arg-type]
+
+
 def _write(results: Path, arm: str, seed: int, **metrics: float) -> None:
     row = {"arm": arm, "seed": seed, "epochs": 60, **metrics}
     (results / f"{arm}-s{seed}.json").write_text(json.dumps(row))

@@ -16,7 +16,12 @@ import torch
 from hexssl.config import ConfigError, load_config
 from hexssl.losses import HEXDenominator, InfoNCE
 from hexssl.methods import METHODS
-from hexssl.speed import apply_speed_settings, check_device_precision, compile_forward
+from hexssl.speed import (
+    apply_speed_settings,
+    check_device_precision,
+    compile_forward,
+    precision_hint,
+)
 
 from .helpers import build, fast_fit, first_batch, tiny_config
 
@@ -78,6 +83,25 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(fast: bool, monkeypatch) -> Non
         check_device_precision("bf16-mixed", "cpu")
         check_device_precision("32", "cpu")
     assert len([w for w in caught if "emulated" in str(w.message)]) == (0 if fast else 1)
+
+
+@pytest.mark.parametrize(
+    ("precision", "accelerator", "fast", "tip"),
+    [
+        ("32", "cpu", True, True),
+        ("32", "cpu", False, False),
+        ("bf16-mixed", "cpu", True, False),
+        ("32", "gpu", True, False),
+    ],
+)
+def test_fp32_on_a_native_bf16_cpu_gets_a_tip(  # type: ignore[no-untyped-def]
+    precision: str, accelerator: str, fast: bool, tip: bool, monkeypatch
+) -> None:
+    monkeypatch.setattr("hexssl.speed.cpu_has_fast_bf16", lambda: fast)
+    line = precision_hint(precision, accelerator)
+    assert (line is not None) == tip
+    if line is not None:
+        assert "trainer.precision=bf16-mixed" in line and "docs/speed.md" in line
 
 
 def test_speed_settings_keep_checkpoint_keys() -> None:

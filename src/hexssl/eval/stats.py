@@ -156,6 +156,11 @@ def paired_difference(arm: Mapping[int, float], baseline: Mapping[int, float]) -
         >>> d.diffs, round(d.mean, 3), d.excludes_zero
         ([2.0, 3.0, 4.0], 3.0, True)
     """
+    for name, side in (("arm", arm), ("baseline", baseline)):
+        if not isinstance(side, Mapping):  # a list would pair its values, not its seeds
+            raise TypeError(
+                f"{name} must map seed -> value, e.g. {{0: 27.8}}; got {type(side).__name__}"
+            )
     seeds = sorted(
         s for s in set(arm) & set(baseline) if math.isfinite(arm[s]) and math.isfinite(baseline[s])
     )
