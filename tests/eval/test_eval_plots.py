@@ -10,7 +10,15 @@ import torch
 from PIL import Image
 
 from hexssl.eval import plots
-from hexssl.eval.plots import class_colours, pca_2d, plot_bars, plot_curves, plot_embedding_2d
+from hexssl.eval.plots import (
+    IntervalRow,
+    class_colours,
+    pca_2d,
+    plot_bars,
+    plot_curves,
+    plot_embedding_2d,
+    plot_intervals,
+)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -49,6 +57,19 @@ def test_plot_bars_with_missing_values_and_errors(tmp_path: Path) -> None:
         values, ("knn_class_top1", "knn_super_top1"), tmp_path / "sub" / "knn.png", errors=errors
     )
     assert png_size(out) == (800, 500)
+
+
+def test_plot_intervals_grows_with_its_rows(tmp_path: Path) -> None:
+    rows = [
+        IntervalRow(f"r{i}", 0.5 * i, 0.5 * i - 1, 0.5 * i + 1, (0.0, 1.0), "g") for i in range(12)
+    ]
+    rows.append(IntervalRow("one pair", 2.0, float("nan"), float("nan"), (2.0,), "h"))
+    out = plot_intervals(rows, tmp_path / "many.png")
+    assert png_size(out) == (800, round(100 * (1.2 + 0.32 * 13)))
+    few = plot_intervals(rows[:2], tmp_path / "few.png", title="t")
+    assert png_size(few) == (800, 250)  # the minimum height
+    with pytest.raises(ValueError, match="at least one row"):
+        plot_intervals([], tmp_path / "none.png")
 
 
 def test_plot_embedding_pca(tmp_path: Path) -> None:

@@ -136,6 +136,8 @@ def test_study_report_rebuilds_tables_from_json(tmp_path: Path) -> None:
     assert "[+0.00, +0.00]" in oracle  # equal arms: CI [0, 0], p 1
     assert oracle.endswith("| no | 1.000 | 1.000 |")
     assert (tmp_path / "out" / "emergence_purity_class.png").stat().st_size > 1000
+    assert "![paired differences](paired_differences.png)" in md
+    assert (tmp_path / "out" / "paired_differences.png").stat().st_size > 1000
     assert (tmp_path / "out" / "study.md").read_text() == md
 
 
@@ -155,3 +157,5 @@ def test_report_with_only_a_baseline_says_there_is_nothing_to_pair(tmp_path: Pat
     md = study_report(tmp_path, tmp_path / "out")
     assert "| simclr | 1 | 10.00 |" in md
     assert "no comparison has both of its arms yet" in md
+    assert "paired_differences.png" not in md
+    assert not (tmp_path / "out" / "paired_differences.png").exists()

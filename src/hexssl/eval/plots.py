@@ -12,7 +12,9 @@ so nothing global is switched and nothing is ever shown. Every file has a fixed 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +161,62 @@ def plot_bars(
     ax.set(ylabel=ylabel, title=title or "")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- intervals
+@dataclass(frozen=True)
+class IntervalRow:
+    """One row of an interval plot: a mean, its interval and the values behind it."""
+
+    label: str
+    mean: float
+    lo: float  # NaN when there is no interval (fewer than 2 values)
+    hi: float
+    points: Sequence[float] = ()
+    group: str = ""  # rows of one group share a colour
+
+
+def plot_intervals(
+    rows: Sequence[IntervalRow],
+    path: str | Path,
+    xlabel: str = "difference (points)",
+    title: str | None = None,
+) -> Path:
+    """Forest plot: one line per row, the mean as a dot on its interval, the values
+    behind it as small crosses, and a dashed line at 0.
+
+    Rows run top to bottom in the given order; a row without an interval shows its
+    points and mean only. The height grows with the number of rows (0.32 in per row).
+
+    Example:
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> rows = [IntervalRow("kNN class", 0.1, -2.4, 2.6, (0.4, 0.9, -1.0), "hex"),
+        ...         IntervalRow("kNN super", -1.0, -2.8, 0.8, (-1.3, -0.2, -1.6), "hex")]
+        >>> plot_intervals(rows, Path(tmp.name) / "diff.png").stat().st_size > 0
+        True
+        >>> tmp.cleanup()
+    """
+    if not rows:
+        raise ValueError("plot_intervals needs at least one row")
+    height = max(2.5, 1.2 + 0.32 * len(rows))
+    fig = new_figure((FIGSIZE[0], height))
+    ax = fig.add_subplot()
+    colours: dict[str, str] = {}
+    for i, row in enumerate(rows):
+        y = len(rows) - 1 - i  # the first row on top
+        colour = colours.setdefault(row.group, PALETTE[len(colours) % len(PALETTE)])
+        if math.isfinite(row.lo) and math.isfinite(row.hi):
+            ax.plot([row.lo, row.hi], [y, y], color=colour, linewidth=2)
+        ax.plot([row.mean], [y], "o", color=colour, markersize=6)
+        if len(row.points):
+            ax.plot(list(row.points), [y] * len(row.points), "x", color="0.3", markersize=5)
+    ax.axvline(0.0, color="0.4", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(rows)), [r.label for r in reversed(rows)], fontsize=8)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set(xlabel=xlabel, title=title or "")
+    ax.grid(axis="x", alpha=0.3)
     return save_figure(fig, path)
 
 

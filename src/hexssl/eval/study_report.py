@@ -7,6 +7,7 @@ Input: a results folder written by ``hexssl.study`` (``<arm>-s<seed>.json``, opt
 * for each comparison (arm vs baseline, from the protocol; else every arm vs the first)
   the difference per seed, its mean and 95 % t-interval, absolute and relative, and
   whether the interval excludes 0,
+* a forest plot of those differences (``paired_differences.png``),
 * PNG plots of the emergence curves (purity and eps over training).
 
 ``hexssl report <results> --study --out <dir>``.
@@ -22,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from hexssl.eval.plots import plot_curves
+from hexssl.eval.plots import IntervalRow, plot_curves, plot_intervals
 from hexssl.eval.report import markdown_table, mean_std
 from hexssl.eval.stats import PairedDifference, holm, paired_difference
 
@@ -159,6 +160,23 @@ def difference_table(diffs: dict[tuple[str, str, str], PairedDifference]) -> str
     return markdown_table(header, rows)
 
 
+def difference_plot(
+    diffs: dict[tuple[str, str, str], PairedDifference], out_dir: Path
+) -> list[str]:
+    """Forest plot of every paired difference (mean, 95 % t-interval, per-seed values)."""
+    names = {key: column for column, key, _ in TABLE}
+    rows = [
+        IntervalRow(f"{arm} - {base}: {names.get(key, key)}", d.mean, d.lo, d.hi,
+                    tuple(d.diffs), group=f"{arm} - {base}")
+        for (arm, base, key), d in diffs.items() if d.n
+    ]  # fmt: skip
+    if not rows:
+        return []
+    title = "arm - baseline per seed (x), mean (dot), 95 % t-interval (line)"
+    plot_intervals(rows, out_dir / "paired_differences.png", "accuracy points", title)
+    return ["![paired differences](paired_differences.png)"]
+
+
 def curve_plots(results_dir: Path, order: list[str], out_dir: Path, seed: int = 0) -> list[str]:
     """Emergence curves of the first CURVE_ARMS arms at ``seed``; markdown image lines."""
     from hexssl.study import read_curves
@@ -185,6 +203,7 @@ def study_report(results_dir: str | Path, out_dir: str | Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     order, pairs, label_using = _plan(results_dir, list(results))
     order = [a for a in order if a in results]
+    diffs = comparisons(results, pairs)
     epochs = sorted({str(r.get("epochs")) for runs in results.values() for r in runs.values()})
     parts = [
         "# Does HEX help? Study tables",
@@ -203,7 +222,8 @@ def study_report(results_dir: str | Path, out_dir: str | Path) -> str:
         "row of this table, so that a Holm p below 0.05 holds the chance of any false "
         "'excludes 0' in the whole table under 5 %. The per-row intervals are not "
         "corrected for the number of rows.",
-        difference_table(comparisons(results, pairs)),
+        difference_table(diffs),
+        *difference_plot(diffs, out),
         "## Emergence",
         *(curve_plots(results_dir, order, out) or ["(no curves/*.csv for seed 0)"]),
     ]
