@@ -6,6 +6,7 @@ hexssl export RUN_DIR --format torchvision|timm|state_dict [--out FILE]
 hexssl knn RUN_DIR | linear RUN_DIR | umap RUN_DIR | report RUN_DIR...
 hexssl convert-config THEIR.yaml [--out OURS.yaml] [--as-run]
 hexssl demo
+hexssl env [--json]
 """
 
 from __future__ import annotations
@@ -119,6 +120,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_env(args: argparse.Namespace) -> int:
+    from hexssl.machine import env_report
+
+    print(env_report(args.json), end="")
+    return 0
+
+
 CHECKPOINT_HELP = (
     "last (default) | previous (the one before last) | a .ckpt file; there is no 'best': "
     "the validation split is the test set for CIFAR/STL-10"
@@ -214,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="runs/demo")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("env", help="versions, CPU/GPU capabilities, the fastest precision here")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of lines")
+    p.set_defaults(func=cmd_env)
     return ap
 
 
