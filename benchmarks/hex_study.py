@@ -10,6 +10,7 @@ curves under ``curves/``. Run it again after an interruption: finished runs are 
     python benchmarks/hex_study.py --git-commit --workers 2     # the campaign, 2 cores
     python benchmarks/hex_study.py --arms simclr simclr-hex-paper --seeds 0 --epochs 2 \\
         --set backbone.kwargs.width=4 data.options.max_train_samples=512   # a smoke run
+    python benchmarks/hex_study.py --status                     # what is done, what is left
     python benchmarks/hex_study.py --transfer ../shared/data/cifar10-jpeg.tar.gz
     hexssl report benchmarks/results/hex_study --study --out docs/hex_study
 
@@ -22,7 +23,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hexssl.study import Campaign, load_protocol, run_campaign, snapshot, transfer
+from hexssl.study import (
+    Campaign,
+    campaign_status,
+    format_status,
+    load_protocol,
+    run_campaign,
+    snapshot,
+    transfer,
+)
 
 HERE = Path(__file__).parent
 PROTOCOL = HERE / "hex_study_protocol.yaml"
@@ -51,6 +60,11 @@ def main() -> None:
         "ends; the next session resumes from them)",
     )  # fmt: skip
     ap.add_argument(
+        "--status", action="store_true",
+        help="print each run's state (done / training / resumable / snapshot / todo), its "
+        "epoch and the training time left at the speeds last logged; train nothing",
+    )  # fmt: skip
+    ap.add_argument(
         "--transfer", nargs="+", default=None, metavar="DATA",
         help="kNN of every released backbone on these ImageFolder datasets (no training)",
     )  # fmt: skip
@@ -76,6 +90,10 @@ def main() -> None:
     for arm in campaign.arms:
         if arm not in protocol.arms:
             raise SystemExit(f"unknown arm {arm!r}; the protocol has {list(protocol.arms)}")
+    if args.status:
+        batch = int(protocol.base["data"]["batch_size"])
+        print(format_status(campaign_status(campaign), protocol.epochs, batch), end="")
+        return
     if args.snapshot:
         snapshot(campaign)
         return

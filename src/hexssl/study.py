@@ -653,6 +653,93 @@ def pid_alive(text: str) -> bool:
     return True
 
 
+# --------------------------------------------------------------------------- status
+@dataclass
+class RunState:
+    """Where one (arm, seed) stands, for ``--status``."""
+
+    name: str
+    state: str  # done | training (pid N) | resumable | snapshot | todo
+    epoch: float  # epochs trained so far (the protocol's length when done; NaN if unknown)
+    img_per_s: float  # median of the last logged training speeds; NaN if unknown
+    steps_per_epoch: float  # from the logged step / epoch; NaN if unknown
+
+
+def _progress(metrics: Path) -> tuple[float, float, float]:
+    """(epoch, recent img/s, steps per epoch) from a run's metrics.csv."""
+    cols = read_curves(metrics)
+    epoch, step = cols.get("train/epoch_float"), cols.get("step")
+    if epoch is None or step is None:
+        return math.nan, math.nan, math.nan
+    keep = np.isfinite(epoch) & np.isfinite(step) & (epoch > 0)  # (R,)
+    if not keep.any():
+        return math.nan, math.nan, math.nan
+    e, s = float(epoch[keep][-1]), float(step[keep][-1])
+    speed = cols.get("train/img_per_s", np.array([]))
+    speed = speed[np.isfinite(speed)][-20:]  # the last 20 logged steps
+    return e, float(np.median(speed)) if speed.size else math.nan, s / e  # epoch = step / spe
+
+
+def run_state(c: Campaign, arm: str, seed: int) -> RunState:
+    """Done (result JSON), training (a live claim), resumable (a local checkpoint),
+    snapshot (only a committed in-flight checkpoint) or todo."""
+    name = run_name(arm, seed)
+    if c.result_path(arm, seed).is_file():
+        return RunState(name, "done", float(c.protocol.epochs), math.nan, math.nan)
+    local = c.runs_dir / name / "metrics.csv"
+    metrics = local if local.is_file() else inflight_metrics(c, name)
+    epoch, speed, spe = _progress(metrics) if metrics.is_file() else (math.nan,) * 3
+    claim = c.runs_dir / f"{name}.claim"
+    pid = claim.read_text().strip() if claim.is_file() else ""
+    if pid and pid_alive(pid):
+        state = f"training (pid {pid})"
+    elif (c.runs_dir / name / "checkpoints" / "last.ckpt").is_file():
+        state = "resumable"
+    elif inflight_path(c, name).is_file():
+        state = "snapshot"
+    else:
+        state, epoch = "todo", 0.0
+    return RunState(name, state, epoch, speed, spe)
+
+
+def campaign_status(c: Campaign) -> list[RunState]:
+    """:func:`run_state` of every run, in schedule order."""
+    return [run_state(c, arm, seed) for arm, seed in schedule(c)]
+
+
+def _hours(seconds: float) -> str:
+    return "?" if not math.isfinite(seconds) else f"{seconds / 3600:.1f} h"
+
+
+def format_status(states: list[RunState], epochs: int, batch_size: int) -> str:
+    """A table of the runs and the training time left at the speeds last logged.
+
+    Runs without a speed of their own (todo) are costed at the median speed of the
+    others; the total is the sum over runs, so divide by the runs trained at once.
+    """
+    speeds = [s.img_per_s for s in states if math.isfinite(s.img_per_s)]
+    spes = [s.steps_per_epoch for s in states if math.isfinite(s.steps_per_epoch)]
+    median_speed = float(np.median(speeds)) if speeds else math.nan
+    spe = float(np.median(spes)) if spes else math.nan
+    lines = ["| run | state | epoch | img/s | left |", "|---|---|---|---|---|"]
+    total = 0.0
+    for s in states:
+        speed = s.img_per_s if math.isfinite(s.img_per_s) else median_speed
+        epoch = 0.0 if not math.isfinite(s.epoch) else s.epoch
+        left = 0.0 if s.state == "done" else (epochs - epoch) * spe * batch_size / speed
+        total += left
+        shown = "-" if not math.isfinite(s.epoch) else f"{s.epoch:.1f} / {epochs}"
+        rate = "-" if not math.isfinite(s.img_per_s) else f"{s.img_per_s:.0f}"
+        lines.append(f"| {s.name} | {s.state} | {shown} | {rate} | {_hours(left)} |")
+    done = sum(s.state == "done" for s in states)
+    summary = (
+        f"{done} of {len(states)} runs done; training left: {_hours(total)} of run-time at "
+        "the speeds last logged (divide by the runs trained at once)."
+    )
+    lines += ["", summary]
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------- transfer
 def _limit(dm: Any, n: int | None, seed: int) -> None:
     """Keep a seeded random ``n`` of each split (cheap tests only)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from hexssl.export import load_release
 from hexssl.study import (
     Campaign,
     arm_config,
+    campaign_status,
+    format_status,
     git_commit_paths,
     load_protocol,
     run_campaign,
@@ -430,3 +433,39 @@ def test_snapshot_lets_a_fresh_machine_resume_an_unfinished_run(
     assert (c.results_dir / "simclr-s0.json").is_file()
     assert not any(p.exists() for p in saved)  # a finished run's snapshot is removed
     assert (fresh.runs_dir / "simclr-s0" / "metrics.csv").is_file()
+
+
+def test_status_tells_done_training_resumable_snapshot_and_todo(
+    protocol,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    arms = ["simclr", "simclr-hex-paper", "simclr-oracle", "barlow", "barlow-hex"]
+    c = Campaign(protocol, tmp_path / "runs", tmp_path / "res", arms, [0], [])
+    c.results_dir.mkdir(parents=True)
+    (c.results_dir / "simclr-s0.json").write_text("{}")
+    # 100 steps per epoch, 200 img/s at a batch of 256: 128 s per epoch
+    rows = "epoch,step,train/epoch_float,train/img_per_s\n" + "".join(
+        f"{s // 100},{s},{s / 100},200\n" for s in range(100, 1001, 100)
+    )  # the last row: step 1000 = epoch 10.0
+    for name in ("simclr-hex-paper-s0", "simclr-oracle-s0"):
+        (c.runs_dir / name / "checkpoints").mkdir(parents=True)
+        (c.runs_dir / name / "metrics.csv").write_text(rows)
+        (c.runs_dir / name / "checkpoints" / "last.ckpt").write_bytes(b"ckpt")
+    (c.runs_dir / "simclr-hex-paper-s0.claim").write_text(str(os.getpid()))  # alive
+    (c.runs_dir / "simclr-oracle-s0.claim").write_text("999999999")  # a dead worker
+    (c.results_dir / "inflight").mkdir()
+    (c.results_dir / "inflight" / "barlow-s0.inflight.pt").write_bytes(b"ckpt")
+    (c.results_dir / "inflight" / "barlow-s0.metrics.csv").write_text(rows)
+    states = {s.name: s for s in campaign_status(c)}
+    assert states["simclr-s0"].state == "done"
+    assert states["simclr-hex-paper-s0"].state == f"training (pid {os.getpid()})"
+    assert states["simclr-oracle-s0"].state == "resumable"
+    assert states["barlow-s0"].state == "snapshot"
+    assert states["barlow-hex-s0"].state == "todo"
+    ours = states["simclr-hex-paper-s0"]
+    assert ours.epoch == 10.0 and ours.img_per_s == 200.0 and ours.steps_per_epoch == 100.0
+    text = format_status(list(states.values()), epochs=40, batch_size=256)
+    # 30 epochs x 128 s left = 1.07 h each for the three started runs; 40 epochs for todo
+    assert "| simclr-hex-paper-s0 | training (pid" in text and "| 10.0 / 40 | 200 | 1.1 h |" in text
+    assert "| barlow-hex-s0 | todo | 0.0 / 40 | - | 1.4 h |" in text
+    assert "1 of 5 runs done; training left: 4.6 h" in text
