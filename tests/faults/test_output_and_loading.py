@@ -44,6 +44,8 @@ def test_a_run_prints_a_start_line_the_bar_and_a_summary(tmp_path):
     for word in NOISE:
         assert word not in out, (word, out)
     lines = [ln for ln in out.splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[1].startswith("[hexssl] tip: this CPU computes bf16"):
+        del lines[1]  # printed on CPUs with AMX / AVX512-BF16 only (the test below)
     assert lines[0].startswith("[hexssl] q: simclr resnet18 on synthetic (32 train / 32 val")
     assert lines[-1].startswith("[hexssl] q: simclr hex=off epochs=1 steps=2")
     assert len(lines) == 2  # progress bar off in TINY: nothing else
@@ -51,6 +53,20 @@ def test_a_run_prints_a_start_line_the_bar_and_a_summary(tmp_path):
         "last.ckpt",
         "previous.ckpt",
     ]  # no best.ckpt selected on the validation (= test) split
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_an_fp32_run_on_a_native_bf16_cpu_prints_one_tip(  # type: ignore[no-untyped-def]
+    native_bf16, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr("hexssl.speed.cpu_has_fast_bf16", lambda: native_bf16)
+    args = [*TINY, "trainer.max_epochs=1", f"output_dir={tmp_path}", "name=t"]
+    assert main(["pretrain", "src/hexssl/configs/simclr-synthetic-demo.yaml", *args]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    tips = [i for i, ln in enumerate(lines) if ln.startswith("[hexssl] tip:")]
+    assert tips == ([1] if native_bf16 else [])  # right after the start line
+    if native_bf16:
+        assert "trainer.precision=bf16-mixed" in lines[1]
 
 
 class RunsCode:
