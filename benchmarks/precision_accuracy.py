@@ -29,6 +29,7 @@ import torch
 from hexssl.config import load_config
 from hexssl.eval.linear import linear_eval
 from hexssl.evaluate import frozen_features
+from hexssl.machine import machine_summary
 from hexssl.runs import open_run
 from hexssl.train import pretrain
 
@@ -93,7 +94,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
 def markdown(rows: list[dict[str, Any]], preset: str) -> str:
     table = summarise(rows)
     lines = [
-        f"Preset `{preset}` at its own length; mean ± std over seeds "
+        f"Preset `{preset}` at its own length on {machine_summary()}; mean ± std over seeds "
         f"{sorted({r['seed'] for r in rows})}. img/s is the whole run's average "
         "(training steps x batch / wall time, including validation and the first-step "
         "start-up), measured while other work shared the 2 cores unless noted.",
@@ -122,7 +123,14 @@ def main() -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "precision_accuracy.json").write_text(
         json.dumps(
-            {"preset": " ".join(args.preset), "rows": rows, "summary": summarise(rows)}, indent=2
+            {
+                "preset": " ".join(args.preset),
+                "machine": machine_summary(),
+                "torch": torch.__version__,
+                "rows": rows,
+                "summary": summarise(rows),
+            },
+            indent=2,
         )
     )
     (args.results / "precision_accuracy.md").write_text(markdown(rows, " ".join(args.preset)))

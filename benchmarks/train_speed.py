@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -37,6 +36,7 @@ import torch
 
 from hexssl.backbones import build_backbone
 from hexssl.config import load_config
+from hexssl.machine import machine_summary
 from hexssl.speed import compile_forward, to_channels_last
 from hexssl.train import pretrain
 
@@ -201,9 +201,10 @@ def fmt(x: float | None, pattern: str) -> str:
 
 def markdown(res: dict[str, Any]) -> str:
     lines = [
-        f"Training-step throughput, {res['device']} ({res['threads']} threads, torch "
-        f"{res['torch']}), ResNet-18 CIFAR stem, 32 px, median of {res['steps']} steps after "
-        f"{res['warmup']} warm-up steps. img/s = images (2 views each) per second.",
+        f"Training-step throughput, {res['device']} ({res['machine']}; {res['threads']} "
+        f"threads, torch {res['torch']}), ResNet-18 CIFAR stem, 32 px, median of "
+        f"{res['steps']} steps after {res['warmup']} warm-up steps. "
+        "img/s = images (2 views each) per second.",
         "`of raw` = full step / raw backbone (fwd+bwd+SGD, same precision and layout); "
         "`step time HEX/off` = SimCLR+HEX step time / SimCLR step time; "
         "`vs fp32` = speed-up over fp32 NCHW eager (the old default).",
@@ -247,7 +248,7 @@ def main() -> None:
         device=args.device if args.device == "cpu" else torch.cuda.get_device_name(),
         threads=torch.get_num_threads(),
         torch=torch.__version__,
-        machine=platform.processor() or platform.machine(),
+        machine=machine_summary(),
         steps=args.steps,
         warmup=args.warmup,
         rows=rows,

@@ -36,6 +36,17 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def machine_summary() -> str:
+    """One line naming the CPU, its vector unit and native bf16, for result files.
+
+    Example:
+        >>> "native bf16" in machine_summary() or "no native bf16" in machine_summary()
+        True
+    """
+    bf16 = "native bf16" if cpu_has_fast_bf16() else "no native bf16"
+    return f"{cpu_model()}, {torch.backends.cpu.get_cpu_capability()}, {bf16}"
+
+
 def installed(package: str) -> str | None:
     """The installed version of ``package``, or None; the package is not imported."""
     try:

@@ -47,6 +47,7 @@ from hexssl.config import ConfigError, RunConfig, from_dict, merge, parse_overri
 from hexssl.config import to_dict as config_dict
 from hexssl.data.transforms import build_augmentation
 from hexssl.evaluate import dataset_tag
+from hexssl.machine import machine_summary
 
 PROTOCOL_KEYS = {"epochs", "warmup_fraction", "seeds", "eval", "base", "arms", "comparisons"}
 CURVE_COLUMNS = (
@@ -439,6 +440,7 @@ def run_one(c: Campaign, arm: str, seed: int) -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "device": str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else "cpu",
+        "machine": machine_summary(),  # where the run ended (a resumed run spans machines)
         "weights": str(weights.relative_to(c.results_dir)),
         "config": config_dict(cfg),
     }

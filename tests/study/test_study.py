@@ -249,7 +249,8 @@ def test_two_workers_train_each_run_once(tmp_path: Path, capfd: pytest.CaptureFi
     assert [q.name for q in paths] == ["simclr-s0.json", "simclr-hex-paper-s0.json"]
     out = capfd.readouterr().out
     for name in ("simclr-s0", "simclr-hex-paper-s0"):
-        assert json.loads((c.results_dir / f"{name}.json").read_text())["threads"] >= 1
+        result = json.loads((c.results_dir / f"{name}.json").read_text())
+        assert result["threads"] >= 1 and "bf16" in result["machine"]
         assert out.count(f"[hexssl] {name}: ") == 2, out  # one start line, one summary line
     assert "removed stale claim" in out and not list(c.runs_dir.glob("*.claim*"))
 
