@@ -78,7 +78,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
-    import kornia
+    try:
+        import kornia
+    except ModuleNotFoundError:
+        raise SystemExit(
+            "augment_speed.py times our augmentation against kornia.augmentation, which is "
+            "not installed: pip install -e '.[bench]' (or pip install kornia)"
+        ) from None
 
     rows = []
     for size in args.sizes:

@@ -1,0 +1,75 @@
+"""The benchmark scripts still run end to end, at toy sizes (their numbers mean nothing here).
+
+Benchmarks are not tests: nothing here checks a timing. These runs catch a script that
+rotted (an API it calls changed, a result file it no longer writes).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data" / "tiny-imagenet-hier50.tar.gz"
+TINY_TRAIN = ["--width", "4", "--batch-size", "16", "--steps", "1", "--warmup", "1"]
+SCRIPTS = {  # script -> (arguments besides --out, result files)
+    "decode_throughput": (["--images", "4", "--repeats", "1"], ["decode_throughput"]),
+    "loss_speed": (["--repeats", "1"], ["loss_speed"]),
+    "step_overhead": (["--methods", "simclr", *TINY_TRAIN], ["step_overhead"]),
+    "data_throughput": ([*TINY_TRAIN, "--repeats", "1"], ["data_throughput"]),
+}
+
+
+def run_script(name: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def assert_results(out: Path, stems: list[str]) -> None:
+    for stem in stems:
+        assert json.loads((out / f"{stem}.json").read_text()), stem
+        assert (out / f"{stem}.md").read_text().count("|") > 4, stem  # a table
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_benchmark_script_runs(name: str, tmp_path: Path) -> None:
+    args, stems = SCRIPTS[name]
+    res = run_script(name, [*args, "--out", str(tmp_path)])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert_results(tmp_path, stems)
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_file(), reason="needs ../shared/data (the preset's data)")
+def test_train_speed_runs_and_names_its_machine(tmp_path: Path) -> None:
+    args = ["--sizes", "4:16", "--settings", "fp32-cl", "--runs", "raw", "simclr"]
+    res = run_script(
+        "train_speed", [*args, "--steps", "1", "--warmup", "1", "--out", str(tmp_path)]
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert_results(tmp_path, ["train_speed"])
+    assert "bf16" in json.loads((tmp_path / "train_speed.json").read_text())["machine"]
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_file(), reason="needs ../shared/data (its default data)")
+def test_first_comparison_runs(tmp_path: Path) -> None:
+    args = ["--epochs", "1", "--width", "4", "--batch-size", "16", "--max-train-samples", "64"]
+    args += ["--linear-epochs", "1", "--out", str(tmp_path / "runs"), "--results", str(tmp_path)]
+    res = run_script("first_comparison", args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert_results(tmp_path, ["first_comparison"])
+
+
+def test_augment_speed_names_its_missing_dependency(tmp_path: Path) -> None:
+    args = ["--batch", "8", "--sizes", "32", "--repeats", "1", "--out", str(tmp_path)]
+    res = run_script("augment_speed", args)
+    if importlib.util.find_spec("kornia") is None:
+        assert res.returncode == 1 and "pip install -e '.[bench]'" in res.stderr
+        assert "Traceback" not in res.stderr
+    else:
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert_results(tmp_path, ["augment_speed"])
