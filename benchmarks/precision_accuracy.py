@@ -14,6 +14,8 @@ Settings (``--settings``):
 bf16 only pays on CPUs with AMX or AVX512-BF16; elsewhere it is emulated and slow.
 
     python benchmarks/precision_accuracy.py [--seeds 0 1] [--settings fp32 bf16]
+    python benchmarks/precision_accuracy.py --seeds 0 --settings fp32 --results /tmp/p \
+        --out /tmp/p/runs --set trainer.max_epochs=1 data.options.max_train_samples=64  # smoke
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def train_one(args: argparse.Namespace, setting: str, seed: int) -> dict[str, An
     run = args.out / name
     if not (run / "summary.json").is_file():
         extra = [f"name={name}", f"output_dir={args.out}", f"seed={seed}", "resume=auto"]
-        cfg = load_config(args.preset, [*SETTINGS[setting], *extra, "trainer.progress_bar=false"])
+        overrides = [*SETTINGS[setting], *extra, "trainer.progress_bar=false", *args.set]
+        cfg = load_config(args.preset, overrides)
         pretrain(cfg)
     summary = json.loads((run / "summary.json").read_text())
     return {
@@ -118,6 +121,9 @@ def main() -> None:
     ap.add_argument("--settings", nargs="+", default=["fp32", "bf16"], choices=sorted(SETTINGS))
     ap.add_argument("--out", type=Path, default=Path("runs/precision"), help="run directories")
     ap.add_argument("--results", type=Path, default=RESULTS, help="results folder")
+    ap.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (smoke tests)"
+    )
     args = ap.parse_args()
     rows = [train_one(args, s, seed) for seed in args.seeds for s in args.settings]
     args.results.mkdir(parents=True, exist_ok=True)

@@ -73,3 +73,15 @@ def test_augment_speed_names_its_missing_dependency(tmp_path: Path) -> None:
     else:
         assert res.returncode == 0, res.stderr[-3000:]
         assert_results(tmp_path, ["augment_speed"])
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_file(), reason="needs ../shared/data (the preset's data)")
+def test_precision_accuracy_runs(tmp_path: Path) -> None:
+    args = ["--seeds", "0", "--settings", "fp32", "--out", str(tmp_path / "runs")]
+    args += ["--results", str(tmp_path), "--set", "trainer.max_epochs=1", "backbone.kwargs.width=4"]
+    args += ["data.options={image_size: 32, max_train_samples: 64}", "data.batch_size=16"]
+    res = run_script("precision_accuracy", args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert_results(tmp_path, ["precision_accuracy"])
+    rows = json.loads((tmp_path / "precision_accuracy.json").read_text())["rows"]
+    assert [(r["setting"], r["seed"]) for r in rows] == [("fp32", 0)]
