@@ -137,6 +137,9 @@ def test_study_report_rebuilds_tables_from_json(tmp_path: Path) -> None:
     assert oracle.endswith("| no | 1.000 | 1.000 |")
     assert (tmp_path / "out" / "emergence_purity_class.png").stat().st_size > 1000
     assert "![paired differences](paired_differences.png)" in md
+    per_run = md[md.index("## Per run") :]
+    assert "| simclr-hex-paper | 1 | 15.00 |" in per_run  # seed 1's own value
+    assert "| simclr-oracle (uses labels) | 2 | 12.00 |" in per_run
     assert (tmp_path / "out" / "paired_differences.png").stat().st_size > 1000
     assert (tmp_path / "out" / "study.md").read_text() == md
 

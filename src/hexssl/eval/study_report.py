@@ -3,7 +3,7 @@
 Input: a results folder written by ``hexssl.study`` (``<arm>-s<seed>.json``, optionally
 ``protocol.yaml`` and ``curves/<arm>-s<seed>.csv``). Output: ``study.md`` with
 
-* mean ± std over seeds per arm,
+* mean ± std over seeds per arm, and every run's own values,
 * for each comparison (arm vs baseline, from the protocol; else every arm vs the first)
   the difference per seed, its mean and 95 % t-interval, absolute and relative, and
   whether the interval excludes 0,
@@ -108,6 +108,20 @@ def arm_table(
             cells[5] += f" (chance {_cell(chance, '{:.3f}')})"
         rows.append([name, str(len(runs)), *cells])
     return markdown_table(["arm", "seeds", *(c for c, _, _ in TABLE)], rows)
+
+
+def run_table(
+    results: dict[str, dict[int, dict[str, Any]]], order: list[str], label_using: set[str]
+) -> str:
+    """One row per run (arm, seed), with the machine it finished on where recorded."""
+    rows = []
+    for arm in order:
+        name = f"{arm} (uses labels)" if arm in label_using else arm
+        for seed in sorted(results[arm]):
+            r = results[arm][seed]
+            cells = [_cell([_value(r, key)], fmt) for _, key, fmt in TABLE]
+            rows.append([name, str(seed), *cells, str(r.get("machine", "-"))])
+    return markdown_table(["arm", "seed", *(c for c, _, _ in TABLE), "finished on"], rows)
 
 
 def _interval(lo: float, hi: float, unit: str = "") -> str:
@@ -224,6 +238,10 @@ def study_report(results_dir: str | Path, out_dir: str | Path) -> str:
         "corrected for the number of rows.",
         difference_table(diffs),
         *difference_plot(diffs, out),
+        "## Per run",
+        "Every run's values as in its JSON. `train s` is wall time and is not comparable "
+        "across runs that trained on different machines or shared the CPU.",
+        run_table(results, order, label_using),
         "## Emergence",
         *(curve_plots(results_dir, order, out) or ["(no curves/*.csv for seed 0)"]),
     ]
