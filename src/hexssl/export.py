@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from hexssl.atomic import atomic_torch_save, atomic_write_text
 from hexssl.backbones import build_backbone, export_state_dict
 from hexssl.checkpoints import load_checkpoint
+from hexssl.config import ConfigError
 from hexssl.runs import checkpoint_path, run_config
 
 RELEASE_FORMAT = "hexssl-backbone-fp16/1"
@@ -62,17 +63,15 @@ def export_release(
     The JSON holds what evaluating the weights needs without the run directory: the
     backbone ``name`` and ``kwargs`` for ``build_backbone``, and the eval transform (image
     size, normalisation mean / std of the training data). Floating tensors are stored as
-    float16 (a ResNet-18 at width 16 is about 1.4 MB); integer buffers are kept.
+    float16 (a ResNet-18 at width 16 is about 1.4 MB) unless float16 cannot hold them
+    (see :func:`release_tensor`); integer buffers are kept.
 
     Example:
         >>> export_release(net, "w/simclr-s0.pt", "resnet18", {"stem": "cifar", "width": 16},
         ...                32, mean, std)  # doctest: +SKIP
     """
     path = Path(path)
-    state = {
-        k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
-        for k, v in backbone.state_dict().items()
-    }
+    state = {k: release_tensor(k, v) for k, v in backbone.state_dict().items()}
     atomic_torch_save(state, path)
     meta = {
         "format": RELEASE_FORMAT,
@@ -83,6 +82,24 @@ def export_release(
     }
     atomic_write_text(release_meta_path(path), json.dumps(meta, indent=2) + "\n")
     return path
+
+
+FP16_MAX = torch.finfo(torch.float16).max  # 65504
+
+
+def release_tensor(name: str, v: Tensor) -> Tensor:
+    """``v`` as stored in a release: float16, or float32 where float16 would overflow.
+
+    BatchNorm running variances pass 65504 in practice (Barlow Twins' projector-driven
+    activations: up to 7e5 in the HEX study's ResNet-18 at width 16); as float16 they
+    become inf and the network's outputs NaN, so those tensors stay float32.
+    """
+    v = v.detach().cpu()
+    if not v.is_floating_point():
+        return v
+    if not bool(torch.isfinite(v).all()):
+        raise ValueError(f"{name} holds non-finite values: the backbone cannot be released")
+    return v.float() if v.numel() and float(v.abs().max()) > FP16_MAX else v.half()
 
 
 def is_release(path: str | Path) -> bool:
@@ -101,9 +118,15 @@ def load_release(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise FileNotFoundError(f"{path}: no architecture file {meta_file} beside the weights")
     meta = json.loads(meta_file.read_text())
     if meta.get("format") != RELEASE_FORMAT:
-        raise ValueError(f"{meta_file}: format {meta.get('format')!r}, expected {RELEASE_FORMAT}")
+        raise ConfigError(f"{meta_file}: format {meta.get('format')!r}, expected {RELEASE_FORMAT}")
     backbone = build_backbone(meta["backbone"]["name"], **meta["backbone"]["kwargs"])
     state = torch.load(path, map_location="cpu", weights_only=True)
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise ConfigError(
+            f"{path}: non-finite values in {broken[:3]} (float16 overflow in an export "
+            "before hexssl kept such tensors float32); export the run again"
+        )
     backbone.load_state_dict(
         {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     )
