@@ -94,10 +94,11 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     return out
 
 
-def markdown(rows: list[dict[str, Any]], preset: str) -> str:
-    table = summarise(rows)
+def markdown(res: dict[str, Any]) -> str:
+    """The results file's table, rendered from what the JSON records."""
+    rows, table = res["rows"], res["summary"]
     lines = [
-        f"Preset `{preset}` at its own length on {machine_summary()}; mean ± std over seeds "
+        f"Preset `{res['preset']}` at its own length on {res['machine']}; mean ± std over seeds "
         f"{sorted({r['seed'] for r in rows})}. img/s is the whole run's average "
         "(training steps x batch / wall time, including validation and the first-step "
         "start-up), measured while other work shared the 2 cores unless noted.",
@@ -127,20 +128,17 @@ def main() -> None:
     args = ap.parse_args()
     rows = [train_one(args, s, seed) for seed in args.seeds for s in args.settings]
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "precision_accuracy.json").write_text(
-        json.dumps(
-            {
-                "preset": " ".join(args.preset),
-                "machine": machine_summary(),
-                "torch": torch.__version__,
-                "rows": rows,
-                "summary": summarise(rows),
-            },
-            indent=2,
-        )
-    )
-    (args.results / "precision_accuracy.md").write_text(markdown(rows, " ".join(args.preset)))
-    print(markdown(rows, " ".join(args.preset)))
+    res = {
+        "preset": " ".join(args.preset),
+        "machine": machine_summary(),
+        "torch": torch.__version__,
+        "rows": rows,
+        "summary": summarise(rows),
+    }
+    (args.results / "precision_accuracy.json").write_text(json.dumps(res, indent=2))
+    text = markdown(res)
+    (args.results / "precision_accuracy.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -256,8 +256,9 @@ def main() -> None:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"train_speed{args.tag}.json").write_text(json.dumps(res, indent=2))
-    (args.out / f"train_speed{args.tag}.md").write_text(markdown(res))
-    print(markdown(res))
+    text = markdown(res)
+    (args.out / f"train_speed{args.tag}.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

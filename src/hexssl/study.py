@@ -411,6 +411,10 @@ class Campaign:
     def result_path(self, arm: str, seed: int) -> Path:
         return self.results_dir / f"{run_name(arm, seed)}.json"
 
+    def claim_path(self, name: str) -> Path:
+        """The file a worker holds (its pid inside) while it trains run ``name``."""
+        return self.runs_dir / f"{name}.claim"
+
 
 def run_one(c: Campaign, arm: str, seed: int) -> dict[str, Any]:
     """Train (or resume), evaluate and write the results of one (arm, seed)."""
@@ -587,7 +591,7 @@ def campaign_worker(c: Campaign, threads: int | None, parent: int | None = None)
         if path.is_file():
             print(f"[study] skip {run_name(arm, seed)}: {path} exists", flush=True)
             continue
-        claim = c.runs_dir / f"{run_name(arm, seed)}.claim"
+        claim = c.claim_path(run_name(arm, seed))
         if not claim_run(claim):
             owner = claim.read_text().strip() if claim.is_file() else "?"
             print(f"[study] skip {run_name(arm, seed)}: process {owner} trains it", flush=True)
@@ -691,11 +695,13 @@ def run_state(c: Campaign, arm: str, seed: int) -> RunState:
     local = c.runs_dir / name / "metrics.csv"
     metrics = local if local.is_file() else inflight_metrics(c, name)
     epoch, speed, spe = _progress(metrics) if metrics.is_file() else (math.nan,) * 3
-    claim = c.runs_dir / f"{name}.claim"
+    from hexssl.train import last_checkpoint
+
+    claim = c.claim_path(name)
     pid = claim.read_text().strip() if claim.is_file() else ""
     if pid and pid_alive(pid):
         state = f"training (pid {pid})"
-    elif (c.runs_dir / name / "checkpoints" / "last.ckpt").is_file():
+    elif last_checkpoint(c.runs_dir / name) is not None:
         state = "resumable"
     elif inflight_path(c, name).is_file():
         state = "snapshot"
