@@ -162,3 +162,34 @@ def test_report_with_only_a_baseline_says_there_is_nothing_to_pair(tmp_path: Pat
     assert "no comparison has both of its arms yet" in md
     assert "paired_differences.png" not in md
     assert not (tmp_path / "out" / "paired_differences.png").exists()
+
+
+def test_study_report_pairs_transfer_results_within_each_dataset(tmp_path: Path) -> None:
+    (tmp_path / "protocol.yaml").write_text(
+        "arms: {simclr: {}, simclr-hex-paper: {}}\ncomparisons: [[simclr-hex-paper, simclr]]\n"
+    )
+    cifar = tmp_path / "transfer" / "cifar10-jpeg"
+    cifar.mkdir(parents=True)
+    for seed, (base, arm) in enumerate(((60.0, 59.0), (61.0, 60.5), (62.0, 61.0))):
+        _write(tmp_path, "simclr", seed, knn_class_top1=20.0)
+        _write(tmp_path, "simclr-hex-paper", seed, knn_class_top1=20.0)
+        _write(cifar, "simclr", seed, knn_class_top1=base, knn_super_top1=90.0)
+        _write(cifar, "simclr-hex-paper", seed, knn_class_top1=arm, knn_super_top1=90.0)
+    md = study_report(tmp_path, tmp_path / "out")
+    part = md[md.index("## Transfer") : md.index("## Emergence")]
+    assert "### cifar10-jpeg" in part and "6 released backbones" in part
+    assert "| simclr | 3 | 61.00 ± 1.00 | 90.00 ± 0.00 |" in part
+    row = next(r for r in part.splitlines() if "simclr-hex-paper - simclr | knn_class" in r)
+    assert "s0: -1.00, s1: -0.50, s2: -1.00" in row and "| -0.83 |" in row
+    assert "[-1.55, -0.12]" in row and "yes, below 0" in row
+    # Holm over this dataset's 2 rows (class, super), not over the main table's rows
+    assert row.endswith("| 0.038 | 0.075 |")  # p = 1 - t / sqrt(2 + t^2), t = 5
+    assert "linear_top1" not in part  # transfer JSONs hold kNN only
+    main_rows = md[md.index("## Paired differences") : md.index("## Per run")]
+    assert "-0.83" not in main_rows
+
+
+def test_study_report_without_transfer_has_no_transfer_section(tmp_path: Path) -> None:
+    _write(tmp_path, "simclr", 0, knn_class_top1=10.0)
+    (tmp_path / "transfer" / "empty").mkdir(parents=True)
+    assert "## Transfer" not in study_report(tmp_path, tmp_path / "out")

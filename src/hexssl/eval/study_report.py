@@ -8,7 +8,10 @@ Input: a results folder written by ``hexssl.study`` (``<arm>-s<seed>.json``, opt
   the difference per seed, its mean and 95 % t-interval, absolute and relative, and
   whether the interval excludes 0,
 * a forest plot of those differences (``paired_differences.png``),
-* PNG plots of the emergence curves (purity and eps over training).
+* PNG plots of the emergence curves (purity and eps over training),
+* for each ``transfer/<dataset>/`` folder (written by ``--transfer``), kNN class and
+  superclass per arm and the same comparisons' paired differences, Holm-adjusted within
+  that dataset.
 
 ``hexssl report <results> --study --out <dir>``.
 """
@@ -42,6 +45,9 @@ TABLE = (  # (column, key, format)
     ("train s", "seconds", "{:.0f}"),
 )
 COMPARED = ("knn_class_top1", "knn_super_top1", "linear_top1", "linear10_top1")
+CHANCE = {"purity_class": "purity_class_chance", "purity_super": "purity_super_chance"}
+TRANSFER_TABLE = TABLE[:2]  # a transfer JSON holds kNN class and superclass only
+TRANSFER_COMPARED = COMPARED[:2]
 CURVES = (  # (column of curves/*.csv, file, title)
     ("val/purity_q99_class", "emergence_purity_class.png", "class purity of H (q = 0.99)"),
     ("val/purity_q99_super", "emergence_purity_super.png", "superclass purity of H (q = 0.99)"),
@@ -91,23 +97,27 @@ def _cell(values: list[float], fmt: str) -> str:
     return fmt.format(mean) if len(finite) == 1 else f"{fmt.format(mean)} ± {fmt.format(std)}"
 
 
+def _with_chance(runs: list[dict[str, Any]], key: str, fmt: str) -> str:
+    """Mean ± std of ``key``, with its chance level in brackets where the runs record one."""
+    cell = _cell([_value(r, key) for r in runs], fmt)
+    chance = [_value(r, CHANCE[key]) for r in runs] if key in CHANCE else []
+    if any(math.isfinite(c) for c in chance):
+        cell += f" (chance {_cell(chance, '{:.3f}')})"
+    return cell
+
+
 def arm_table(
-    results: dict[str, dict[int, dict[str, Any]]], order: list[str], label_using: set[str]
-) -> str:
-    """Mean ± sample std (ddof 1) over seeds, one row per arm."""
+    results: dict[str, dict[int, dict[str, Any]]], order: list[str], label_using: set[str],
+    table: tuple[tuple[str, str, str], ...] = TABLE,
+) -> str:  # fmt: skip
+    """Mean ± sample std (ddof 1) over seeds, one row per arm (``table``: its columns)."""
     rows = []
     for arm in order:
         runs = [results[arm][s] for s in sorted(results[arm])]
         name = f"{arm} (uses labels)" if arm in label_using else arm
-        cells = [_cell([_value(r, key) for r in runs], fmt) for _, key, fmt in TABLE]
-        chance = [_value(r, "purity_class_chance") for r in runs]
-        if any(math.isfinite(c) for c in chance):
-            cells[4] += f" (chance {_cell(chance, '{:.3f}')})"
-        chance = [_value(r, "purity_super_chance") for r in runs]
-        if any(math.isfinite(c) for c in chance):
-            cells[5] += f" (chance {_cell(chance, '{:.3f}')})"
+        cells = [_with_chance(runs, key, fmt) for _, key, fmt in table]
         rows.append([name, str(len(runs)), *cells])
-    return markdown_table(["arm", "seeds", *(c for c, _, _ in TABLE)], rows)
+    return markdown_table(["arm", "seeds", *(c for c, _, _ in table)], rows)
 
 
 def run_table(
@@ -141,14 +151,15 @@ def _verdict(d: PairedDifference) -> str:
 
 
 def comparisons(
-    results: dict[str, dict[int, dict[str, Any]]], pairs: list[tuple[str, str]]
-) -> dict[tuple[str, str, str], PairedDifference]:
-    """Paired differences per (arm, baseline, metric) for the COMPARED metrics."""
+    results: dict[str, dict[int, dict[str, Any]]], pairs: list[tuple[str, str]],
+    keys: tuple[str, ...] = COMPARED,
+) -> dict[tuple[str, str, str], PairedDifference]:  # fmt: skip
+    """Paired differences per (arm, baseline, metric) for the metrics ``keys``."""
     out = {}
     for arm, base in pairs:
         if arm not in results or base not in results:
             continue
-        for key in COMPARED:
+        for key in keys:
             a = {s: _value(r, key) for s, r in results[arm].items()}
             b = {s: _value(r, key) for s, r in results[base].items()}
             out[(arm, base, key)] = paired_difference(a, b)
@@ -208,6 +219,33 @@ def curve_plots(results_dir: Path, order: list[str], out_dir: Path, seed: int = 
     return lines
 
 
+def transfer_sections(
+    results_dir: Path, order: list[str], pairs: list[tuple[str, str]], label_using: set[str]
+) -> list[str]:
+    """Markdown for each ``transfer/<dataset>/`` folder: kNN per arm and paired differences."""
+    parts = []
+    for folder in sorted(p for p in (results_dir / "transfer").glob("*") if p.is_dir()):
+        results = load_results(folder)
+        if not results:
+            continue
+        arms = [a for a in order if a in results] + [a for a in results if a not in order]
+        n = sum(len(r) for r in results.values())
+        parts += [
+            f"### {folder.name}",
+            f"{n} released backbones, kNN (k and T as recorded in each JSON) with the "
+            "dataset's train split as the memory bank and its val split as the queries. "
+            "Holm p adjusts over this dataset's rows only.",
+            arm_table(results, arms, label_using, TRANSFER_TABLE),
+            difference_table(comparisons(results, pairs, TRANSFER_COMPARED)),
+        ]
+    if not parts:
+        return []
+    intro = ("Kept apart from the protocol's tables: transfer is evaluated on other data "
+             "(`benchmarks/hex_study.py --transfer DATA`), so its tests are not in the "
+             "Holm family above.")  # fmt: skip
+    return ["## Transfer (kNN on other datasets)", intro, *parts]
+
+
 def study_report(results_dir: str | Path, out_dir: str | Path) -> str:
     """Write ``<out_dir>/study.md`` (+ PNGs) from the per-run JSON files; return the markdown."""
     results_dir, out = Path(results_dir), Path(out_dir)
@@ -242,6 +280,7 @@ def study_report(results_dir: str | Path, out_dir: str | Path) -> str:
         "Every run's values as in its JSON. `train s` is wall time and is not comparable "
         "across runs that trained on different machines or shared the CPU.",
         run_table(results, order, label_using),
+        *transfer_sections(results_dir, order, pairs, label_using),
         "## Emergence",
         *(curve_plots(results_dir, order, out) or ["(no curves/*.csv for seed 0)"]),
     ]
