@@ -193,3 +193,19 @@ def test_study_report_without_transfer_has_no_transfer_section(tmp_path: Path) -
     _write(tmp_path, "simclr", 0, knn_class_top1=10.0)
     (tmp_path / "transfer" / "empty").mkdir(parents=True)
     assert "## Transfer" not in study_report(tmp_path, tmp_path / "out")
+
+
+def test_committed_study_report_is_what_the_committed_jsons_rebuild(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/hex_study/study.md must be `hexssl report --study` of the committed results."""
+    repo = Path(__file__).resolve().parents[2]
+    committed = repo / "docs" / "hex_study" / "study.md"
+    if not (repo / "benchmarks" / "results" / "hex_study" / "simclr-s0.json").exists():
+        pytest.skip("the study's results are not in this checkout")
+    monkeypatch.chdir(repo)  # the report names its results folder as given
+    rebuilt = study_report(Path("benchmarks/results/hex_study"), tmp_path / "out")
+    assert rebuilt == committed.read_text(), (
+        "docs/hex_study/study.md is stale: run "
+        "`hexssl report benchmarks/results/hex_study --study --out docs/hex_study`"
+    )
