@@ -37,7 +37,7 @@ import torch
 from hexssl.backbones import build_backbone
 from hexssl.config import load_config
 from hexssl.machine import machine_summary
-from hexssl.speed import compile_forward, to_channels_last
+from hexssl.speed import channels_last_is_safe, compile_forward, to_channels_last
 from hexssl.train import pretrain
 
 RESULTS = Path(__file__).parent / "results"
@@ -80,13 +80,15 @@ def raw_step_times(width: int, batch: int, setting: dict[str, Any], args: Any) -
     """Seconds per raw backbone step: 2 views x forward, backward, SGD (momentum 0.9)."""
     device = torch.device(args.device)
     net = build_backbone("resnet18", stem="cifar", width=width).to(device)
-    if setting["channels_last"]:
+    # the same guard as training: NHWC hangs or crashes CPU backward of narrow ResNets
+    channels_last = setting["channels_last"] and channels_last_is_safe(net)
+    if channels_last:
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if setting["compile"]:
         compile_forward(net, "backbone")
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     views = [torch.randn(batch, 3, 32, 32, device=device) for _ in range(2)]
-    if setting["channels_last"]:
+    if channels_last:
         views = [to_channels_last(v) for v in views]
     dtype = AMP_DTYPES.get(setting["precision"])
     times = []

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.subproc import run_limited
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data" / "tiny-imagenet-hier50.tar.gz"
 TINY_TRAIN = ["--width", "4", "--batch-size", "16", "--steps", "1", "--warmup", "1"]
@@ -27,7 +29,7 @@ SCRIPTS = {  # script -> (arguments besides --out, result files)
 
 def run_script(name: str, args: list[str]) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *args]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return run_limited(cmd, cwd=ROOT)
 
 
 def assert_results(out: Path, stems: list[str]) -> None:

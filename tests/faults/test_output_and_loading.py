@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 from hexssl.checkpoints import load_checkpoint
 from hexssl.cli import main
 from hexssl.config import ConfigError
+from tests.subproc import run_limited
 
 from .helpers import TINY
 
@@ -38,7 +38,7 @@ def test_a_run_prints_a_start_line_the_bar_and_a_summary(tmp_path):
         "src/hexssl/configs/simclr-synthetic-demo.yaml",
     ]
     args = [*TINY, "trainer.max_epochs=1", f"output_dir={tmp_path}", "name=q"]
-    res = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300)
+    res = run_limited([*cmd, *args])
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
     for word in NOISE:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.subproc import run_limited
 
 PRESET = "src/hexssl/configs/simclr-synthetic-demo.yaml"
 # No BatchNorm anywhere (ViT + BN-free projector) and deterministic views: with those, the
@@ -53,7 +54,7 @@ def train(tmp: Path, name: str, *extra: str) -> Path:
         f"name={name}",
         *extra,
     ]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    res = run_limited(cmd, env=env, cpu_seconds=240, wall_seconds=400)
     assert res.returncode == 0, res.stderr[-3000:]
     return tmp / name
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from hexssl.config import load_config
 from hexssl.methods.base import NonFiniteLossError
 from hexssl.methods.simclr import SimCLR
 from hexssl.train import pretrain
+from tests.subproc import run_limited
 
 from .tiny import tiny
 
@@ -43,7 +43,7 @@ else:
 def run(mode: str, run_dir: Path, kill_at: int, overrides: list[str]) -> int:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
     cmd = [sys.executable, "-c", SCRIPT, mode, str(run_dir), str(kill_at), *overrides]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300).returncode
+    return run_limited(cmd, env=env).returncode
 
 
 def final_state(run_dir: Path) -> dict[str, torch.Tensor]:

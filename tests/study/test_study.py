@@ -25,6 +25,7 @@ from hexssl.study import (
     schedule,
     train_run,
 )
+from tests.subproc import run_limited
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = ROOT / "benchmarks" / "hex_study_protocol.yaml"
@@ -110,7 +111,7 @@ def test_gpu_script_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
     args = ["bash", "benchmarks/hex_study_gpu.sh", str(data), str(out), "600", *extra]
     env = {**os.environ, "PYTHON": sys.executable}
     overrides = [*TINY, "data.on_device=true"]
-    res = subprocess.run(
+    res = run_limited(
         [*args, "--set", *overrides], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert res.returncode == 0 and "campaign exit 0" in res.stdout, res.stdout + res.stderr
