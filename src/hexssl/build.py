@@ -21,6 +21,7 @@ from hexssl.data.transforms import build_augmentation, build_views
 from hexssl.losses import HEXDenominator, InfoNCE, InfoNCEDenominator
 from hexssl.methods import SSLMethod, WeightedTerm, get_method
 from hexssl.optim import OPTIMIZERS
+from hexssl.speed import runs_on_cpu
 
 LAZY_CROPPED = ("imagenet", "imagenet100")  # decode-time crops, one per view
 
@@ -133,6 +134,9 @@ def build_datamodule(
         rank=rank,
         world_size=world,
         on_device=d.on_device,
+        pin_memory=d.pin_memory
+        if d.pin_memory is not None
+        else not runs_on_cpu(cfg.trainer.accelerator),
     )
 
 

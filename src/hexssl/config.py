@@ -89,6 +89,7 @@ class DataConfig:
     options: dict[str, Any] = field(default_factory=dict)  # reader-specific (e.g. n_classes)
     aug_overrides: dict[str, Any] = field(default_factory=dict)
     on_device: bool = False  # keep in-memory datasets on the GPU as uint8 (no copy per step)
+    pin_memory: bool | None = None  # page-locked batches for async copies; None: on GPU runs
 
 
 @dataclass
@@ -128,6 +129,13 @@ class TrainerConfig:
     progress_bar: bool = True
     channels_last: bool = True  # NHWC activations: faster convolutions on CPU (AMX) and GPU
     compile: bool = False  # torch.compile the backbone and heads (eager if it fails)
+    # GPU settings (no effect on CPU runs): cuDNN picks the fastest convolution algorithm
+    # per shape; fp32 matmuls and convolutions use TF32 tensor cores (10-bit mantissa
+    # products, fp32 accumulation); deterministic: reproducible kernels (slower), as
+    # Lightning's flag of that name, for bit-exact reruns and resumes on a GPU.
+    cudnn_benchmark: bool = True
+    tf32: bool = True
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         self.precision = check_precision(str(self.precision))

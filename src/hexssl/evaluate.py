@@ -84,7 +84,11 @@ def _splits(
     device: torch.device | str,
     cache: tuple[Path, str, dict[str, Any] | None] | None,
 ) -> tuple[Feats, Feats]:
-    """(train, val) features with the eval transform, cached when ``cache`` is given."""
+    """(train, val) features with the eval transform, cached when ``cache`` is given.
+
+    The features stay on ``device`` (cached copies are written from the CPU), so kNN and
+    the linear probes run where the backbone ran.
+    """
     if getattr(dm, "val_set", None) is None:
         raise ConfigError("this dataset has no evaluation split; pass --data data.dataset=...")
     loaders = {"train": dm.train_eval_dataloader(), "val": dm.val_dataloader()}
@@ -98,7 +102,8 @@ def _splits(
                 run_dir, f"{tag}-{split}", backbone, loader, transform, device, key=key
             )
             out.append((f[0], f[1], f[2]))
-    return out[0], out[1]
+    on_device = [(f.to(device), y.to(device), s.to(device)) for f, y, s in out]
+    return on_device[0], on_device[1]
 
 
 def encoder_features(enc: Encoder) -> tuple[Feats, Feats]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -39,27 +39,33 @@ class LARS(torch.optim.Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    self._update(p, group)
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                self._update_group(params, group)
         return loss
 
-    def _update(self, p: Tensor, group: dict[str, Any]) -> None:
-        grad = p.grad
-        assert grad is not None
+    def _update_group(self, params: list[Tensor], group: dict[str, Any]) -> None:
+        """One group's update with multi-tensor (``_foreach``) kernels: a few launches
+        per group instead of several per parameter (about 480 a step for a ResNet-18)."""
+        grads: list[Tensor] = [cast(Tensor, p.grad) for p in params]
         if not group["lars_exclude"]:
-            grad = grad.add(p, alpha=group["weight_decay"])
-            w_norm, g_norm = p.norm(), grad.norm()
+            grads = list(torch._foreach_add(grads, params, alpha=group["weight_decay"]))
+            w_norm = torch.stack(torch._foreach_norm(params))  # (P,)
+            g_norm = torch.stack(torch._foreach_norm(grads))  # (P,)
             trust = torch.where(
-                (w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm)
-            )
-            grad = grad.mul(trust)
-        buf = self.state[p].get("momentum_buffer")
-        if buf is None:
-            buf = self.state[p]["momentum_buffer"] = grad.clone()
+                (w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, 1.0
+            )  # (P,) layer-wise trust ratios
+            ratios: list[Tensor] = list(trust.unbind())
+            grads = list(torch._foreach_mul(grads, ratios))
+        bufs: list[Tensor] = [self.state[p].get("momentum_buffer") for p in params]
+        if any(b is None for b in bufs):  # first step: the buffers start as the update
+            for p, g in zip(params, grads):
+                self.state[p]["momentum_buffer"] = g.clone()
         else:
-            buf.mul_(group["momentum"]).add_(grad)
-        p.add_(buf, alpha=-group["lr"])
+            torch._foreach_mul_(bufs, group["momentum"])
+            torch._foreach_add_(bufs, grads)
+        torch._foreach_add_(params, [self.state[p]["momentum_buffer"] for p in params],
+                            alpha=-group["lr"])  # fmt: skip
 
 
 def is_bias_or_norm(name: str, p: Tensor) -> bool:

@@ -74,6 +74,19 @@ def apply_speed_settings(
     return done
 
 
+def apply_backend_settings(accelerator: str, cudnn_benchmark: bool, tf32: bool) -> None:
+    """GPU kernel choices of a run (``trainer.cudnn_benchmark``, ``trainer.tf32``).
+
+    Process-wide torch settings, applied at the start of a GPU run and left unchanged
+    for CPU runs (where neither exists).
+    """
+    if runs_on_cpu(accelerator):
+        return
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
 def channels_last_is_safe(model: nn.Module) -> bool:
     """False when NHWC would hit the CPU bug of strided 1x1 convs with < 8 input channels.
 

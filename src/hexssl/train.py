@@ -38,7 +38,12 @@ from hexssl.config import ConfigError, RunConfig, dump_config, load_config, to_d
 from hexssl.console import quiet_libraries
 from hexssl.history import METRICS_FILE, RunCSVLogger, trim_metrics
 from hexssl.methods.base import NonFiniteLossError, SSLMethod
-from hexssl.speed import apply_speed_settings, check_device_precision, precision_hint
+from hexssl.speed import (
+    apply_backend_settings,
+    apply_speed_settings,
+    check_device_precision,
+    precision_hint,
+)
 
 __all__ = ["atomic_torch_save", "atomic_write_text", "pretrain", "resume"]
 # Config keys a resume may change without --allow-changes: they extend the run or
@@ -50,6 +55,8 @@ SAFE_CHANGES = frozenset(
         "trainer.checkpoint_every_n_steps",
         "trainer.log_every_n_steps",
         "data.num_workers",
+        "data.pin_memory",
+        "trainer.cudnn_benchmark",
         "eval.knn_at_end",
         "wandb",
     }
@@ -109,20 +116,30 @@ class QuietProgressBar(TQDMProgressBar):
 
 
 class Throughput(Callback):
-    """Logs images per second of training (shown in the progress bar)."""
+    """Logs images per second of training (shown in the progress bar).
+
+    Measured over the steps between two logging steps (wall time / images), not per
+    step: on a GPU a step's host time says nothing about its device time, and a
+    synchronisation per step would slow training. The logging step itself reads values
+    back from the device, so each interval ends with the device caught up.
+    """
 
     def __init__(self) -> None:
         self.t0: float | None = None
-
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, *a: Any) -> None:
-        self.t0 = time.perf_counter()
+        self.images = 0
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, *a: Any
     ) -> None:
-        if self.t0 is not None:
-            rate = batch[0].shape[0] / max(time.perf_counter() - self.t0, 1e-9)
+        now = time.perf_counter()
+        if self.t0 is None:  # the first step (compilation, cudnn autotuning) is not timed
+            self.t0 = now
+            return
+        self.images += batch[0].shape[0]
+        if getattr(pl_module, "logged_this_step", True):
+            rate = self.images / max(now - self.t0, 1e-9)
             pl_module.log("train/img_per_s", rate, prog_bar=True)
+            self.t0, self.images = now, 0
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -141,6 +158,8 @@ def prepare(cfg: RunConfig) -> tuple[SSLMethod, Any]:
     check_trains_something(cfg, dm)
     method = build_method(cfg, dm)
     apply_speed_settings(method, cfg.trainer.channels_last, cfg.trainer.compile)
+    t = cfg.trainer
+    apply_backend_settings(t.accelerator, t.cudnn_benchmark and not t.deterministic, t.tf32)
     if cfg.eval.purity_every_n_steps and getattr(dm, "val_set", None) is not None:
         method.purity_batch = fixed_batch(dm.val_set, cfg.eval.purity_batch_size, cfg.seed)
     return method, dm
@@ -265,6 +284,7 @@ def make_trainer(
             plugins=[io or AtomicCheckpointIO()],
             default_root_dir=str(run_dir),
             num_sanity_val_steps=0,
+            deterministic=t.deterministic or None,
         )
     except (MisconfigurationException, ValueError) as err:
         raise ConfigError(f"trainer: {err}") from None
@@ -310,6 +330,7 @@ def train(
     if state is not None and epochs_done(state) >= cfg.trainer.max_epochs:
         return already_finished(cfg, state)
     method, dm = prepare(cfg)  # config and data errors surface before anything is written
+    method.checkpoint_every = cfg.trainer.checkpoint_every_n_steps  # NaN checks before them
     callbacks = [
         RunCheckpoints(run_dir, cfg.trainer.checkpoint_every_n_steps),
         ResumeState(),
@@ -408,6 +429,8 @@ def finish(
         **method.last_purity,  # logged straight to the loggers, so not in callback_metrics
     }
     if cfg.eval.knn_at_end and trainer.is_global_zero:
+        # Lightning hands the model back on the CPU after fit: evaluate where it trained
+        method.to(trainer.strategy.root_device)
         summary.update(final_knn(method, dm, cfg))
     if trainer.is_global_zero:
         atomic_write_text(cfg.run_dir / "summary.json", json.dumps(summary, indent=2))

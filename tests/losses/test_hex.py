@@ -42,7 +42,11 @@ def pairing_and_sims(kind: str, b: int = 12, seed: int = 0):
 
 
 def hex_loss(p, **kw) -> float:
-    return float(contrastive_loss(p, T, HEXDenominator(**kw))[0])
+    """The loss of the sparse (CPU) path; the dense (GPU) path must give the same value."""
+    sparse = float(contrastive_loss(p, T, HEXDenominator(dense=False, **kw))[0])
+    dense = float(contrastive_loss(p, T, HEXDenominator(dense=True, **kw))[0])
+    assert dense == pytest.approx(sparse, rel=1e-12, abs=1e-12)
+    return sparse
 
 
 PAIRINGS = ["simclr", "cross", "queue"]

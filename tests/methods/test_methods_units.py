@@ -39,8 +39,11 @@ def test_train_and_val_online_acc1_are_both_percent() -> None:
     method, dm = build(tiny_config("simclr"))
     labels = torch.arange(method.num_classes).repeat(2)
     out = logged(method)
-    method._probe(perfect_probe(method, labels), labels)
-    assert out["train/online_acc1"] == 100.0
+    _, acc = method._probe(perfect_probe(method, labels), labels)
+    assert float(acc) == 100.0
+    unknown = torch.cat([labels, torch.full((4,), -1)])  # unlabelled images do not count
+    feats = torch.cat([perfect_probe(method, labels), torch.zeros(4, method.num_features)])
+    assert float(method._probe(feats, unknown)[1]) == 100.0
     feats = perfect_probe(method, labels)
     method.backbone = Fixed(feats)
     images = next(iter(dm.train_dataloader()))[0][: labels.numel()]

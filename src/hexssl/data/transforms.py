@@ -1,9 +1,13 @@
 """Batched, on-device SSL augmentations: uint8 (B, 3, H, W) in, a list of normalised views out.
 
 Every random parameter is drawn per sample for the whole batch at once (no per-image
-Python loop), on the CPU from an optional ``torch.Generator`` and then moved to the
-input's device, so a seed gives the same views on CPU and CUDA. Crop, resize and flip are
-one ``F.grid_sample`` call with a per-sample affine grid.
+Python loop), from an optional ``torch.Generator`` on the generator's device. A seed
+gives the same views on every run on the same kind of device; CPU and CUDA generators
+are different random streams, so the same seed gives different views on the two (the
+training step draws on the images' device, so that no random tensor is copied from the
+host). Crop, resize and flip are one ``F.grid_sample`` call with a per-sample affine
+grid. On accelerators nothing here synchronises with the host: no value is read back,
+no shape depends on data, and no constant is copied from the host after the first call.
 
 Deviations from torchvision's PIL pipeline (kept for speed, all documented here):
 - crops are sub-pixel (continuous box corners), bilinear, without antialiasing;
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +34,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from hexssl.hostsync import avoid_host_sync
 
 Stats = tuple[tuple[float, float, float], tuple[float, float, float]]
 
@@ -190,8 +197,8 @@ def centre_resize(x: Tensor, size: int) -> Tensor:
 # --------------------------------------------------------------------- colour ops
 def grayscale(x: Tensor) -> Tensor:
     """Luma (B, 1, H, W) of RGB (B, 3, H, W)."""
-    w = x.new_tensor(GRAY_WEIGHTS).view(1, 3, 1, 1)
-    return (x * w).sum(dim=1, keepdim=True)
+    r, g, b = GRAY_WEIGHTS  # Python scalars: no host-to-device copy
+    return r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3]
 
 
 def adjust_brightness(x: Tensor, f: Tensor) -> Tensor:
@@ -210,6 +217,17 @@ def adjust_saturation(x: Tensor, f: Tensor) -> Tensor:
     return torch.lerp(grayscale(x), x, f.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
 
 
+_ON_DEVICE: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
+
+
+def _yiq_matrices(x: Tensor) -> tuple[Tensor, Tensor]:
+    """RGB->YIQ and YIQ->RGB on ``x``'s device and dtype, copied there once."""
+    key = (x.device, x.dtype)
+    if key not in _ON_DEVICE:
+        _ON_DEVICE[key] = (_RGB2YIQ.to(x), _YIQ2RGB.to(x))
+    return _ON_DEVICE[key]
+
+
 def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     """Rotate chroma (I, Q) by ``shift`` turns in YIQ space: one (3, 3) matrix per sample.
 
@@ -219,7 +237,7 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     angle = 2 * math.pi * shift
     cos, sin, one, zero = angle.cos(), angle.sin(), torch.ones_like(angle), torch.zeros_like(angle)
     rot = torch.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], 1).view(-1, 3, 3)
-    to_yiq, to_rgb = _RGB2YIQ.to(x), _YIQ2RGB.to(x)
+    to_yiq, to_rgb = _yiq_matrices(x)
     m = to_rgb @ rot @ to_yiq  # (B, 3, 3)
     B, C, H, W = x.shape
     return torch.bmm(m, x.reshape(B, C, H * W)).view(B, C, H, W).clamp_(0.0, 1.0)
@@ -239,19 +257,41 @@ def colour_jitter(x: Tensor, cfg: ViewConfig, gen: torch.Generator | None) -> Te
         (adjust_saturation, factor(cfg.saturation), cfg.saturation > 0),
         (adjust_hue, on * uniform(B, -cfg.hue, cfg.hue, gen, dev), cfg.hue > 0),
     ]
-    order = torch.randperm(4, generator=gen, device=gen.device if gen else "cpu").tolist()
-    for i in order:
+    for i in jitter_order(gen):
         op, arg, active = ops[i]
         x = op(x, arg) if active else x
     return x
 
 
+def jitter_order(gen: torch.Generator | None) -> list[int]:
+    """The batch's random order of the four colour-jitter ops.
+
+    From a CPU generator (or none) it is drawn from that generator. Reading a CUDA draw
+    back would stall the GPU queue, so from an accelerator's generator the order comes
+    from a host RNG seeded by the generator's seed and offset, both kept on the host:
+    still a pure function of the generator's state (resume stays exact).
+    """
+    if gen is None or not avoid_host_sync(gen.device):
+        return torch.randperm(4, generator=gen).tolist()
+    try:
+        offset = gen.get_offset()  # CUDA (Philox) generators keep it on the host
+    except (AttributeError, RuntimeError):  # CPU generators have none
+        offset = 0
+    return random.Random(gen.initial_seed() * 1_000_003 + offset).sample(range(4), 4)
+
+
 def on_subset(x: Tensor, on: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
-    """Apply ``fn`` only to the images where ``on`` is True (cheap for small p).
+    """Apply ``fn`` only to the images where ``on`` is True.
+
+    On the CPU only the selected images are computed (cheap for small p); on an
+    accelerator every image is, and ``torch.where`` keeps the selected results: the
+    selection's size would otherwise have to be read back (a host sync).
 
     Shape:
         x: (B, 3, H, W); on: (B,) bool
     """
+    if avoid_host_sync(x.device):
+        return torch.where(on.view(-1, 1, 1, 1), fn(x), x)
     idx = on.nonzero().squeeze(1)  # (b,)
     if idx.numel() == 0:
         return x
@@ -290,6 +330,8 @@ def random_blur(x: Tensor, cfg: ViewConfig, gen: torch.Generator | None) -> Tens
     B = x.shape[0]
     on = bernoulli(B, cfg.blur_p, gen, x.device)
     sigma = uniform(B, *cfg.blur_sigma, gen, x.device)
+    if avoid_host_sync(x.device):  # see on_subset: no data-dependent shapes off the CPU
+        return torch.where(on.view(-1, 1, 1, 1), gaussian_blur(x, sigma), x)
     idx = on.nonzero().squeeze(1)  # (b,)
     if idx.numel() == 0:
         return x
@@ -340,7 +382,8 @@ class ViewAugment(nn.Module):
         if cfg.crop:
             B, _, H, W = x.shape
             if precropped:  # the whole pre-crop: flip and resize only
-                boxes = x.new_tensor([0.0, 0.0, W, H]).expand(B, 4)  # (B, 4)
+                boxes = x.new_zeros(B, 4)  # (B, 4) the whole image, filled on device
+                boxes[:, 2], boxes[:, 3] = W, H
             else:
                 boxes = sample_crop_boxes(B, H, W, cfg.crop_scale, cfg.crop_ratio, gen, x.device)
             x = crop_flip_resize(x, boxes, bernoulli(B, cfg.flip_p, gen, x.device), cfg.size)

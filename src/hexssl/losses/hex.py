@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from hexssl.hostsync import avoid_host_sync
 from hexssl.losses.thresholds import Threshold, build_threshold
 
 NEG_INF = float("-inf")
@@ -85,6 +86,54 @@ class _HexLogDenominator(torch.autograd.Function):
         dpos = pos_weight - loc.active * (lam * tau / (1.0 - tau)) * loc.n_h  # spec 4.2
         grad_lp = grad_d * (lp - log_d).exp() * dpos  # (M,)
         return g, grad_lp, None, None, None, None, None
+
+
+class _HexLogDenominatorDense(torch.autograd.Function):
+    """The same log D_i as :class:`_HexLogDenominator`, with H as a dense (M, K) mask.
+
+    No data-dependent shapes, so no host synchronisation (no ``nonzero``): the path for
+    GPUs, where a sync stalls the queue and an (M, K) mask is cheap. Keeps E, the
+    neighbour offsets d (-inf outside H) and H for backward.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, sim: Tensor, lp: Tensor, ws: Workspace, H: Tensor, pos_weight: Tensor,
+        hp: HParams,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        beta, tau, lam, inv_t, _ = hp
+        l_h = ws.logits.masked_fill(~H, NEG_INF)  # (M, K) neighbour logits, -inf elsewhere
+        ws.logits.masked_fill_(H, NEG_INF)  # (M, K) now -inf outside G(i)
+        E, m = _global_exp_dense_(ws.logits, lp)
+        log_g = E.sum(1).log() + m  # (M,)
+        loc = _local_forward_dense(l_h, H, lp, beta, tau, inv_t, lam)
+        log_loc = _log(lam) + loc.log_local  # (M,)
+        log_d = torch.stack([pos_weight.log() + lp, log_loc, log_g], 1).logsumexp(1)  # (M,)
+        ctx.save_for_backward(E, m, lp, pos_weight, log_d, H, *loc)
+        ctx.hp = hp
+        ctx.mark_non_differentiable(log_loc)
+        return log_d, log_loc
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_d: Tensor, _grad_loc: Tensor) -> tuple[Tensor | None, ...]:
+        E, m, lp, pos_weight, log_d, H, *rest = ctx.saved_tensors
+        loc = LocalTerm(*rest)
+        beta, tau, lam, inv_t, detach = ctx.hp
+        g = E * (grad_d * (m - log_d).exp() * inv_t)[:, None]  # (M, K) d/ds on G(i)
+        if lam > 0:
+            coef = _local_coef(loc, log_d, lam, tau) * grad_d * inv_t  # (M,)
+            g = torch.where(H, _local_grad_dense(loc, coef, beta, detach), g)
+        dpos = pos_weight - loc.active * (lam * tau / (1.0 - tau)) * loc.n_h  # spec 4.2
+        grad_lp = grad_d * (lp - log_d).exp() * dpos  # (M,)
+        return g, grad_lp, None, None, None, None
+
+
+def _global_exp_dense_(logits: Tensor, lp: Tensor) -> tuple[Tensor, Tensor]:
+    """In place: E = e^{l - m} on G(i) (``logits`` is -inf elsewhere), m its row max."""
+    m = logits.amax(1)  # (M,)
+    m = torch.where(torch.isfinite(m), m, lp.detach())
+    return logits.sub_(m[:, None]).exp_(), m
 
 
 def _global_exp_(logits: Tensor, rows: Tensor, cols: Tensor, lp: Tensor) -> tuple[Tensor, Tensor]:
@@ -174,6 +223,41 @@ def _local_grad(loc: LocalTerm, rows: Tensor, coef: Tensor, beta: float, detach:
     return grad * coef[rows]
 
 
+def _local_forward_dense(
+    l_h: Tensor, H: Tensor, lp: Tensor, beta: float, tau: float, inv_t: float, lam: float
+) -> LocalTerm:
+    """:func:`_local_forward` on a dense mask: ``l_h`` (M, K) is -inf outside H.
+
+    The returned ``d_h`` is (M, K), -inf outside H.
+    """
+    n_h = H.sum(1, dtype=lp.dtype)  # (M,)
+    has_h = n_h > 0
+    m_h = torch.where(has_h, l_h.amax(1), 0.0)  # (M,)
+    d_h = l_h - m_h[:, None]  # (M, K)
+    if lam == 0:
+        zero = torch.zeros_like(lp)
+        return LocalTerm(zero + NEG_INF, zero, zero, zero, n_h, zero, d_h)
+    log_a = (beta * d_h).logsumexp(1) if beta > 0 else n_h.log()
+    log_c = ((1.0 + beta) * d_h).logsumexp(1)
+    log_a, log_c = torch.where(has_h, log_a, 0.0), torch.where(has_h, log_c, 0.0)
+    log_r = n_h.log() + log_c - log_a + m_h  # (M,)
+    log_local, active = _debias(log_r, lp, n_h, tau, inv_t)
+    log_local = torch.where(has_h, log_local, NEG_INF)
+    active = (active & has_h).to(lp.dtype)
+    return LocalTerm(log_local, log_r, log_a, log_c, n_h, active, d_h)
+
+
+def _local_grad_dense(loc: LocalTerm, coef: Tensor, beta: float, detach: bool) -> Tensor:
+    """:func:`_local_grad` on the dense (M, K) offsets; 0 outside H. # (M, K)"""
+    part_c = ((1.0 + beta) * loc.d_h - loc.log_c[:, None]).exp()
+    if detach:
+        return part_c * coef[:, None]
+    grad = part_c * (1.0 + beta)
+    if beta > 0:
+        grad = grad - beta * (beta * loc.d_h - loc.log_a[:, None]).exp()
+    return grad * coef[:, None]
+
+
 class HEXDenominator(nn.Module):
     """HEX as the InfoNCE denominator (HEX_SPEC 4, 5).
 
@@ -185,6 +269,9 @@ class HEXDenominator(nn.Module):
         lambda_local: weight of the local term (>= 0).
         warmup_epochs: epochs of plain InfoNCE before HEX switches on (spec 5.3).
         detach_weights: stop gradients through the importance weights.
+        dense: H as a dense (M, K) mask (no host synchronisation, the GPU path) or in
+            sparse form (fewer (M, K) tensors, faster on CPUs); None (default) picks
+            dense on every device but the CPU. Both compute the same loss and gradient.
         threshold_kwargs: passed to the threshold (q, per_anchor, ema, eps0, schedule...).
 
     Example:
@@ -203,19 +290,28 @@ class HEXDenominator(nn.Module):
         lambda_local: float = 1.0,
         warmup_epochs: float = 0.0,
         detach_weights: bool = False,
+        dense: bool | None = None,
         **threshold_kwargs: Any,
     ) -> None:
         super().__init__()
         _check_hparams(variant, beta, tau_plus, lambda_local, warmup_epochs)
         self.variant, self.beta, self.tau_plus = variant, beta, tau_plus
         self.lambda_local, self.warmup_epochs = lambda_local, warmup_epochs
-        self.detach_weights = detach_weights
+        self.detach_weights, self.dense = detach_weights, dense
         self.threshold = _make_threshold(threshold, variant, threshold_kwargs)
         self.register_buffer("epoch", torch.tensor(0.0, dtype=torch.float64))
+        self._epoch = 0.0  # host copy of the buffer: reading a GPU buffer would sync
 
     def set_progress(self, epoch: float) -> None:
         """Set training progress in (fractional) epochs; drives schedules and warm-up."""
-        self.epoch.fill_(float(epoch))
+        self._epoch = float(epoch)
+        self.epoch.fill_(self._epoch)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        saved = state_dict.get(prefix + "epoch")
+        if isinstance(saved, Tensor):
+            self._epoch = float(saved)  # once, at load
 
     def end_step(self) -> None:
         """Once per optimiser step: the threshold's EMA advances, except in warm-up."""
@@ -224,7 +320,7 @@ class HEXDenominator(nn.Module):
     @property
     def in_warmup(self) -> bool:
         """True while the loss is plain InfoNCE (spec 5.3)."""
-        return float(self.epoch) < self.warmup_epochs
+        return self._epoch < self.warmup_epochs
 
     def forward(
         self, sim: Tensor, temperature: float, pos_idx: Tensor, self_idx: Tensor | None
@@ -238,24 +334,39 @@ class HEXDenominator(nn.Module):
         lp = sim32.gather(1, pos_idx).squeeze(1) / temperature  # (M,) positive logits
         with torch.no_grad():  # the one (M, K) work buffer: logits on N(i), -inf elsewhere
             work = _exclude_(sim32.detach() / temperature, pos_idx, self_idx)
-        epoch = float(self.epoch)
-        rows, cols, eps = self.threshold.neighbours(
-            sim, pos_idx, self_idx, epoch, temperature, work
-        )
+        dense = self.dense if self.dense is not None else avoid_host_sync(sim.device)
         n_neg = sim.shape[1] - 1 - (self_idx is not None)  # |N(i)|
+        if dense:
+            H, eps = self.threshold(sim, pos_idx, self_idx, self._epoch, temperature, work)
+            n_h = H.sum(dtype=sim32.dtype)
+        else:
+            rows, cols, eps = self.threshold.neighbours(
+                sim, pos_idx, self_idx, self._epoch, temperature, work
+            )
+            n_h = torch.full((), rows.numel(), dtype=sim32.dtype, device=sim.device)
         if self.in_warmup:  # spec 5.3: plain InfoNCE
             masked = _exclude_(sim32 / temperature, pos_idx, self_idx)  # with gradients
             log_d = torch.logaddexp(lp, masked.logsumexp(1))
-            return log_d, _stats(rows, eps, torch.full_like(log_d, NEG_INF), log_d, n_neg)
+            return log_d, _stats(n_h, eps, torch.full_like(log_d, NEG_INF), log_d, n_neg)
         pos_weight, lam = torch.ones_like(lp), self.lambda_local
         if self.variant == "reference":
-            rows, cols, pos_weight = _reference_sets(rows, cols, lp, n_neg)
-            lam = 0.0
+            pos_weight, lam = torch.full_like(lp, float(n_neg == 0)), 0.0
+            if dense:
+                H = _reference_mask(H, n_neg)
+                n_h = H.sum(dtype=sim32.dtype)
+            else:
+                rows, cols = _reference_sets(rows, cols, lp, n_neg)
+                n_h = torch.full((), rows.numel(), dtype=sim32.dtype, device=sim.device)
         hp = (self.beta, self.tau_plus, lam, 1.0 / temperature, self.detach_weights)
-        log_d, log_loc = _HexLogDenominator.apply(
-            sim32, lp, Workspace(work), rows, cols, pos_weight, hp
-        )
-        return log_d, _stats(rows, eps, log_loc, log_d, n_neg)
+        if dense:
+            log_d, log_loc = _HexLogDenominatorDense.apply(
+                sim32, lp, Workspace(work), H, pos_weight, hp
+            )
+        else:
+            log_d, log_loc = _HexLogDenominator.apply(
+                sim32, lp, Workspace(work), rows, cols, pos_weight, hp
+            )
+        return log_d, _stats(n_h, eps, log_loc, log_d, n_neg)
 
 
 def _exclude_(logits: Tensor, pos_idx: Tensor, self_idx: Tensor | None) -> Tensor:
@@ -276,26 +387,29 @@ def plain_log_denominator(logits: Tensor, self_idx: Tensor | None) -> Tensor:
     return logits.logsumexp(1)
 
 
-def _reference_sets(
-    rows: Tensor, cols: Tensor, lp: Tensor, n_neg: int
-) -> tuple[Tensor, Tensor, Tensor]:
+def _reference_sets(rows: Tensor, cols: Tensor, lp: Tensor, n_neg: int) -> tuple[Tensor, Tensor]:
     """The reference's denominator is G(i); an empty G(i) falls back to N(i) (spec 4.4).
 
-    The positive is dropped from D, except where N(i) itself is empty (then D = e^{l_p}
-    and the loss is 0 instead of inf). Returns (rows, cols, positive weight (M,)).
+    The positive is dropped from D (weight 0), except where N(i) itself is empty (then
+    D = e^{l_p} and the loss is 0 instead of inf). Returns the kept (rows, cols).
     """
     sizes = torch.bincount(rows, minlength=lp.shape[0])  # (M,) |H(i)|
     keep = sizes[rows] < n_neg  # drop H entirely in rows whose G(i) is empty
     if not bool(keep.all()):
         rows, cols = rows[keep], cols[keep]
-    return rows, cols, torch.full_like(lp, float(n_neg == 0))
+    return rows, cols
+
+
+def _reference_mask(H: Tensor, n_neg: int) -> Tensor:
+    """:func:`_reference_sets` on a dense mask: rows with an empty G(i) lose H. # (M, K)"""
+    return H & (H.sum(1, keepdim=True) < n_neg)
 
 
 def _stats(
-    rows: Tensor, eps: Tensor, log_loc: Tensor, log_d: Tensor, n_neg: int
+    n_h: Tensor, eps: Tensor, log_loc: Tensor, log_d: Tensor, n_neg: int
 ) -> dict[str, Tensor]:
-    """HEX_SPEC 8 observables, detached, from the sparse neighbour sets."""
-    mean_size = rows.new_tensor(rows.numel(), dtype=log_d.dtype) / log_d.shape[0]
+    """HEX_SPEC 8 observables, detached; ``n_h`` is sum_i |H(i)| as a () tensor."""
+    mean_size = n_h.to(log_d.dtype) / log_d.shape[0]
     return {
         "eps": eps.detach().float().mean(),
         "neighbours": mean_size,

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hexssl.hostsync import avoid_host_sync
 from hexssl.losses.distributed import gather_no_grad, gather_with_grad, rank_and_world
 from hexssl.losses.hex import at_least_fp32, plain_log_denominator
 from hexssl.losses.thresholds import SuperclassOracle
@@ -90,7 +91,9 @@ def _check_indices(p: Pairing) -> None:
             continue
         if idx.shape != (m, 1):
             raise ValueError(f"{name} has shape {tuple(idx.shape)}; expected ({m}, 1)")
-        if int(idx.min()) < 0 or int(idx.max()) >= k:
+        # the range check reads values: free on the CPU, a host sync elsewhere (there an
+        # out-of-range column fails in the gather's own device-side check instead)
+        if not avoid_host_sync(idx.device) and (int(idx.min()) < 0 or int(idx.max()) >= k):
             raise ValueError(f"{name} holds columns outside [0, {k}) of the candidates")
 
 

@@ -292,11 +292,11 @@ class AdaptiveThreshold(Threshold):
         """
         if self.ema == 0.0:
             return eps
-        prev = self.ema_value
+        prev = self.ema_value  # NaN until the first commit; torch.where keeps this sync-free
         if not self.training:
-            return eps if torch.isnan(prev) else prev.clone()
+            return torch.where(torch.isnan(prev), eps, prev)
         self._pending.append(eps.detach())
-        return eps if torch.isnan(prev) else self.ema * prev + (1.0 - self.ema) * eps
+        return torch.where(torch.isnan(prev), eps, self.ema * prev + (1.0 - self.ema) * eps)
 
     def end_step(self, keep: bool = True) -> None:
         """Fold this step's batch thresholds into the EMA (``keep=False`` drops them)."""
@@ -304,7 +304,7 @@ class AdaptiveThreshold(Threshold):
             eps = torch.stack(self._pending).mean()
             prev = self.ema_value
             self.ema_value.copy_(
-                eps if torch.isnan(prev) else self.ema * prev + (1 - self.ema) * eps
+                torch.where(torch.isnan(prev), eps, self.ema * prev + (1 - self.ema) * eps)
             )
         self._pending.clear()
 
@@ -360,7 +360,7 @@ class FixedThreshold(Threshold):
     def logit_threshold(
         self, masked: Tensor, sim: Tensor, temperature: float, epoch: float, n_valid: int
     ) -> Tensor:
-        return masked.new_tensor(self.value(epoch) / temperature)
+        return masked.new_full((), self.value(epoch) / temperature)  # no host-device copy
 
     def mask(
         self, sim: Tensor, masked: Tensor, pos_idx: Tensor, self_idx: Tensor | None,
@@ -368,7 +368,7 @@ class FixedThreshold(Threshold):
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
         if not self.minmax:
             return super().mask(sim, masked, pos_idx, self_idx, temperature, epoch)
-        eps = sim.new_tensor(self.value(epoch))
+        eps = sim.new_full((), self.value(epoch))
         return mask_above(minmax_rows(sim), eps, pos_idx, self_idx), eps
 
 
@@ -397,7 +397,7 @@ class SuperclassOracle(Threshold):
         if a.shape[0] != sim.shape[0] or c.shape[0] != sim.shape[1]:
             raise ValueError(f"oracle labels {tuple(a.shape)}/{tuple(c.shape)} != {sim.shape}")
         same = (a[:, None] == c[None, :]) & (a[:, None] >= 0)  # (M, K)
-        return drop_excluded(same, pos_idx, self_idx), sim.new_tensor(float("nan"))
+        return drop_excluded(same, pos_idx, self_idx), sim.new_full((), float("nan"))
 
 
 THRESHOLDS: dict[str, type[Threshold]] = {

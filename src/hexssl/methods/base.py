@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hexssl.config import OptimConfig
+from hexssl.hostsync import avoid_host_sync
 from hexssl.losses.infonce import InfoNCE
 from hexssl.optim import build_optimizer, cosine_momentum, param_groups, warmup_cosine
 from hexssl.speed import to_channels_last
@@ -87,6 +88,9 @@ class SSLMethod(L.LightningModule):
         self.momentum_pairs: list[tuple[nn.Module, nn.Module]] = []
         self.purity_batch: tuple[Tensor, Tensor, Tensor] | None = None
         self.last_purity: dict[str, float] = {}  # the latest purity_metrics()
+        self.logged_this_step = False  # whether the current step's metrics are logged
+        self.checkpoint_every = 0  # step-checkpoint period, set by the trainer setup
+        self._nonfinite: Tensor | None = None  # NaN/Inf seen since the last check
         self._progress_setters: list[Callable[[float], None]] | None = None
         self.build()
 
@@ -159,10 +163,31 @@ class SSLMethod(L.LightningModule):
         views = self.augmented_views(images, self.micro_batch(batch_idx))
         out = self.ssl_step(views, superlabels)
         loss = self._with_extra_term(out, superlabels)
-        self._guard_finite(loss)
-        probe_loss = self._probe(out.feats.detach(), labels)
-        self._log_train(loss, out.loss, images.shape[0])
+        log_now = self.logged_this_step = self.logging_step()
+        check = log_now or not avoid_host_sync(self.device) or self.epoch_end(batch_idx)
+        self._guard_finite(loss, check)
+        probe_loss, probe_acc = self._probe(out.feats.detach(), labels)
+        if log_now:  # Lightning reads logged values back at these steps only
+            self._log_train(loss, out.loss, images.shape[0], probe_acc)
         return loss + probe_loss
+
+    def epoch_end(self, batch_idx: int) -> bool:
+        """Whether ``batch_idx`` is the epoch's last batch (an epoch-end checkpoint follows)."""
+        trainer = self._trainer
+        return trainer is None or batch_idx + 1 >= trainer.num_training_batches
+
+    def logging_step(self) -> bool:
+        """Whether this step's metrics reach the loggers (``trainer.log_every_n_steps``).
+
+        Only these steps call ``self.log``: each logged tensor is read back to the host
+        (a sync that stalls a GPU), and values logged between them would be dropped.
+        The last step of training is always logged, for the run's summary.
+        """
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        last = self.global_step + 1 >= trainer.estimated_stepping_batches
+        return bool(trainer._logger_connector.should_update_logs or last)
 
     @torch.no_grad()
     def augmented_views(self, images: Tensor, micro: int = 0) -> list[Tensor]:
@@ -201,28 +226,46 @@ class SSLMethod(L.LightningModule):
             return out.loss
         a = self.extra_term.alpha
         hex_loss = self.extra_term.term(*out.z, labels=superlabels)
-        self.log("train/hex_term", hex_loss.detach())
+        if self.logging_step():
+            self.log("train/hex_term", hex_loss.detach())
         return (1.0 - a) * out.loss + a * hex_loss
 
-    def _guard_finite(self, loss: Tensor) -> None:
-        if not torch.isfinite(loss):
+    def _guard_finite(self, loss: Tensor, check_now: bool = True) -> None:
+        """Stop on a NaN or Inf loss, before the update and before any checkpoint of it.
+
+        Reading the flag is a host sync: on the CPU (free there) it is read every step;
+        on accelerators the flag accumulates on the device and is read at logging steps
+        and checkpoint steps, so a checkpoint never holds a state after a bad step.
+        """
+        bad = ~torch.isfinite(loss.detach())
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+        every = self.checkpoint_every
+        if not (check_now or (every and (self.global_step + 1) % every == 0)):
+            return
+        seen, self._nonfinite = bool(self._nonfinite), None
+        if seen:
             raise NonFiniteLossError(
                 f"training loss is {float(loss)} at global step {self.global_step} "
-                f"(epoch {self.current_epoch}); stopping before the update"
+                f"(epoch {self.current_epoch}), or became non-finite at an earlier step "
+                f"since the last check; stopping before the update"
             )
 
-    def _probe(self, feats: Tensor, labels: Tensor) -> Tensor:
-        """Online linear probe on detached features (no effect on the SSL gradients)."""
-        known = labels >= 0
-        if not bool(known.any()):
-            return feats.new_zeros(())
-        logits = self.classifier(feats[known])  # (b, C)
-        loss = F.cross_entropy(logits, labels[known])
-        acc = (logits.argmax(1) == labels[known]).float().mean() * 100  # percent, like val/
-        self.log("train/online_acc1", acc, prog_bar=True)
-        return loss
+    def _probe(self, feats: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Online linear probe on detached features (no effect on the SSL gradients).
 
-    def _log_train(self, loss: Tensor, ssl_loss: Tensor, batch_size: int) -> None:
+        Returns (loss, top-1 accuracy in percent) over the labelled images (label >= 0),
+        computed with masks rather than boolean indexing (no data-dependent shapes).
+        """
+        known = (labels >= 0).to(feats.dtype)  # (B,)
+        n = known.sum().clamp_min(1.0)
+        logits = self.classifier(feats)  # (B, C)
+        ce = F.cross_entropy(logits, labels.clamp_min(0), reduction="none")  # (B,)
+        loss = (ce * known).sum() / n
+        acc = ((logits.argmax(1) == labels).to(feats.dtype) * known).sum() / n * 100
+        return loss, acc
+
+    def _log_train(self, loss: Tensor, ssl_loss: Tensor, batch_size: int, acc: Tensor) -> None:
+        self.log("train/online_acc1", acc, prog_bar=True)
         # sync_dist: under DDP the logged value is the global-batch mean, not rank 0's
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size, sync_dist=True)
         self.log("train/ssl_loss", ssl_loss.detach(), batch_size=batch_size, sync_dist=True)
@@ -233,8 +276,9 @@ class SSLMethod(L.LightningModule):
     def hex_stats(self) -> dict[str, Tensor]:
         """HEX_SPEC 8 observables: the mean over every HEX call since the last read.
 
-        That is every direction, crop pair and term of the step (MoCo and NNCLR call the
-        loss twice, All4One four times, multi-crop 1 + 2 x local crops).
+        That is every direction, crop pair and term of every step since the last
+        logging step (MoCo and NNCLR call the loss twice a step, All4One four times,
+        multi-crop 1 + 2 x local crops).
         """
         sums: dict[str, Tensor] = {}
         calls = 0
@@ -281,11 +325,16 @@ class SSLMethod(L.LightningModule):
             return
         total = int(self.trainer.estimated_stepping_batches)
         tau = cosine_momentum(step, total, self.params.momentum_base)
-        for online, target in self.momentum_pairs:
-            for po, pt in zip(online.parameters(), target.parameters()):
-                pt.mul_(tau).add_(po.detach(), alpha=1.0 - tau)
-            for bo, bt in zip(online.buffers(), target.buffers()):
-                bt.copy_(bo)
+        for online, target in self.momentum_pairs:  # multi-tensor kernels, no Python loop
+            targets: list[Tensor] = list(target.parameters())
+            onlines: list[Tensor] = [p.detach() for p in online.parameters()]
+            if not targets:
+                continue
+            torch._foreach_mul_(targets, tau)
+            torch._foreach_add_(targets, onlines, alpha=1.0 - tau)
+            buffers = list(target.buffers())
+            if buffers:  # the foreach ops refuse empty lists
+                torch._foreach_copy_(buffers, list(online.buffers()))
 
     @torch.no_grad()
     def purity_sets(self, images: Tensor, superlabels: Tensor) -> dict[str, tuple[Tensor, float]]:

@@ -1,0 +1,289 @@
+"""The GPU path measured in one short run: environment, the GPU test suite, host syncs
+per training step, and the HEX loss against InfoNCE on CUDA (issue 22).
+
+Every section writes its part of ``OUT/gpu_check.json`` as soon as it finishes, so a run
+cut by its time limit still leaves what it measured; the markdown summary is printed
+last. Dry-run on a CPU at toy sizes with ``--dry-run`` (no CUDA: the sections that need
+it record why they were skipped).
+
+    python benchmarks/gpu/device_check.py --out OUT [--budget 200] [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks"), str(ROOT)]
+
+from hexssl.config import load_config  # noqa: E402
+from hexssl.hostsync import HostSyncCounter  # noqa: E402
+from hexssl.train import pretrain  # noqa: E402
+from loss_speed import LOSSES  # noqa: E402
+
+PRESET = ["configs/simclr.yaml", "configs/data/tiny-imagenet-hier50-cpu.yaml"]
+
+
+class Results:
+    """``gpu_check.json``, rewritten after every section."""
+
+    def __init__(self, out: Path) -> None:
+        self.path, self.data = out / "gpu_check.json", {}  # type: dict[str, Any]
+        out.mkdir(parents=True, exist_ok=True)
+
+    def put(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.path.write_text(json.dumps(self.data, indent=2, default=str))
+
+
+def environment() -> dict[str, Any]:
+    import lightning
+
+    env = {
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.version.cuda,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+    }
+    for name in ("timm", "torchvision", "kornia_rs"):
+        try:
+            env[name] = __import__(name).__version__
+        except Exception as err:  # optional packages: record what is missing
+            env[name] = f"missing ({type(err).__name__})"
+    return env
+
+
+def gpu_tests(out: Path, timeout: int, dry: bool) -> dict[str, Any]:
+    """``pytest -m gpu`` in parallel workers; per-test outcome and the smoke losses."""
+    xml = out / "pytest_gpu.xml"
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "tests/gpu", "-q", "-p", "no:cacheprovider",
+           f"--junitxml={xml}", "-o", "junit_logging=no"]  # fmt: skip
+    if not dry:
+        cmd += ["-n", "8"]
+    start = time.time()
+    try:
+        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        tail = (res.stdout + res.stderr)[-4000:]
+    except subprocess.TimeoutExpired as err:
+        tail = f"timed out after {timeout} s\n{(err.stdout or b'')[-3000:]!r}"
+    (out / "pytest_gpu.txt").write_text(tail)
+    cases: dict[str, Any] = {}
+    if xml.is_file():
+        for case in ET.parse(xml).getroot().iter("testcase"):
+            outcome = "passed"
+            for tag in ("failure", "error", "skipped"):
+                if case.find(tag) is not None:
+                    outcome = tag
+            props = {p.get("name"): p.get("value") for p in case.iter("property")}
+            cases[case.get("name", "?")] = {"outcome": outcome, **props}
+    counts: dict[str, int] = {}
+    for c in cases.values():
+        counts[c["outcome"]] = counts.get(c["outcome"], 0) + 1
+    return {"seconds": round(time.time() - start, 1), "counts": counts, "cases": cases}
+
+
+class CountSyncs(Callback):
+    """Host syncs inside steps [first, last): torch's sync debug mode on CUDA, the
+    op counter of hexssl.hostsync everywhere; and the wall time of those steps."""
+
+    def __init__(self, first: int, last: int) -> None:
+        self.first, self.last = first, last
+        self.counter = HostSyncCounter()
+        self.counter.active = False
+        self.cuda_warnings = 0
+        self.t0 = self.t1 = 0.0
+
+    def on_train_batch_start(self, trainer: Any, *args: Any) -> None:
+        step = trainer.global_step
+        on = self.first <= step < self.last
+        if step == self.first:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.t0 = time.perf_counter()
+        if step == self.last:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.t1 = time.perf_counter()
+        self.counter.active = on
+        if torch.cuda.is_available():
+            torch.cuda.set_sync_debug_mode("warn" if on else "default")
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self.counter.active = False
+        if torch.cuda.is_available():
+            torch.cuda.set_sync_debug_mode("default")
+
+
+def host_syncs(width: int, batch: int, steps: int, dry: bool) -> dict[str, Any]:
+    """SimCLR + HEX at the study's size, logging every 10 steps: syncs per step outside
+    logging steps (counted over steps 2 .. 2 + steps, which hold no logging step)."""
+    cb = CountSyncs(2, 2 + steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = [
+            "hex.enabled=true", "hex.warmup_epochs=0", f"backbone.kwargs.width={width}",
+            f"data.batch_size={batch}", "trainer.max_epochs=1", "trainer.progress_bar=false",
+            f"trainer.log_every_n_steps={steps + 10}", "trainer.checkpoint_every_n_steps=0",
+            "eval.knn_at_end=false", "eval.purity_every_n_steps=0", f"output_dir={tmp}",
+            "name=syncs", f"data.options.max_train_samples={batch * (steps + 4)}",
+        ]  # fmt: skip
+        if dry:
+            overrides += [
+                "data.dataset=synthetic",
+                "data.root=null",
+                f"data.options={{max_train_samples: {batch * (steps + 4)}}}",
+            ]
+        else:
+            overrides += ["trainer.accelerator=gpu", "trainer.precision=bf16-mixed",
+                          "data.on_device=true"]  # fmt: skip
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with cb.counter:
+                pretrain(load_config(PRESET, overrides), [cb])
+    cuda = [w for w in caught if "synchroniz" in str(w.message)]
+    return {
+        "steps": steps,
+        "width": width,
+        "batch": batch,
+        "counted_ops_per_step": cb.counter.total / steps,
+        "counted_ops": cb.counter.report(),
+        "cuda_sync_warnings_per_step": len(cuda) / steps,
+        "cuda_sync_sources": sorted({str(w.message)[:160] for w in cuda})[:10],
+        "img_per_s": batch * steps / max(cb.t1 - cb.t0, 1e-9),
+    }
+
+
+def loss_speed(sizes: list[int], repeats: int, device: str) -> list[dict[str, Any]]:
+    """Forward + backward of each loss in ``benchmarks/loss_speed.py``: CUDA-event median
+    milliseconds and the number of CUDA kernels launched (profiler)."""
+    rows = []
+    for b2 in sizes:
+        b = b2 // 2
+        for name, make in LOSSES.items():
+            fn = make().to(device)
+            z0 = torch.randn(b, 128, device=device, requires_grad=True)
+            z1 = torch.randn(b, 128, device=device, requires_grad=True)
+
+            step = _fwd_bwd(fn, z0, z1)
+            for _ in range(3):
+                step()
+            times = [_time(step, device) for _ in range(repeats)]
+            rows.append(
+                {
+                    "2B": b2,
+                    "loss": name,
+                    "ms": statistics.median(times),
+                    "kernels": _kernels(step, device),
+                }
+            )
+    base = {r["2B"]: r["ms"] for r in rows if r["loss"] == "infonce"}
+    for r in rows:
+        r["ratio"] = r["ms"] / base[r["2B"]]
+    return rows
+
+
+def _fwd_bwd(fn: Any, z0: torch.Tensor, z1: torch.Tensor) -> Any:
+    def step() -> None:
+        fn(z0, z1).backward()
+        z0.grad = z1.grad = None
+
+    return step
+
+
+def _time(step: Any, device: str) -> float:
+    if device != "cuda":
+        start = time.perf_counter()
+        step()
+        return (time.perf_counter() - start) * 1e3
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record()
+    step()
+    b.record()
+    torch.cuda.synchronize()
+    return float(a.elapsed_time(b))
+
+
+def _kernels(step: Any, device: str) -> int | None:
+    if device != "cuda":
+        return None
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    return sum(1 for e in prof.events() if e.device_type.name == "CUDA")
+
+
+def markdown(data: dict[str, Any]) -> str:
+    lines = ["# GPU check", "", f"`{json.dumps(data.get('environment', {}))}`", ""]
+    tests = data.get("gpu_tests")
+    if tests:
+        lines += [f"GPU tests: {tests['counts']} in {tests['seconds']} s", ""]
+        smoke = {k: v for k, v in tests["cases"].items() if k.startswith("test_every_method")}
+        if smoke:
+            lines += ["| test | outcome | loss |", "|---|---|---|"]
+            lines += [f"| {k} | {v['outcome']} | {v.get('loss', '')} |" for k, v in smoke.items()]
+            lines.append("")
+    syncs = data.get("host_syncs")
+    if syncs:
+        lines += [
+            f"Host syncs per step (SimCLR + HEX, width {syncs['width']}, batch {syncs['batch']}, "
+            f"{syncs['steps']} steps without logging): torch sync debug mode "
+            f"{syncs['cuda_sync_warnings_per_step']:.2f}, op counter "
+            f"{syncs['counted_ops_per_step']:.2f}; {syncs['img_per_s']:.0f} img/s",
+            "",
+        ]
+    loss = data.get("loss_speed")
+    if loss:
+        lines += ["| 2B | loss | ms | ratio | kernels |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {r['2B']} | {r['loss']} | {r['ms']:.3f} | {r['ratio']:.2f} | {r['kernels']} |"
+            for r in loss
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--dry-run", action="store_true", help="CPU, toy sizes (checks the script)")
+    ap.add_argument("--test-timeout", type=int, default=150, help="seconds for pytest -m gpu")
+    args = ap.parse_args()
+    dry = args.dry_run
+    res = Results(args.out)
+    res.put("environment", environment())
+    width, batch, steps = (8, 32, 3) if dry else (64, 512, 20)
+    sizes = [64, 128] if dry else [256, 512, 1024, 2048, 4096, 8192]
+    sections = [
+        ("host_syncs", lambda: host_syncs(width, batch, steps, dry)),
+        ("loss_speed", lambda: loss_speed(sizes, 2 if dry else 20, "cpu" if dry else "cuda")),
+        ("gpu_tests", lambda: gpu_tests(args.out, args.test_timeout, dry)),
+    ]
+    for key, fn in sections:
+        start = time.time()
+        try:
+            res.put(key, fn())
+        except Exception as err:  # record and go on: the other sections still measure
+            res.put(key + "_error", f"{type(err).__name__}: {err}"[:2000])
+        print(f"[device_check] {key}: {time.time() - start:.1f} s", flush=True)
+    text = markdown(res.data)
+    (args.out / "gpu_check.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
