@@ -9,6 +9,7 @@ from hexssl.losses.infonce import (
     cross_pairing,
     simclr_pairing,
 )
+from hexssl.losses.relatives import RELATIVES, DecoupledDenominator
 from hexssl.losses.thresholds import (
     THRESHOLDS,
     AdaptiveThreshold,
@@ -18,8 +19,10 @@ from hexssl.losses.thresholds import (
 )
 
 __all__ = [
+    "RELATIVES",
     "THRESHOLDS",
     "AdaptiveThreshold",
+    "DecoupledDenominator",
     "FixedThreshold",
     "HEXDenominator",
     "InfoNCE",
