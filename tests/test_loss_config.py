@@ -9,7 +9,12 @@ import pytest
 from hexssl.build import check_names, run_denominator
 from hexssl.config import ConfigError, load_config
 from hexssl.losses import HEXDenominator, InfoNCEDenominator
-from hexssl.losses.relatives import DecoupledDenominator
+from hexssl.losses.relatives import (
+    RELATIVES,
+    DebiasedDenominator,
+    DecoupledDenominator,
+    HardNegativeDenominator,
+)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FILES = [CONFIGS / "simclr.yaml", CONFIGS / "data" / "cifar10-cpu.yaml"]
@@ -36,6 +41,25 @@ def test_decoupled_and_its_weighted_form() -> None:
     assert den.sigma == 0.5 and den.detach_weights
 
 
+def test_debiased_and_hard_with_defaults_and_values() -> None:
+    den, cfg = denominator("loss.denominator=debiased")
+    assert isinstance(den, DebiasedDenominator) and den.tau_plus == 0.1
+    assert cfg.name == "simclr-cifar10-cpu-debiased"
+    den, _ = denominator("loss.denominator=debiased", "loss.tau_plus=0.3")
+    assert den.tau_plus == 0.3
+    den, _ = denominator("loss.denominator=hard")
+    assert isinstance(den, HardNegativeDenominator) and (den.beta, den.tau_plus) == (1.0, 0.1)
+    den, _ = denominator("loss.denominator=hard", "loss.beta=0", "loss.tau_plus=0")
+    assert (den.beta, den.tau_plus, den.detach_weights) == (0.0, 0.0, False)
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco_v2", "moco_v3", "nnclr", "all4one"])
+@pytest.mark.parametrize("name", ["decoupled", "debiased", "hard"])
+def test_every_contrastive_preset_takes_every_relative(method: str, name: str) -> None:
+    den, cfg = denominator(f"loss.denominator={name}", method=method)
+    assert type(den) is RELATIVES[name] and not cfg.hex.enabled
+
+
 @pytest.mark.parametrize(
     "overrides,message",
     [
@@ -45,6 +69,15 @@ def test_decoupled_and_its_weighted_form() -> None:
         (["loss.denominator=decoupled", "loss.sigma=0"], r"loss.sigma=0.0 must be > 0"),
         (["loss.denominator=decoupled", "loss.sigma=abc"], r"'loss.sigma' = 'abc'"),
         (["loss.denomintor=decoupled"], "did you mean 'denominator'"),
+        (["loss.denominator=debiased", "loss.beta=1"], r"loss.beta=1.0 is not read by loss.denom"),
+        (
+            ["loss.denominator=debiased", "loss.tau_plus=1"],
+            r"loss.tau_plus=1.0 is outside \[0, 1\)",
+        ),
+        (["loss.denominator=hard", "loss.beta=-1"], r"loss.beta=-1.0 must be >= 0"),
+        (["loss.denominator=hard", "loss.sigma=0.5"], r"read by: decoupled"),
+        (["loss.denominator=decoupled", "loss.detach_weights=true"], "needs sigma"),
+        (["loss.denominator=hard", "hex.enabled=true"], "set hex.enabled=false"),
     ],
 )
 def test_bad_values_and_combinations_fail_in_one_line(overrides, message) -> None:  # type: ignore[no-untyped-def]
@@ -53,6 +86,7 @@ def test_bad_values_and_combinations_fail_in_one_line(overrides, message) -> Non
     assert "\n" not in str(err.value)
 
 
-def test_a_relative_on_a_method_without_a_denominator_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"needs a contrastive method .*barlow has no InfoNCE"):
-        denominator("loss.denominator=decoupled", method="barlow")
+@pytest.mark.parametrize("method", ["byol", "barlow", "vicreg"])
+def test_a_relative_on_a_method_without_a_denominator_is_refused(method: str) -> None:
+    with pytest.raises(ConfigError, match=rf"needs a contrastive method .*{method} has no InfoNCE"):
+        denominator("loss.denominator=hard", method=method)

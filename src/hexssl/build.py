@@ -70,6 +70,8 @@ def hex_denominator(h: HexConfig, max_epochs: int) -> HEXDenominator:
 LOSS_KEYS: dict[str, tuple[str, ...]] = {
     "infonce": (),
     "decoupled": ("sigma", "detach_weights"),
+    "debiased": ("tau_plus",),
+    "hard": ("beta", "tau_plus", "detach_weights"),
 }
 OPTIONAL_LOSS_KEYS = ("beta", "tau_plus", "sigma", "detach_weights")
 

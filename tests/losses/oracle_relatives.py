@@ -33,10 +33,16 @@ def hcl_anchor_loss(s, i, pos, self_, t, beta, tau) -> float:
     expectation under q_beta is estimated by importance weights e^{beta s/t} / mean.
     beta = 0 is the debiased loss of Chuang et al.
     """
+    raw, floor = hcl_estimate(s, i, pos, self_, t, beta, tau)
+    p = math.exp(s[i, pos[i]] / t)
+    return -s[i, pos[i]] / t + math.log(p + max(raw, floor))
+
+
+def hcl_estimate(s, i, pos, self_, t, beta, tau) -> tuple[float, float]:
+    """(the debiased, reweighted estimate of N E[e^{s/t}], its floor N e^{-1/t})."""
     n = negatives(i, s.shape[1], pos, self_)
     e = np.array([math.exp(s[i, j] / t) for j in n])
     imp = np.array([math.exp(beta * s[i, j] / t) for j in n])
     reweighted = float((imp * e).sum() / imp.mean())
     p = math.exp(s[i, pos[i]] / t)
-    ng = max((reweighted - tau * len(n) * p) / (1 - tau), len(n) * math.exp(-1 / t))
-    return -s[i, pos[i]] / t + math.log(p + ng)
+    return (reweighted - tau * len(n) * p) / (1 - tau), len(n) * math.exp(-1 / t)

@@ -17,6 +17,8 @@ CONTRASTIVE = sorted(n for n, c in METHODS.items() if c.contrastive)
 SETTINGS = {
     "decoupled": ["loss.denominator=decoupled"],
     "decoupled_weighted": ["loss.denominator=decoupled", "loss.sigma=0.5"],
+    "debiased": ["loss.denominator=debiased"],
+    "hard": ["loss.denominator=hard", "loss.beta=1.0", "loss.tau_plus=0.1"],
 }
 
 
@@ -31,3 +33,5 @@ def test_trains_a_few_steps_with_the_relative(name: str, setting: str) -> None:
     metrics = fast_fit(method, dm)
     assert math.isfinite(float(metrics["train/loss"]))
     assert "train/hex_term" not in metrics and "train/hex/eps" not in metrics
+    # debiasing logs the share of anchors held at its floor (under train/hex/)
+    assert ("train/hex/floor_share" in metrics) is (setting in ("debiased", "hard"))

@@ -9,7 +9,12 @@ from hexssl.losses.infonce import (
     cross_pairing,
     simclr_pairing,
 )
-from hexssl.losses.relatives import RELATIVES, DecoupledDenominator
+from hexssl.losses.relatives import (
+    RELATIVES,
+    DebiasedDenominator,
+    DecoupledDenominator,
+    HardNegativeDenominator,
+)
 from hexssl.losses.thresholds import (
     THRESHOLDS,
     AdaptiveThreshold,
@@ -22,9 +27,11 @@ __all__ = [
     "RELATIVES",
     "THRESHOLDS",
     "AdaptiveThreshold",
+    "DebiasedDenominator",
     "DecoupledDenominator",
     "FixedThreshold",
     "HEXDenominator",
+    "HardNegativeDenominator",
     "InfoNCE",
     "InfoNCEDenominator",
     "Pairing",

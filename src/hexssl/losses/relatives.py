@@ -178,6 +178,8 @@ class DecoupledDenominator(_DenseRelative):
     def __init__(self, sigma: float | None = None, detach_weights: bool = False) -> None:
         super().__init__()
         _check(sigma=sigma)
+        if detach_weights and sigma is None:
+            raise ValueError("detach_weights=True needs sigma: plain DCL has no weights to detach")
         self.sigma, self.detach_weights = sigma, detach_weights
 
     def finish(
@@ -200,5 +202,65 @@ def vmf_weights(pos_sim: Tensor, sigma: float, detach: bool = False) -> Tensor:
     return 2.0 - every.shape[0] * (x / sigma - every.logsumexp(0)).exp()
 
 
+class DebiasedDenominator(_DenseRelative):
+    """Debiased contrastive loss (Chuang et al., NeurIPS 2020, arXiv:2007.00224, eq. 6).
+
+        Ng_i = max((sum_{N(i)} e^{l_ij} - tau_plus N e^{l_ip}) / (1 - tau_plus), N e^{-1/T})
+        L_i  = -l_ip + log(e^{l_ip} + Ng_i)
+
+    The floor N e^{-1/T} is the paper's (the smallest value of sum e^{l} for unit
+    vectors). tau_plus = 0 is plain InfoNCE. Statistics: ``floor_share``, the share of
+    anchors held at the floor.
+
+    Args:
+        tau_plus: class prior, the expected share of same-class samples among the
+            negatives, in [0, 1) (the paper uses 0.1 on CIFAR-10 and STL-10).
+
+    Example:
+        >>> from hexssl.losses import DebiasedDenominator, InfoNCE
+        >>> loss_fn = InfoNCE(0.5, DebiasedDenominator(tau_plus=0.1))
+        >>> loss = loss_fn(torch.randn(8, 16), torch.randn(8, 16))
+    """
+
+    def __init__(self, tau_plus: float = 0.1) -> None:
+        super().__init__()
+        _check(tau_plus=tau_plus)
+        self.tau_plus = tau_plus
+
+
+class HardNegativeDenominator(_DenseRelative):
+    """Hard-negative contrastive loss, HCL (Robinson et al., ICLR 2021, arXiv:2010.04592).
+
+        w_ij = N softmax_{N(i)}(beta l)_j,   R_i = sum_{N(i)} w_ij e^{l_ij}
+        Ng_i = max((R_i - tau_plus N e^{l_ip}) / (1 - tau_plus), N e^{-1/T})
+        L_i  = -l_ip + log(e^{l_ip} + Ng_i)
+
+    This is HEX's local term (HEX_SPEC 4.2) with every negative a neighbour. beta = 0
+    gives ``DebiasedDenominator``; beta = 0 and tau_plus = 0 plain InfoNCE. Gradients
+    flow through w as in the paper's code (``detach_weights=True`` stops them).
+
+    Args:
+        beta: concentration on hard negatives (>= 0; the paper's STL-10 best is 1).
+        tau_plus: class prior in [0, 1); 0 switches the debiasing (and its floor) off.
+        detach_weights: stop gradients through the importance weights w.
+
+    Example:
+        >>> from hexssl.losses import HardNegativeDenominator, InfoNCE
+        >>> loss_fn = InfoNCE(0.5, HardNegativeDenominator(beta=1.0, tau_plus=0.1))
+        >>> loss = loss_fn(torch.randn(8, 16), torch.randn(8, 16))
+    """
+
+    def __init__(
+        self, beta: float = 1.0, tau_plus: float = 0.1, detach_weights: bool = False
+    ) -> None:
+        super().__init__()
+        _check(beta=beta, tau_plus=tau_plus)
+        self.beta, self.tau_plus, self.detach_weights = beta, tau_plus, detach_weights
+
+
 # name -> class; the config's ``loss.denominator`` (hexssl.build) resolves names here
-RELATIVES: dict[str, type[_DenseRelative]] = {"decoupled": DecoupledDenominator}
+RELATIVES: dict[str, type[_DenseRelative]] = {
+    "decoupled": DecoupledDenominator,
+    "debiased": DebiasedDenominator,
+    "hard": HardNegativeDenominator,
+}
