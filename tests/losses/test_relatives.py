@@ -22,6 +22,7 @@ from hexssl.losses import (
     contrastive_loss,
 )
 from hexssl.losses.infonce import cross_pairing, simclr_pairing
+from hexssl.losses.memory import saved_square_tensors
 from hexssl.losses.relatives import vmf_weights
 
 from . import oracle
@@ -309,3 +310,11 @@ def test_identical_embeddings_give_finite_loss_and_gradients(name):
     loss = InfoNCE(0.1, RELATIVES[name]())(z, z.detach().clone())
     loss.backward()
     assert torch.isfinite(loss) and bool(torch.isfinite(z.grad).all())
+
+
+@pytest.mark.parametrize("name", sorted(RELATIVES))
+def test_keeps_no_more_square_tensors_than_infonce(name):
+    """One (M, K) buffer for backward, as HEX and InfoNCE: no extra float, no mask."""
+    base = saved_square_tensors(InfoNCE(0.1), 20, dim=8)
+    mine = saved_square_tensors(InfoNCE(0.1, RELATIVES[name]()), 20, dim=8)
+    assert mine["float"] <= base["float"] and mine["mask"] == 0
