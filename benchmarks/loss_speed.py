@@ -1,12 +1,14 @@
-"""Forward+backward time and saved-activation memory of InfoNCE vs HEX on CPU.
+"""Forward+backward time and saved-activation memory of InfoNCE, HEX and its relatives.
 
 Times the loss alone (embeddings in, gradient out) for SimCLR-style 2B x 2B matrices,
-D = 128, adaptive threshold; counts the aten operators of a forward + backward (on a GPU
-each is a kernel launch) and the (2B)^2-sized tensors that autograd keeps for backward.
-Targets (issue 8):
-HEX <= 1.3x InfoNCE at every size, op count <= 2x, no extra (2B)^2 float tensors.
+D = 128 (HEX: adaptive threshold); counts the aten operators of a forward + backward (on
+a GPU each is a kernel launch) and the (2B)^2-sized tensors that autograd keeps for
+backward. Targets: HEX (issue 8) and each relative, decoupled / DCLW / debiased / hard
+(issue 24), <= 1.3x InfoNCE at every size; HEX's op count <= 2x; no extra (2B)^2 float
+tensors.
 
     python benchmarks/loss_speed.py [--sizes 256 512 1024 4096] [--repeats 15]
+    python benchmarks/loss_speed.py --losses infonce decoupled debiased hard
 """
 
 from __future__ import annotations
@@ -21,14 +23,25 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from hexssl.losses import HEXDenominator, InfoNCE
+from hexssl.losses import (
+    DebiasedDenominator,
+    DecoupledDenominator,
+    HardNegativeDenominator,
+    HEXDenominator,
+    InfoNCE,
+)
 from hexssl.losses.memory import saved_square_tensors
 
 RESULTS = Path(__file__).parent / "results"
-LOSSES = {
+LOSSES = {  # the first one is the baseline of the ratios
     "infonce": lambda: InfoNCE(0.1),
     "hex_paper": lambda: InfoNCE(0.1, HEXDenominator("adaptive", beta=1.0, tau_plus=0.1)),
     "hex_reference": lambda: InfoNCE(0.1, HEXDenominator("adaptive", variant="reference")),
+    "decoupled": lambda: InfoNCE(0.1, DecoupledDenominator()),
+    "decoupled_weighted": lambda: InfoNCE(0.1, DecoupledDenominator(sigma=0.5)),
+    "debiased": lambda: InfoNCE(0.1, DebiasedDenominator(tau_plus=0.1)),
+    "hard": lambda: InfoNCE(0.1, HardNegativeDenominator(beta=1.0, tau_plus=0.1)),
+    "hard_beta_0.5": lambda: InfoNCE(0.1, HardNegativeDenominator(beta=0.5, tau_plus=0.1)),
 }
 
 
@@ -70,15 +83,16 @@ def op_count(fn: InfoNCE, b: int) -> int:
     return counter.count
 
 
-def run(sizes: list[int], repeats: int, threads: int | None) -> dict:
+def run(sizes: list[int], repeats: int, threads: int | None, names: list[str]) -> dict:
     if threads:
         torch.set_num_threads(threads)
+    losses = {name: LOSSES[name] for name in names}
     rows = []
     for n in sizes:
         b = n // 2
-        times = {name: median_time(make(), b, repeats) for name, make in LOSSES.items()}
-        mem = {name: saved_square_tensors(make(), b) for name, make in LOSSES.items()}
-        ops = {name: op_count(make(), b) for name, make in LOSSES.items()}
+        times = {name: median_time(make(), b, repeats) for name, make in losses.items()}
+        mem = {name: saved_square_tensors(make(), b) for name, make in losses.items()}
+        ops = {name: op_count(make(), b) for name, make in losses.items()}
         rows.append(
             dict(
                 two_b=n,
@@ -100,25 +114,28 @@ def run(sizes: list[int], repeats: int, threads: int | None) -> dict:
 
 
 def markdown(res: dict) -> str:
+    names = list(res["rows"][0]["seconds"])
+    others = [k for k in names if k != "infonce"]
     lines = [
         f"Loss forward+backward, CPU ({res['threads']} threads, torch {res['torch']}), D=128, "
-        "median ms; ratio = HEX / InfoNCE.",
+        "median ms; ratio = loss / InfoNCE.",
         "",
-        "| 2B | InfoNCE ms | HEX paper ms (ratio) | HEX reference ms (ratio) "
-        "| aten ops fwd+bwd InfoNCE / paper / reference "
-        "| saved (2B)^2 tensors InfoNCE / paper / reference |",
-        "|---|---|---|---|---|---|",
+        "| 2B | InfoNCE ms | " + " | ".join(f"{k} ms (ratio)" for k in others) + " |",
+        "|---" * (2 + len(others)) + "|",
     ]
     for r in res["rows"]:
         s, q = r["seconds"], r["ratio"]
-        mem = {k: f"{v['float']}f+{v['mask']}m" for k, v in r["saved_square"].items()}
-
-        lines.append(
-            f"| {r['two_b']} | {s['infonce'] * 1e3:.2f} | {s['hex_paper'] * 1e3:.2f} "
-            f"({q['hex_paper']:.2f}x) | {s['hex_reference'] * 1e3:.2f} ({q['hex_reference']:.2f}x)"
-            f" | {r['ops']['infonce']} / {r['ops']['hex_paper']} / {r['ops']['hex_reference']}"
-            f" | {mem['infonce']} / {mem['hex_paper']} / {mem['hex_reference']} |"
-        )
+        cells = [f"{s[k] * 1e3:.2f} ({q[k]:.2f}x)" for k in others]
+        lines.append(f"| {r['two_b']} | {s['infonce'] * 1e3:.2f} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| 2B | loss | aten ops fwd+bwd | saved (2B)^2 tensors |",
+        "|---|---|---|---|",
+    ]
+    for r in res["rows"]:
+        for k in names:
+            mem = r["saved_square"][k]
+            lines.append(f"| {r['two_b']} | {k} | {r['ops'][k]} | {mem['float']}f+{mem['mask']}m |")
     lines.append("")
     lines.append(
         "Saved tensors: distinct (2B, 2B) tensors kept for backward; f = float, "
@@ -138,9 +155,18 @@ def main() -> None:
     )
     ap.add_argument("--repeats", type=int, default=15, help="timed repetitions per point")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    ap.add_argument(
+        "--losses",
+        nargs="+",
+        choices=list(LOSSES),
+        default=list(LOSSES),
+        metavar="NAME",
+        help=f"losses to time (infonce, the baseline, is always included): {', '.join(LOSSES)}",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = ap.parse_args()
-    res = run(args.sizes, args.repeats, args.threads)
+    names = ["infonce"] + [n for n in args.losses if n != "infonce"]
+    res = run(args.sizes, args.repeats, args.threads, names)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "loss_speed.json").write_text(json.dumps(res, indent=2))
     (args.out / "loss_speed.md").write_text(markdown(res))

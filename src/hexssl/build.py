@@ -14,12 +14,13 @@ import torch
 from torch import nn
 
 from hexssl.backbones import build_backbone
-from hexssl.config import ConfigError, HexConfig, RunConfig, check_params
+from hexssl.config import ConfigError, HexConfig, LossConfig, RunConfig, check_params
 from hexssl.data.datamodule import HexDataModule
 from hexssl.data.datasets import DATASETS
 from hexssl.data.transforms import build_augmentation, build_views
 from hexssl.losses import HEXDenominator, InfoNCE, InfoNCEDenominator
-from hexssl.methods import SSLMethod, WeightedTerm, get_method
+from hexssl.losses.relatives import RELATIVES
+from hexssl.methods import METHODS, SSLMethod, WeightedTerm, get_method
 from hexssl.optim import OPTIMIZERS
 from hexssl.speed import runs_on_cpu
 
@@ -66,6 +67,70 @@ def hex_denominator(h: HexConfig, max_epochs: int) -> HEXDenominator:
         raise ConfigError(f"hex: {err}") from None
 
 
+# loss.denominator -> the loss.* keys it reads (the others must stay null)
+LOSS_KEYS: dict[str, tuple[str, ...]] = {
+    "infonce": (),
+    "decoupled": ("sigma", "detach_weights"),
+    "debiased": ("tau_plus",),
+    "hard": ("beta", "tau_plus", "detach_weights"),
+}
+OPTIONAL_LOSS_KEYS = ("beta", "tau_plus", "sigma", "detach_weights")
+
+
+def relative_denominator(loss: LossConfig) -> nn.Module | None:
+    """The configured relative of HEX (``loss.*``), or None for plain InfoNCE.
+
+    An unknown name, a value out of range or a key the denominator does not read
+    raises ConfigError naming it.
+    """
+    name = loss.denominator
+    if name not in LOSS_KEYS:
+        raise ConfigError(
+            f"loss.denominator={name!r} is unknown; valid: {', '.join(LOSS_KEYS)} "
+            "(HEX itself: hex.enabled=true)"
+        )
+    reads = LOSS_KEYS[name]
+    for key in OPTIONAL_LOSS_KEYS:
+        if getattr(loss, key) is not None and key not in reads:
+            users = [n for n, keys in LOSS_KEYS.items() if key in keys]
+            raise ConfigError(
+                f"loss.{key}={getattr(loss, key)!r} is not read by loss.denominator={name}; "
+                f"remove it (it is read by: {', '.join(users)})"
+            )
+    if name == "infonce":
+        return None
+    kwargs = {k: getattr(loss, k) for k in reads if getattr(loss, k) is not None}
+    try:
+        return RELATIVES[name](**kwargs)
+    except ValueError as err:
+        raise ConfigError(f"loss.{err}") from None
+
+
+def run_denominator(cfg: RunConfig, contrastive: bool) -> nn.Module:
+    """The InfoNCE denominator of a run: HEX, a relative of HEX (``loss.*``) or plain.
+
+    Refuses the combinations that make no sense: HEX and a relative at once, and a
+    relative on a method without an InfoNCE denominator.
+    """
+    relative = relative_denominator(cfg.loss)
+    hex_den = build_denominator(cfg.hex, cfg.trainer.max_epochs)
+    if relative is None:
+        return hex_den
+    name = cfg.loss.denominator
+    if cfg.hex.enabled:
+        raise ConfigError(
+            f"hex.enabled=true and loss.denominator={name} both replace the InfoNCE "
+            "denominator; set hex.enabled=false or loss.denominator=infonce"
+        )
+    if not contrastive:
+        valid = ", ".join(n for n, c in METHODS.items() if c.contrastive)
+        raise ConfigError(
+            f"loss.denominator={name} needs a contrastive method ({valid}); "
+            f"{cfg.method.name} has no InfoNCE denominator"
+        )
+    return relative
+
+
 def derived_seed(seed: int, purpose: str) -> int:
     """A seed for one purpose (e.g. "backbone"), a pure function of (seed, purpose).
 
@@ -83,7 +148,8 @@ def check_names(cfg: RunConfig) -> None:
     Called when a config is loaded for training or printing, so that a typo fails before
     anything is written (STYLE rule 3).
     """
-    method_class(cfg)
+    cls, _ = method_class(cfg)
+    run_denominator(cfg, cls.contrastive)
     if cfg.data.dataset not in DATASETS:
         raise ConfigError(
             f"config key 'data.dataset' = {cfg.data.dataset!r}: unknown; valid: "
@@ -184,7 +250,7 @@ def build_method(cfg: RunConfig, dm: HexDataModule) -> SSLMethod:
             backbone = build_backbone(cfg.backbone.name, **cfg.backbone.kwargs)
     except ValueError as err:
         raise ConfigError(f"backbone: {err}") from None
-    denominator = build_denominator(cfg.hex, cfg.trainer.max_epochs)
+    denominator = run_denominator(cfg, cls.contrastive)
     extra = None
     if cfg.hex.enabled and not cls.contrastive:  # HEX_SPEC 6: weighted extra term
         extra = WeightedTerm(InfoNCE(cfg.hex.temperature, denominator), cfg.hex.alpha)

@@ -77,6 +77,22 @@ class HexConfig:
 
 
 @dataclass
+class LossConfig:
+    """The InfoNCE denominator when HEX is off: HEX's relatives (docs/RELATIVES.md).
+
+    ``denominator``: infonce (plain, default), decoupled (DCL; DCLW with ``sigma``),
+    debiased (``tau_plus``) or hard (HCL: ``beta``, ``tau_plus``). The other keys are null
+    for the denominator's default; one the chosen denominator does not read is refused.
+    """
+
+    denominator: str = "infonce"
+    beta: float | None = None  # hard: importance hardness (default 1.0)
+    tau_plus: float | None = None  # debiased, hard: class prior in [0, 1) (default 0.1)
+    sigma: float | None = None  # decoupled: DCLW's von Mises-Fisher sigma; null = DCL
+    detach_weights: bool | None = None  # hard, decoupled with sigma (default false)
+
+
+@dataclass
 class DataConfig:
     """Dataset, loading and augmentation."""
 
@@ -187,6 +203,7 @@ class RunConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     hex: HexConfig = field(default_factory=HexConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -445,8 +462,9 @@ def load_config(paths: ConfigPaths, overrides: list[str] | None = None) -> RunCo
         overrides: dotted overrides, applied last.
 
     A run without a ``name`` is named after its files (stems not starting with ``_``)
-    plus ``-hex`` when HEX is on: ``simclr.yaml data/cifar10-cpu.yaml hex.enabled=true``
-    gives ``simclr-cifar10-cpu-hex``.
+    plus ``-hex`` when HEX is on, or the denominator when it is a relative of HEX:
+    ``simclr.yaml data/cifar10-cpu.yaml hex.enabled=true`` gives
+    ``simclr-cifar10-cpu-hex``, ``... loss.denominator=hard`` ``simclr-cifar10-cpu-hard``.
 
     Example:
         >>> cfg = load_config(["configs/simclr.yaml", "configs/data/cifar10-cpu.yaml"],
@@ -519,7 +537,9 @@ def _method_block(layer: _Layer, method: str) -> dict[str, Any]:
 def _auto_name(files: list[Path], data: dict[str, Any]) -> str:
     stems = [f.stem for f in files if not f.stem.startswith("_")]
     hex_on = (data.get("hex") or {}).get("enabled") is True
-    return "-".join(stems) + ("-hex" if hex_on else "")
+    denominator = (data.get("loss") or {}).get("denominator", LossConfig.denominator)
+    relative = f"-{denominator}" if denominator != LossConfig.denominator else ""
+    return "-".join(stems) + ("-hex" if hex_on else "") + relative
 
 
 def dump_config(cfg: RunConfig) -> str:

@@ -9,6 +9,12 @@ from hexssl.losses.infonce import (
     cross_pairing,
     simclr_pairing,
 )
+from hexssl.losses.relatives import (
+    RELATIVES,
+    DebiasedDenominator,
+    DecoupledDenominator,
+    HardNegativeDenominator,
+)
 from hexssl.losses.thresholds import (
     THRESHOLDS,
     AdaptiveThreshold,
@@ -18,10 +24,14 @@ from hexssl.losses.thresholds import (
 )
 
 __all__ = [
+    "RELATIVES",
     "THRESHOLDS",
     "AdaptiveThreshold",
+    "DebiasedDenominator",
+    "DecoupledDenominator",
     "FixedThreshold",
     "HEXDenominator",
+    "HardNegativeDenominator",
     "InfoNCE",
     "InfoNCEDenominator",
     "Pairing",

@@ -1,0 +1,266 @@
+"""HEX's nearest relatives as InfoNCE denominators: decoupled, debiased, hard-negative.
+
+Each is HEX's local term (HEX_SPEC 4.2) applied to *every* negative, or HEX's reference
+variant (4.4) with no neighbours (docs/RELATIVES.md). For anchor i, with l_ij = s_ij / T,
+N = |N(i)| negatives and the positive logit l_p:
+
+    R_i  = N * sum_{N(i)} softmax(beta l)_j e^{l_ij}           (Robinson et al. 2021)
+    Ng_i = max((R_i - tau_plus N e^{l_p}) / (1 - tau_plus), N e^{-1/T})   (Chuang 2020)
+    D_i  = pw e^{l_p} + Ng_i
+
+- ``decoupled`` (DCL, Yeh et al. ECCV 2022): pw = 0, beta = 0, tau_plus = 0;
+  DCLW also weights the positive term by a von Mises-Fisher weight (``sigma``);
+- ``debiased`` (Chuang et al. NeurIPS 2020): pw = 1, beta = 0;
+- ``hard`` (HCL, Robinson et al. ICLR 2021): pw = 1, beta and tau_plus.
+
+tau_plus = 0 switches the max() off, as in HEX (HEX_SPEC 4.2), so pw = 1, beta = 0,
+tau_plus = 0 is plain InfoNCE. All three share one autograd function with a hand-written
+backward that keeps a single (M, K) tensor, like HEX's: no host syncs, sizes from shapes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hexssl.losses.distributed import gather_with_grad
+from hexssl.losses.hex import _debias, _exclude_, at_least_fp32
+
+Stats = dict[str, Tensor]
+RelParams = tuple[float, float, float, bool]  # positive weight pw, beta, tau_plus, detach
+
+
+class _RelativeLogDenominator(torch.autograd.Function):
+    """log D_i of the module docstring, with a hand-written backward.
+
+    Inputs: ``sim`` (M, K) (only to receive the gradient), ``lp`` (M,) positive logits,
+    ``work`` (M, K) logits with the positive and self at -inf (turned into
+    E = e^{l - m} in place: the one (M, K) tensor kept), ``n_neg`` = |N(i)|,
+    ``inv_t`` = 1/T, ``hp``.
+    Returns log D (M,) and the 0/1 mask (M,) of rows above the debiasing floor.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, sim: Tensor, lp: Tensor, work: Tensor, n_neg: int, inv_t: float, hp: RelParams
+    ) -> tuple[Tensor, Tensor]:
+        pw, beta, tau, _ = hp
+        n = lp.new_full(lp.shape, float(n_neg))  # (M,) |N(i)|
+        m = work.amax(1)  # (M,) finite: every row has a negative (checked by the caller)
+        E = work.sub_(m[:, None])  # (M, K) d = l - m, -inf off N(i)
+        log_a, log_c = _weight_sums_(E, beta, n)  # E is now e^d, 0 off N(i)
+        log_r = n.log() + log_c - log_a + m  # (M,) log R_i
+        log_ng, above = _debias(log_r, lp, n, tau, inv_t)
+        log_d = torch.logaddexp(lp, log_ng) if pw else log_ng  # (M,)
+        active = above.to(lp.dtype)
+        ctx.save_for_backward(E, lp, log_r, log_a, log_c, log_d, n, active)
+        ctx.inv_t, ctx.hp = inv_t, hp
+        ctx.mark_non_differentiable(active)
+        return log_d, active
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_d: Tensor, _grad_active: Tensor) -> tuple[Tensor | None, ...]:
+        E, lp, log_r, log_a, log_c, log_d, n_neg, active = ctx.saved_tensors
+        pw, beta, tau, detach = ctx.hp
+        # d log D / d log R, times the incoming gradient and 1/T (s = T l)
+        coef = grad_d * active * (log_r - log_d).exp() * (ctx.inv_t / (1.0 - tau))  # (M,)
+        g = _log_r_grad(E, coef, log_a, log_c, beta, detach)  # (M, K)
+        dpos = pw - active * (tau / (1.0 - tau)) * n_neg  # dD/de^{l_p}  (M,)
+        grad_lp = grad_d * (lp - log_d).exp() * dpos  # (M,)
+        return g, grad_lp, None, None, None, None
+
+
+def _weight_sums_(E: Tensor, beta: float, n_neg: Tensor) -> tuple[Tensor, Tensor]:
+    """In place d -> e^d; returns log A = log sum e^{beta d}, log C = log sum e^{(1+beta) d}.
+
+    With w = N softmax(beta l), R = sum w e^l = N e^m C / A (HEX_SPEC 4.2 over all of N(i)).
+    """
+    if beta == 0:  # uniform weights: A = N
+        return n_neg.log(), E.exp_().sum(1).log()
+    if beta == 1:  # the papers' beta: e^{2d} = E * E, no second exp pass
+        E.exp_()
+        return E.sum(1).log(), torch.linalg.vecdot(E, E).log()
+    Eb = (E * beta).exp_()  # (M, K) e^{beta d}, transient
+    E.exp_()
+    return Eb.sum(1).log(), torch.linalg.vecdot(E, Eb).log()
+
+
+def _log_r_grad(
+    E: Tensor, coef: Tensor, log_a: Tensor, log_c: Tensor, beta: float, detach: bool
+) -> Tensor:
+    """coef_i * d log R_i / d l_ij over N(i); 0 elsewhere (E is 0 there). # (M, K)
+
+    d log R / d l_j = (1+beta) e^{(1+beta) d_j} / C - beta e^{beta d_j} / A, and with
+    detached weights only e^{(1+beta) d_j} / C remains (as in HEX's local term).
+    """
+    c_scale = (coef * (-log_c).exp())[:, None]  # (M, 1)
+    if beta == 0:
+        return E * c_scale
+    Eb = E if beta == 1 else E.pow(beta)  # (M, K) e^{beta d}
+    if detach:
+        return Eb * E * c_scale
+    a_scale = (coef * beta * (-log_a).exp())[:, None]  # (M, 1)
+    return Eb * (E * ((1.0 + beta) * c_scale) - a_scale)
+
+
+class _DenseRelative(nn.Module):
+    """Shared forward of the relatives: the hyperparameters pick the member (see module)."""
+
+    positive_weight: float = 1.0
+    beta: float = 0.0
+    tau_plus: float = 0.0
+    detach_weights: bool = False
+
+    def set_progress(self, epoch: float) -> None:
+        """Nothing depends on progress here (no warm-up); present for the shared API."""
+
+    def forward(
+        self, sim: Tensor, temperature: float, pos_idx: Tensor, self_idx: Tensor | None
+    ) -> tuple[Tensor, Stats]:
+        """log D_i for every anchor. Shape: sim (M, K); pos_idx, self_idx (M, 1) -> (M,)."""
+        n_neg = sim.shape[1] - 1 - (self_idx is not None)  # |N(i)|, from the shape
+        if n_neg < 1:
+            raise ValueError(
+                f"{type(self).__name__} needs at least one negative per anchor; got "
+                f"{sim.shape[1]} candidates (use a batch of 2 or more)"
+            )
+        sim32 = at_least_fp32(sim)
+        lp = sim32.gather(1, pos_idx).squeeze(1) / temperature  # (M,) positive logits
+        with torch.no_grad():  # the one (M, K) work buffer: logits on N(i), -inf elsewhere
+            work = _exclude_(sim32.detach() / temperature, pos_idx, self_idx)
+        hp = (self.positive_weight, self.beta, self.tau_plus, self.detach_weights)
+        log_d, active = _RelativeLogDenominator.apply(sim32, lp, work, n_neg, 1.0 / temperature, hp)
+        return self.finish(sim32, pos_idx, lp, log_d, active)
+
+    def finish(
+        self, sim: Tensor, pos_idx: Tensor, lp: Tensor, log_d: Tensor, active: Tensor
+    ) -> tuple[Tensor, Stats]:
+        """The returned log-term and statistics (a subclass may add a positive weighting)."""
+        stats = {"floor_share": 1.0 - active.mean()} if self.tau_plus > 0 else {}
+        return log_d, stats
+
+
+def _check(beta: float = 0.0, tau_plus: float = 0.0, sigma: float | None = None) -> None:
+    if beta < 0 or not math.isfinite(beta):
+        raise ValueError(f"beta={beta} must be >= 0 (0 gives uniform weights)")
+    if not 0.0 <= tau_plus < 1.0:
+        raise ValueError(f"tau_plus={tau_plus} is outside [0, 1); 0 switches debiasing off")
+    if sigma is not None and not sigma > 0:
+        raise ValueError(f"sigma={sigma} must be > 0 (DCLW's paper uses 0.5)")
+
+
+class DecoupledDenominator(_DenseRelative):
+    """DCL: InfoNCE with the positive removed from the denominator (Yeh et al. 2022).
+
+        L_i = -w_i l_ip + log sum_{j in N(i)} e^{l_ij}
+
+    w_i = 1 for DCL. With ``sigma`` set, DCLW's von Mises-Fisher weight
+    w_i = 2 - exp(s_ip / sigma) / mean_k exp(s_kp / sigma), the mean over every anchor of
+    the batch on every process (arXiv:2110.06848, eq. 6). The weight is folded into the
+    returned log-term, (1 - w_i) l_ip, so that ``contrastive_loss`` is unchanged.
+
+    Args:
+        sigma: DCLW's sigma (> 0; the paper uses 0.5); None (default) gives DCL.
+        detach_weights: stop gradients through the DCLW weights (lightly's choice).
+
+    Example:
+        >>> from hexssl.losses import DecoupledDenominator, InfoNCE
+        >>> loss_fn = InfoNCE(0.1, DecoupledDenominator())
+        >>> loss = loss_fn(torch.randn(8, 16), torch.randn(8, 16))
+    """
+
+    positive_weight = 0.0
+
+    def __init__(self, sigma: float | None = None, detach_weights: bool = False) -> None:
+        super().__init__()
+        _check(sigma=sigma)
+        if detach_weights and sigma is None:
+            raise ValueError("detach_weights=True needs sigma: plain DCL has no weights to detach")
+        self.sigma, self.detach_weights = sigma, detach_weights
+
+    def finish(
+        self, sim: Tensor, pos_idx: Tensor, lp: Tensor, log_d: Tensor, active: Tensor
+    ) -> tuple[Tensor, Stats]:
+        if self.sigma is None:
+            return log_d, {}
+        w = vmf_weights(sim.gather(1, pos_idx).squeeze(1), self.sigma, self.detach_weights)
+        return log_d + (1.0 - w) * lp, {}
+
+
+def vmf_weights(pos_sim: Tensor, sigma: float, detach: bool = False) -> Tensor:
+    """DCLW's weights 2 - M softmax(s_p / sigma) over all M anchors of all processes.
+
+    Shape: (M,) positive similarities of this process's anchors -> (M,). Mean 1 over the
+    global batch.
+    """
+    x = pos_sim.detach() if detach else pos_sim
+    every = gather_with_grad(x) / sigma  # (world * M,)
+    return 2.0 - every.shape[0] * (x / sigma - every.logsumexp(0)).exp()
+
+
+class DebiasedDenominator(_DenseRelative):
+    """Debiased contrastive loss (Chuang et al., NeurIPS 2020, arXiv:2007.00224, eq. 6).
+
+        Ng_i = max((sum_{N(i)} e^{l_ij} - tau_plus N e^{l_ip}) / (1 - tau_plus), N e^{-1/T})
+        L_i  = -l_ip + log(e^{l_ip} + Ng_i)
+
+    The floor N e^{-1/T} is the paper's (the smallest value of sum e^{l} for unit
+    vectors). tau_plus = 0 is plain InfoNCE. Statistics: ``floor_share``, the share of
+    anchors held at the floor.
+
+    Args:
+        tau_plus: class prior, the expected share of same-class samples among the
+            negatives, in [0, 1) (the paper uses 0.1 on CIFAR-10 and STL-10).
+
+    Example:
+        >>> from hexssl.losses import DebiasedDenominator, InfoNCE
+        >>> loss_fn = InfoNCE(0.5, DebiasedDenominator(tau_plus=0.1))
+        >>> loss = loss_fn(torch.randn(8, 16), torch.randn(8, 16))
+    """
+
+    def __init__(self, tau_plus: float = 0.1) -> None:
+        super().__init__()
+        _check(tau_plus=tau_plus)
+        self.tau_plus = tau_plus
+
+
+class HardNegativeDenominator(_DenseRelative):
+    """Hard-negative contrastive loss, HCL (Robinson et al., ICLR 2021, arXiv:2010.04592).
+
+        w_ij = N softmax_{N(i)}(beta l)_j,   R_i = sum_{N(i)} w_ij e^{l_ij}
+        Ng_i = max((R_i - tau_plus N e^{l_ip}) / (1 - tau_plus), N e^{-1/T})
+        L_i  = -l_ip + log(e^{l_ip} + Ng_i)
+
+    This is HEX's local term (HEX_SPEC 4.2) with every negative a neighbour. beta = 0
+    gives ``DebiasedDenominator``; beta = 0 and tau_plus = 0 plain InfoNCE. Gradients
+    flow through w as in the paper's code (``detach_weights=True`` stops them).
+
+    Args:
+        beta: concentration on hard negatives (>= 0; the paper's STL-10 best is 1).
+        tau_plus: class prior in [0, 1); 0 switches the debiasing (and its floor) off.
+        detach_weights: stop gradients through the importance weights w.
+
+    Example:
+        >>> from hexssl.losses import HardNegativeDenominator, InfoNCE
+        >>> loss_fn = InfoNCE(0.5, HardNegativeDenominator(beta=1.0, tau_plus=0.1))
+        >>> loss = loss_fn(torch.randn(8, 16), torch.randn(8, 16))
+    """
+
+    def __init__(
+        self, beta: float = 1.0, tau_plus: float = 0.1, detach_weights: bool = False
+    ) -> None:
+        super().__init__()
+        _check(beta=beta, tau_plus=tau_plus)
+        self.beta, self.tau_plus, self.detach_weights = beta, tau_plus, detach_weights
+
+
+# name -> class; the config's ``loss.denominator`` (hexssl.build) resolves names here
+RELATIVES: dict[str, type[_DenseRelative]] = {
+    "decoupled": DecoupledDenominator,
+    "debiased": DebiasedDenominator,
+    "hard": HardNegativeDenominator,
+}
