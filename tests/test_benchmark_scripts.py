@@ -29,7 +29,9 @@ SCRIPTS = {  # script -> (arguments besides --out, result files)
 
 def run_script(name: str, args: list[str]) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *args]
-    return run_limited(cmd, cwd=ROOT)
+    # whole benchmark scripts: more CPU than one training run (OpenMP threads spin while
+    # they wait, so a busy machine inflates CPU time), still failing fast on a hang
+    return run_limited(cmd, cwd=ROOT, cpu_seconds=180, wall_seconds=300)
 
 
 def assert_results(out: Path, stems: list[str]) -> None:

@@ -91,6 +91,7 @@ def gpu_tests(out: Path, timeout: int, dry: bool) -> dict[str, Any]:
                     outcome = tag
             props = {p.get("name"): p.get("value") for p in case.iter("property")}
             cases[case.get("name", "?")] = {"outcome": outcome, **props}
+    xml.unlink(missing_ok=True)  # parsed into gpu_check.json: one returned file fewer
     counts: dict[str, int] = {}
     for c in cases.values():
         counts[c["outcome"]] = counts.get(c["outcome"], 0) + 1
@@ -129,7 +130,23 @@ class CountSyncs(Callback):
             torch.cuda.set_sync_debug_mode("default")
 
 
-def host_syncs(width: int, batch: int, steps: int, dry: bool) -> dict[str, Any]:
+def train_speed(out: Path, data: str, timeout: int, dry: bool) -> dict[str, Any]:
+    """benchmarks/train_speed.py on CUDA: raw backbone, SimCLR, SimCLR + HEX (ResNet-18
+    width 64, 32 px, batch 512) at bf16 and fp16 with channels_last."""
+    size = ["--device", "cpu", "--sizes", "4:16", "--settings", "fp32-cl", "--steps", "1",
+            "--warmup", "1"] if dry else [
+            "--device", "cuda", "--sizes", "64:512", "--settings", "bf16-cl", "fp16-cl",
+            "--steps", "15", "--warmup", "5"]  # fmt: skip
+    cmd = [sys.executable, "benchmarks/train_speed.py", *size, "--runs", "raw", "simclr",
+           "simclr-hex", "--out", str(out), "--tag", "_cuda",
+           "--data-overrides", f"data.root={data}", "data.on_device=true"]  # fmt: skip
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if res.returncode:
+        raise RuntimeError((res.stdout + res.stderr)[-1500:])
+    return json.loads((out / "train_speed_cuda.json").read_text())
+
+
+def host_syncs(width: int, batch: int, steps: int, dry: bool, data: str) -> dict[str, Any]:
     """SimCLR + HEX at the study's size, logging every 10 steps: syncs per step outside
     logging steps (counted over steps 2 .. 2 + steps, which hold no logging step)."""
     cb = CountSyncs(2, 2 + steps)
@@ -149,7 +166,7 @@ def host_syncs(width: int, batch: int, steps: int, dry: bool) -> dict[str, Any]:
             ]
         else:
             overrides += ["trainer.accelerator=gpu", "trainer.precision=bf16-mixed",
-                          "data.on_device=true"]  # fmt: skip
+                          "data.on_device=true", f"data.root={data}"]  # fmt: skip
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with cb.counter:
@@ -247,6 +264,11 @@ def markdown(data: dict[str, Any]) -> str:
             f"{syncs['counted_ops_per_step']:.2f}; {syncs['img_per_s']:.0f} img/s",
             "",
         ]
+    speed = data.get("train_speed")
+    if speed:
+        lines += ["| setting | run | img/s |", "|---|---|---|"]
+        lines += [f"| {r['setting']} | {r['run']} | {r['img_per_s']:.0f} |" for r in speed["rows"]]
+        lines.append("")
     loss = data.get("loss_speed")
     if loss:
         lines += ["| 2B | loss | ms | ratio | kernels |", "|---|---|---|---|---|"]
@@ -262,6 +284,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--dry-run", action="store_true", help="CPU, toy sizes (checks the script)")
     ap.add_argument("--test-timeout", type=int, default=150, help="seconds for pytest -m gpu")
+    ap.add_argument(
+        "--data", default="../shared/data/tiny-imagenet-hier50.tar.gz", help="the study's data"
+    )
     args = ap.parse_args()
     dry = args.dry_run
     res = Results(args.out)
@@ -269,8 +294,9 @@ def main() -> None:
     width, batch, steps = (8, 32, 3) if dry else (64, 512, 20)
     sizes = [64, 128] if dry else [256, 512, 1024, 2048, 4096, 8192]
     sections = [
-        ("host_syncs", lambda: host_syncs(width, batch, steps, dry)),
+        ("host_syncs", lambda: host_syncs(width, batch, steps, dry, args.data)),
         ("loss_speed", lambda: loss_speed(sizes, 2 if dry else 20, "cpu" if dry else "cuda")),
+        ("train_speed", lambda: train_speed(args.out, args.data, 120, dry)),
         ("gpu_tests", lambda: gpu_tests(args.out, args.test_timeout, dry)),
     ]
     for key, fn in sections:

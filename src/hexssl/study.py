@@ -388,11 +388,15 @@ def git_commit_paths(paths: Sequence[Path], message: str, retries: int = 20) -> 
 
 
 def git_head() -> str | None:
-    """The current commit (with ``-dirty`` when tracked files differ), or None outside git."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-    if head.returncode:
+    """The current commit (with ``-dirty`` when tracked files differ), or None outside git
+    (no repository, or no git program: a finished run must never crash on provenance)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+        if head.returncode:
+            return None
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src"], capture_output=True)
+    except OSError:
         return None
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src"], capture_output=True)
     return head.stdout.strip() + ("-dirty" if dirty.returncode else "")
 
 
@@ -522,7 +526,10 @@ def snapshot(c: Campaign) -> list[Path]:
 
 def is_tracked(path: Path) -> bool:
     """Whether git tracks ``path``."""
-    res = subprocess.run(["git", "ls-files", "--error-unmatch", str(path)], capture_output=True)
+    try:
+        res = subprocess.run(["git", "ls-files", "--error-unmatch", str(path)], capture_output=True)
+    except OSError:  # no git program
+        return False
     return res.returncode == 0
 
 

@@ -7,6 +7,7 @@ synchronisation inside a training step (``torch.cuda.set_sync_debug_mode``).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -25,6 +26,15 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 GPU = ["trainer.accelerator=gpu", "trainer.devices=1", "data.on_device=true"]
+# deterministic cuBLAS (the exact resume) needs this before the first CUDA call
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+@pytest.fixture
+def no_tf32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full fp32 matmuls: a training run earlier in this process may have enabled TF32."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
 
 
 def tiny_run(tmp: Any, name: str, method: str = "simclr", *extra: str) -> Any:
@@ -33,7 +43,7 @@ def tiny_run(tmp: Any, name: str, method: str = "simclr", *extra: str) -> Any:
 
 @pytest.mark.parametrize("variant", ["paper", "reference"])
 @pytest.mark.parametrize("autocast", [False, True])
-def test_hex_on_cuda_matches_a_float64_cpu_reference(variant, autocast):
+def test_hex_on_cuda_matches_a_float64_cpu_reference(variant, autocast, no_tf32):
     z0, z1, _ = clustered(64, d=32, seed=3)
 
     def loss_and_grad(device: str, dtype: torch.dtype) -> tuple[float, torch.Tensor]:

@@ -86,7 +86,9 @@ def test_protocol_defines_the_issue_11_runs(protocol) -> None:  # type: ignore[n
 
 def test_gpu_protocol_is_the_issues_full_width_runs() -> None:
     p = load_protocol(GPU_PROTOCOL)
-    assert list(p.arms) == ["simclr", "simclr-hex-paper"] and p.seeds == [0, 1]
+    arms = ["simclr", "simclr-hex-paper", "simclr-dcl", "simclr-hex-reference"]
+    assert list(p.arms) == arms and p.seeds == [0, 1, 2]
+    assert arm_config(p, "simclr-dcl", 0, "runs").loss.denominator == "decoupled"
     for arm in p.arms:
         c = arm_config(p, arm, 0, "runs")
         assert c.backbone.kwargs == {"stem": "cifar", "width": 64} and c.data.batch_size == 512
@@ -471,3 +473,27 @@ def test_status_tells_done_training_resumable_snapshot_and_todo(
     assert "| simclr-hex-paper-s0 | training (pid" in text and "| 10.0 / 40 | 200 | 1.1 h |" in text
     assert "| barlow-hex-s0 | todo | 0.0 / 40 | - | 1.4 h |" in text
     assert "1 of 5 runs done; training left: 4.6 h" in text
+
+
+def test_provenance_without_a_git_program_is_none_not_a_crash(monkeypatch):
+    from hexssl import study
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert study.git_head() is None
+    assert study.is_tracked(Path("README.md")) is False
+
+
+def test_the_gpu_study_length_rule() -> None:
+    """benchmarks/gpu/study_length.py: the protocol's rule, and 0 when nothing fits."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "study_length", ROOT / "benchmarks" / "gpu" / "study_length.py"
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.study_length(10_000, 3 * 25_000 * 100 / 10_000 + 90) == 100
+    assert mod.study_length(10_000, 3 * 25_000 * 100 / 10_000 + 89) == 80
+    assert mod.study_length(8_000, 400) == 30
+    assert mod.study_length(500, 400) == 0
