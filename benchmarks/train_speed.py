@@ -56,6 +56,7 @@ RUNS: dict[str, list[str]] = {
     "simclr-hex": ["method.name=simclr", "hex.enabled=true"],
     "barlow-hex": ["method.name=barlow", "hex.enabled=true"],
 }
+FULL_TRAIN = 25_000  # tiny-imagenet-hier50's training images, without max_train_samples
 AMP_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
@@ -118,9 +119,10 @@ def raw_step_times(width: int, batch: int, setting: dict[str, Any], args: Any) -
     return times[args.warmup :]
 
 
-def batch_fraction(preset: list[str], batch: int, n: int) -> float:
+def batch_fraction(preset: list[str], batch: int, n: int, overrides: list[str]) -> float:
     """The ``limit_train_batches`` fraction of an epoch that gives ``n`` steps."""
-    per_epoch = int(load_config(preset).data.options["max_train_samples"]) // batch
+    options = load_config(preset, overrides).data.options
+    per_epoch = int(options.get("max_train_samples", FULL_TRAIN)) // batch
     if per_epoch < n:
         raise SystemExit(f"the preset has {per_epoch} steps of batch {batch}; need {n}")
     return (n + 0.5) / per_epoch
@@ -133,6 +135,7 @@ def full_step_times(
     device = torch.device(args.device)
     timer = StepTimer(device)
     n = args.warmup + args.steps + 1
+    fraction = batch_fraction(args.preset, batch, n, args.data_overrides)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(
             args.preset,
@@ -147,7 +150,7 @@ def full_step_times(
                 f"trainer.compile={str(setting['compile']).lower()}",
                 f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
                 "trainer.max_epochs=1",
-                f"trainer.limit_train_batches={batch_fraction(args.preset, batch, n)}",
+                f"trainer.limit_train_batches={fraction}",
                 "trainer.limit_val_batches=0",
                 "trainer.progress_bar=false",
                 "trainer.checkpoint_every_n_steps=0",

@@ -139,7 +139,8 @@ def train_speed(out: Path, data: str, timeout: int, dry: bool) -> dict[str, Any]
             "--steps", "15", "--warmup", "5"]  # fmt: skip
     cmd = [sys.executable, "benchmarks/train_speed.py", *size, "--runs", "raw", "simclr",
            "simclr-hex", "--out", str(out), "--tag", "_cuda",
-           "--data-overrides", f"data.root={data}", "data.on_device=true"]  # fmt: skip
+           "--data-overrides", f"data.root={data}", "data.on_device=true",
+           "data.options={image_size: 32}"]  # fmt: skip
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if res.returncode:
         raise RuntimeError((res.stdout + res.stderr)[-1500:])

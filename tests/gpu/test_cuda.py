@@ -47,7 +47,7 @@ def test_hex_on_cuda_matches_a_float64_cpu_reference(variant, autocast, no_tf32)
     z0, z1, _ = clustered(64, d=32, seed=3)
 
     def loss_and_grad(device: str, dtype: torch.dtype) -> tuple[float, torch.Tensor]:
-        a = z0.to(device, dtype).requires_grad_()
+        a = z0.detach().to(device, dtype).requires_grad_()  # a fresh leaf on each device
         b = z1.to(device, dtype)
         fn = InfoNCE(0.1, HEXDenominator(variant=variant, q=0.9)).to(device)
         fn.set_progress(5.0)
