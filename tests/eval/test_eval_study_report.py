@@ -195,15 +195,16 @@ def test_study_report_without_transfer_has_no_transfer_section(tmp_path: Path) -
     assert "## Transfer" not in study_report(tmp_path, tmp_path / "out")
 
 
+@pytest.mark.parametrize("study", ["hex_study", "hex_study_gpu"])
 def test_committed_study_report_is_what_the_committed_jsons_rebuild(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    study: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """docs/hex_study/study.md must be `hexssl report --study` of the committed results."""
+    """docs/<study>/study.md must be `hexssl report --study` of the committed results."""
     repo = Path(__file__).resolve().parents[2]
-    committed = repo / "docs" / "hex_study" / "study.md"
+    committed = repo / "docs" / study / "study.md"
     monkeypatch.chdir(repo)  # the report names its results folder as given
-    rebuilt = study_report(Path("benchmarks/results/hex_study"), tmp_path / "out")
+    rebuilt = study_report(Path("benchmarks/results") / study, tmp_path / "out")
     assert rebuilt == committed.read_text(), (
-        "docs/hex_study/study.md is stale: run "
-        "`hexssl report benchmarks/results/hex_study --study --out docs/hex_study`"
+        f"docs/{study}/study.md is stale: run "
+        f"`hexssl report benchmarks/results/{study} --study --out docs/{study}`"
     )
