@@ -43,6 +43,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
 
+from hexssl.build import check_names
 from hexssl.config import ConfigError, RunConfig, from_dict, merge, parse_override, set_path
 from hexssl.config import to_dict as config_dict
 from hexssl.data.transforms import build_augmentation
@@ -90,7 +91,8 @@ class Protocol:
 def load_protocol(path: str | Path, epochs: int | None = None) -> Protocol:
     """Read and validate a protocol; ``epochs`` overrides its length (smoke tests).
 
-    Every arm's config is validated here, so a typo fails before any training.
+    Every arm's config is validated here (keys, names and combinations), so a typo
+    fails before any training.
     """
     p = Path(path)
     text = p.read_text()
@@ -114,8 +116,8 @@ def load_protocol(path: str | Path, epochs: int | None = None) -> Protocol:
     unknown = {a for pair in comparisons for a in pair} - set(proto.arms)
     if unknown:
         raise ConfigError(f"protocol {p}: comparisons name unknown arms {sorted(unknown)}")
-    for arm in proto.arms:
-        arm_config(proto, arm, proto.seeds[0], "runs")
+    for arm in proto.arms:  # names and combinations too (HEX + a relative is refused)
+        check_names(arm_config(proto, arm, proto.seeds[0], "runs"))
     return proto
 
 

@@ -14,7 +14,7 @@ from .oracle import negatives
 
 
 def dcl_anchor_loss(s, i, pos, self_, t, w=1.0) -> float:
-    """Yeh et al. 2022 eq. 5 (DCL) / 6 (DCLW, weight w): no positive in the denominator."""
+    """Yeh et al. 2022, DCL (w = 1) and DCLW (weight w): no positive in the denominator."""
     n = negatives(i, s.shape[1], pos, self_)
     return -w * s[i, pos[i]] / t + math.log(sum(math.exp(s[i, j] / t) for j in n))
 

@@ -160,7 +160,7 @@ class DecoupledDenominator(_DenseRelative):
 
     w_i = 1 for DCL. With ``sigma`` set, DCLW's von Mises-Fisher weight
     w_i = 2 - exp(s_ip / sigma) / mean_k exp(s_kp / sigma), the mean over every anchor of
-    the batch on every process (arXiv:2110.06848, eq. 6). The weight is folded into the
+    the batch on every process (arXiv:2110.06848, DCLW). The weight is folded into the
     returned log-term, (1 - w_i) l_ip, so that ``contrastive_loss`` is unchanged.
 
     Args:
@@ -203,7 +203,7 @@ def vmf_weights(pos_sim: Tensor, sigma: float, detach: bool = False) -> Tensor:
 
 
 class DebiasedDenominator(_DenseRelative):
-    """Debiased contrastive loss (Chuang et al., NeurIPS 2020, arXiv:2007.00224, eq. 6).
+    """Debiased contrastive loss (Chuang et al., NeurIPS 2020, arXiv:2007.00224).
 
         Ng_i = max((sum_{N(i)} e^{l_ij} - tau_plus N e^{l_ip}) / (1 - tau_plus), N e^{-1/T})
         L_i  = -l_ip + log(e^{l_ip} + Ng_i)
