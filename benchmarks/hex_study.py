@@ -1,5 +1,8 @@
 """The "Does HEX help?" campaign (issue 11): paired arms x seeds, resumable, one JSON per run.
 
+The library's study runner (``hexssl.study``) plus our campaign machinery
+(``benchmarks/campaign.py``: worker pool, claims, in-flight snapshots, git commits).
+
 The protocol (arms, seeds, the full config of every run) is fixed in
 ``benchmarks/hex_study_protocol.yaml``. For each (seed, arm) without
 ``<results>/<arm>-s<seed>.json`` this trains (resuming from the run's
@@ -23,15 +26,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hexssl.study import (
+from campaign import (  # benchmarks/campaign.py: pool, claims, snapshots, git
     Campaign,
     campaign_status,
     format_status,
-    load_protocol,
     run_campaign,
     snapshot,
     transfer,
 )
+from hexssl.study import load_protocol
 
 HERE = Path(__file__).parent
 PROTOCOL = HERE / "hex_study_protocol.yaml"

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hexssl.config import ConfigError
 from hexssl.console import show_warning
+from hexssl.errors import ConfigError, NonFiniteLossError
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -70,7 +70,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.study:
-        from hexssl.eval.study_report import study_report
+        from hexssl.study.report import study_report
 
         if len(args.run_dirs) != 1:
             raise ConfigError("--study takes one results folder, e.g. benchmarks/results/hex_study")
@@ -241,9 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # a file or folder the run needs cannot be read or written
         print(f"hexssl: error: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
         return 2
-    except RuntimeError as err:
-        if type(err).__name__ != "NonFiniteLossError":
-            raise
+    except NonFiniteLossError as err:
         print(f"hexssl: error: {err}", file=sys.stderr)
         return 3
 

@@ -31,9 +31,7 @@ from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config key or value is invalid; the message names it and the fix."""
+from hexssl.errors import ConfigError
 
 
 @dataclass

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from benchmarks.campaign import Campaign, run_campaign
 
-from hexssl.config import ConfigError
-from hexssl.eval.study_report import study_report
-from hexssl.study import Campaign, arm_config, load_protocol, run_campaign
+from hexssl.errors import ConfigError
+from hexssl.study import arm_config, load_protocol, study_report
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "benchmarks" / "relatives_smoke_protocol.yaml"

@@ -9,22 +9,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from benchmarks.campaign import (
+    Campaign,
+    campaign_status,
+    format_status,
+    git_commit_paths,
+    run_campaign,
+    schedule,
+)
 
 from hexssl.build import build_datamodule, build_method
 from hexssl.cli import main
 from hexssl.config import RunConfig
 from hexssl.export import load_release
-from hexssl.study import (
-    Campaign,
-    arm_config,
-    campaign_status,
-    format_status,
-    git_commit_paths,
-    load_protocol,
-    run_campaign,
-    schedule,
-    train_run,
-)
+from hexssl.study import Study, arm_config, load_protocol, run_study, train_run
 from tests.subproc import run_limited
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -242,6 +240,30 @@ def test_campaign_end_to_end_resume_and_skip(
     assert (c.results_dir / "simclr-hex-paper-s0.json").stat().st_mtime_ns == mtime
 
 
+def test_the_library_runner_trains_evaluates_and_skips_without_git(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hexssl.study.run_study: results for a user's own arms; it never starts git."""
+    real_popen = subprocess.Popen
+
+    def no_git(args, *a, **k):  # type: ignore[no-untyped-def]
+        assert not (isinstance(args, list | tuple) and str(args[0]) == "git"), args
+        return real_popen(args, *a, **k)
+
+    monkeypatch.setattr(subprocess, "Popen", no_git)
+    p = load_protocol(PROTOCOL, epochs=1)
+    study = Study(p, tmp_path / "runs", tmp_path / "res", ["simclr"], [0], TINY)
+    (path,) = run_study(study, provenance={"source": "test"})
+    res = json.loads(path.read_text())
+    assert res["source"] == "test" and "git_commit" not in res and res["epochs"] == 1
+    assert (study.results_dir / "weights" / "simclr-s0.pt").is_file()
+    assert (study.results_dir / "protocol.yaml").read_text() == PROTOCOL.read_text()
+    mtime = path.stat().st_mtime_ns
+    run_study(study)  # finished: skipped
+    assert path.stat().st_mtime_ns == mtime
+    assert not list(study.runs_dir.glob("*.claim"))
+
+
 def test_two_workers_train_each_run_once(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     p = load_protocol(PROTOCOL, epochs=1)
     c = Campaign(p, tmp_path / "runs", tmp_path / "res", ["simclr", "simclr-hex-paper"], [0], TINY)
@@ -278,7 +300,7 @@ def test_every_other_arm_trains_and_evaluates_end_to_end(tmp_path: Path) -> None
 def test_a_claim_is_taken_once_and_only_dead_claims_are_removed(tmp_path: Path) -> None:
     import os
 
-    from hexssl.study import claim_run, remove_stale_claims
+    from benchmarks.campaign import claim_run, remove_stale_claims
 
     mine, dead = tmp_path / "a.claim", tmp_path / "b.claim"
     assert claim_run(mine) and not claim_run(mine)  # the second worker backs off
@@ -302,7 +324,7 @@ os._exit(0)  # like kill -9: no chance to stop the worker
 """
 _WORKER = """
 import sys, time
-from hexssl.study import exit_with_parent
+from benchmarks.campaign import exit_with_parent
 exit_with_parent(int(sys.argv[1]), period=0.05)
 print("ready", flush=True)
 time.sleep(120)
@@ -318,7 +340,7 @@ def test_a_worker_stops_when_its_campaign_process_is_killed(tmp_path: Path) -> N
     log = tmp_path / "worker.log"
     middle = subprocess.run(
         [sys.executable, "-c", _MIDDLE, _WORKER, str(log)], capture_output=True, text=True,
-        timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=120, env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"},
     )  # fmt: skip
     assert middle.stdout.strip() == "alive", middle.stdout + middle.stderr
     deadline = time.monotonic() + 30
@@ -420,7 +442,7 @@ def test_snapshot_lets_a_fresh_machine_resume_an_unfinished_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--snapshot copies last.ckpt into the results; a new runs dir resumes from it."""
-    from hexssl.study import inflight_path, snapshot
+    from benchmarks.campaign import inflight_path, snapshot
 
     p = load_protocol(PROTOCOL, epochs=2)
     c = Campaign(p, tmp_path / "runs", tmp_path / "res", ["simclr"], [0], TINY)
@@ -476,11 +498,11 @@ def test_status_tells_done_training_resumable_snapshot_and_todo(
 
 
 def test_provenance_without_a_git_program_is_none_not_a_crash(monkeypatch):
-    from hexssl import study
+    from benchmarks import campaign
 
     monkeypatch.setenv("PATH", "/nonexistent")
-    assert study.git_head() is None
-    assert study.is_tracked(Path("README.md")) is False
+    assert campaign.git_head() is None
+    assert campaign.is_tracked(Path("README.md")) is False
 
 
 def test_the_gpu_study_length_rule() -> None:

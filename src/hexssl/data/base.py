@@ -14,17 +14,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from hexssl.config import ConfigError
-
 Item = tuple[Tensor, int, int, int]
 """A dataset item: (image uint8 (3, H, W), label, superlabel, index); missing labels are -1."""
-
-
-class DataError(ConfigError):
-    """The data on disk cannot be read as configured; the message names the file and the fix.
-
-    A :class:`~hexssl.config.ConfigError`, so the CLI reports it in one line (exit 2).
-    """
 
 
 class NamedClasses:

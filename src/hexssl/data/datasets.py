@@ -24,7 +24,6 @@ import torch
 from torch.utils.data import Dataset
 
 from hexssl.data.base import (
-    DataError,
     Item,
     TensorImageDataset,
     check_split,
@@ -34,6 +33,7 @@ from hexssl.data.download import download_dataset
 from hexssl.data.folders import read_imagefolder, read_unlabeled
 from hexssl.data.imagenet import read_imagenet, read_imagenet100
 from hexssl.data.synthetic import make_synthetic, read_synthetic
+from hexssl.errors import DataError
 
 # Coarse hierarchy for CIFAR-10 and STL-10, the same as ../shared/data's hierarchy.csv.
 VEHICLES = frozenset({"airplane", "automobile", "car", "ship", "truck"})

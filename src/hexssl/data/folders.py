@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from hexssl.data.base import DataError, TensorImageDataset, cache_dir, missing_dataset_error
+from hexssl.data.base import TensorImageDataset, cache_dir, missing_dataset_error
+from hexssl.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")

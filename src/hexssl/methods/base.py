@@ -22,14 +22,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hexssl.config import OptimConfig
+from hexssl.errors import NonFiniteLossError
 from hexssl.hostsync import avoid_host_sync
 from hexssl.losses.infonce import InfoNCE
 from hexssl.optim import build_optimizer, cosine_momentum, param_groups, warmup_cosine
 from hexssl.speed import to_channels_last
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or Inf; the run stops without saving that state."""
 
 
 @dataclass

@@ -17,7 +17,7 @@ from hexssl.eval.stats import (
     t_quantile_975,
     t_two_sided_p,
 )
-from hexssl.eval.study_report import study_report
+from hexssl.study.report import study_report
 
 
 def test_t_quantiles_solve_the_closed_form_cdfs() -> None:

@@ -1,7 +1,7 @@
 """The study report: tables and emergence plots rebuilt from per-run JSON files.
 
-Input: a results folder written by ``hexssl.study`` (``<arm>-s<seed>.json``, optionally
-``protocol.yaml`` and ``curves/<arm>-s<seed>.csv``). Output: ``study.md`` with
+Input: a results folder written by :func:`hexssl.study.run_study` (``<arm>-s<seed>.json``,
+optionally ``protocol.yaml`` and ``curves/<arm>-s<seed>.csv``). Output: ``study.md`` with
 
 * mean ± std over seeds per arm, and every run's own values,
 * for each comparison (arm vs baseline, from the protocol; else every arm vs the first)
@@ -29,6 +29,7 @@ import yaml
 from hexssl.eval.plots import IntervalRow, plot_curves, plot_intervals
 from hexssl.eval.report import markdown_table, mean_std
 from hexssl.eval.stats import PairedDifference, holm, paired_difference
+from hexssl.study.evaluation import read_curves
 
 RESULT_NAME = re.compile(r"^(?P<arm>.+)-s(?P<seed>\d+)\.json$")
 TABLE = (  # (column, key, format)
@@ -204,8 +205,6 @@ def difference_plot(
 
 def curve_plots(results_dir: Path, order: list[str], out_dir: Path, seed: int = 0) -> list[str]:
     """Emergence curves of the first CURVE_ARMS arms at ``seed``; markdown image lines."""
-    from hexssl.study import read_curves
-
     runs = {}
     for arm in order[:CURVE_ARMS]:
         path = results_dir / "curves" / f"{arm}-s{seed}.csv"

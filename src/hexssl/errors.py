@@ -1,0 +1,22 @@
+"""The exceptions that more than one part of hexssl raises or catches.
+
+They live here, at the bottom of the import graph, so that a module needs no other
+module (the config schema, the method base class) only to name an error.
+"""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A config key or value is invalid; the message names it and the fix."""
+
+
+class DataError(ConfigError):
+    """The data on disk cannot be read as configured; the message names the file and the fix.
+
+    A :class:`ConfigError`, so the CLI reports it in one line (exit 2).
+    """
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or Inf; the run stops without saving that state."""

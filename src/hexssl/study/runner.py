@@ -1,0 +1,189 @@
+"""The study runner: train, evaluate and record every (arm, seed) of a protocol, resumably.
+
+:func:`run_study` takes the runs in :func:`~hexssl.study.protocol.schedule` order. A run
+with a result JSON is skipped; one with a ``last.ckpt`` resumes from it; any other
+starts in a clean directory. Each finished run writes at once:
+
+* ``<results>/<arm>-s<seed>.json``: the metrics, the config and the provenance;
+* ``<results>/weights/<arm>-s<seed>.pt`` + ``.json``: the backbone as fp16 with its
+  architecture (evaluate with ``hexssl knn FILE.pt --data ...``);
+* ``<results>/curves/<arm>-s<seed>.csv``: the emergence curves (purity, eps by step).
+
+``hexssl report <results> --study`` rebuilds the tables from the JSON files. The runner
+trains one run at a time in this process and writes only under the two folders it is
+given; spreading runs over processes or machines is the caller's business.
+
+Example:
+    >>> from hexssl.study import Study, load_protocol
+    >>> p = load_protocol("benchmarks/hex_study_protocol.yaml")
+    >>> study = Study(p, Path("runs/s"), Path("results/s"), ["simclr"], [0], [])
+    >>> study.result_path("simclr", 0).name
+    'simclr-s0.json'
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from hexssl.atomic import atomic_write_text
+from hexssl.config import RunConfig
+from hexssl.config import to_dict as config_dict
+from hexssl.machine import machine_summary
+from hexssl.study.evaluation import evaluate_run, export_weights, finite, write_curves
+from hexssl.study.protocol import Protocol, arm_config, run_name, schedule
+from hexssl.train import last_checkpoint, pretrain
+
+
+class WallClock(Callback):
+    """Training wall time summed over sessions: saved in every checkpoint, restored on resume.
+
+    Time after the last checkpoint of a killed session is not counted (that work is
+    redone after the resume, and counted then).
+    """
+
+    def __init__(self) -> None:
+        self.before = 0.0
+        self.start: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def total(self) -> float:
+        """Seconds of training so far, all sessions."""
+        now = time.perf_counter() - self.start if self.start is not None else 0.0
+        return self.before + now
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": self.total}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.before = float(state_dict["seconds"])
+
+
+TRAIN_DONE = "study_train.json"
+
+
+def train_run(cfg: RunConfig, log: Callable[[str], None] = print) -> float:
+    """Train one run to the end and return its training seconds (all sessions).
+
+    Finished (``study_train.json`` present): nothing to do. A ``last.ckpt``: resume from
+    it. Otherwise: remove whatever a crash left and start in a clean directory.
+    """
+
+    run_dir = cfg.run_dir
+    done = run_dir / TRAIN_DONE
+    if done.is_file():
+        return float(json.loads(done.read_text())["seconds"])
+    ckpt = last_checkpoint(run_dir)
+    if ckpt is None and run_dir.exists():
+        log(f"[study] {cfg.name}: no checkpoint in {run_dir}; starting again in a clean dir")
+        shutil.rmtree(run_dir)
+    log(f"[study] {cfg.name}: {'resuming from ' + str(ckpt) if ckpt else 'training'}")
+    cfg = copy.deepcopy(cfg)
+    cfg.resume = "auto" if ckpt is not None else None
+    clock = WallClock()
+    pretrain(cfg, [clock])
+    seconds = round(clock.total, 1)
+    atomic_write_text(done, json.dumps({"seconds": seconds}))
+    return seconds
+
+
+@dataclass
+class Study:
+    """Where a study reads and writes, and which of the protocol's runs it trains."""
+
+    protocol: Protocol
+    runs_dir: Path
+    results_dir: Path
+    arms: list[str]
+    seeds: list[int]
+    overrides: list[str]
+
+    def result_path(self, arm: str, seed: int) -> Path:
+        """``<results>/<arm>-s<seed>.json``: present once the run is trained and evaluated."""
+        return self.results_dir / f"{run_name(arm, seed)}.json"
+
+    def schedule(self) -> list[tuple[str, int]]:
+        """This study's runs in the order that completes the comparisons soonest."""
+        return schedule(self.protocol, self.arms, self.seeds)
+
+    def config(self, arm: str, seed: int) -> RunConfig:
+        """The complete config of run (arm, seed) under ``runs_dir``."""
+        return arm_config(self.protocol, arm, seed, self.runs_dir, self.overrides)
+
+
+def run_one(
+    study: Study, arm: str, seed: int, provenance: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train (or resume), evaluate and write the results of one (arm, seed).
+
+    ``provenance`` (e.g. the caller's source revision) goes into the result JSON and the
+    released weights' metadata as it is given.
+    """
+    extra = dict(provenance or {})
+    cfg = study.config(arm, seed)
+    seconds = train_run(cfg)
+    t0 = time.time()
+    metrics = evaluate_run(cfg, study.protocol)
+    name = run_name(arm, seed)
+    weights = study.results_dir / "weights" / f"{name}.pt"
+    export_weights(cfg, weights, {"arm": arm, "seed": seed, **extra})
+    write_curves(cfg.run_dir, study.results_dir / "curves" / f"{name}.csv")
+    result = {
+        "arm": arm,
+        "seed": seed,
+        "label_using": arm in study.protocol.label_using,
+        **metrics,
+        "seconds": seconds,
+        "eval_seconds": round(time.time() - t0, 1),
+        "protocol_epochs": study.protocol.epochs,
+        "protocol_sha256": study.protocol.sha256,
+        "overrides": study.overrides,
+        **extra,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else "cpu",
+        "machine": machine_summary(),  # where the run ended (a resumed run spans machines)
+        "weights": str(weights.relative_to(study.results_dir)),
+        "config": config_dict(cfg),
+    }
+    out = study.result_path(arm, seed)
+    atomic_write_text(out, json.dumps(finite(result), indent=2) + "\n")
+    print(
+        f"[study] {name}: knn class {result['knn_class_top1']:.2f} super "
+        f"{result['knn_super_top1']:.2f} linear {result['linear_top1']:.2f} -> {out}"
+    )
+    return result
+
+
+def start(study: Study) -> None:
+    """Create the results folder and keep the protocol beside the results."""
+    study.results_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(study.results_dir / "protocol.yaml", study.protocol.path.read_text())
+
+
+def run_study(study: Study, provenance: dict[str, Any] | None = None) -> list[Path]:
+    """Every run of the schedule without a result, one after another; finished runs skipped.
+
+    Returns the result paths of all the study's runs, in schedule order.
+    """
+    start(study)
+    for arm, seed in study.schedule():
+        path = study.result_path(arm, seed)
+        if path.is_file():
+            print(f"[study] skip {run_name(arm, seed)}: {path} exists", flush=True)
+            continue
+        run_one(study, arm, seed, provenance)
+    return [study.result_path(arm, seed) for arm, seed in study.schedule()]
