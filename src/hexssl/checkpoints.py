@@ -28,7 +28,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 
 from hexssl.atomic import TMP_SUFFIX, atomic_torch_save
-from hexssl.config import ConfigError
+from hexssl.errors import ConfigError
 
 CKPT_DIR = "checkpoints"
 NAMES = ("last", "previous")  # checkpoint names a user can pick with --checkpoint

@@ -33,6 +33,11 @@ import yaml
 
 from hexssl.errors import ConfigError
 
+# The names of hexssl.methods.METHODS, here so that loading a config needs neither torch
+# nor the methods (which import this module): a by_method typo fails at load. The
+# registry refuses to differ from this list when it is imported.
+METHOD_NAMES = ("simclr", "moco_v2", "moco_v3", "nnclr", "all4one", "byol", "barlow", "vicreg")
+
 
 @dataclass
 class MethodConfig:
@@ -517,12 +522,11 @@ def _method_block(layer: _Layer, method: str) -> dict[str, Any]:
     """``layer.by_method[method]``, after checking every name it lists exists."""
     if not layer.by_method:
         return {}
-    from hexssl.methods import METHODS  # lazy: torch is slow to import
-
     for name, block in layer.by_method.items():
-        if name not in METHODS:
+        if name not in METHOD_NAMES:
             raise ConfigError(
-                f"{layer.source}: by_method.{name}: unknown method{suggest(name, list(METHODS))}"
+                f"{layer.source}: by_method.{name}: unknown method"
+                f"{suggest(name, list(METHOD_NAMES))}"
             )
         if not isinstance(block, dict) or "name" in (block.get("method") or {}):
             raise ConfigError(

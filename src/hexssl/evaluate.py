@@ -31,6 +31,7 @@ from hexssl.eval.features import cached_features, extract_features, file_identit
 from hexssl.eval.knn import knn_eval
 from hexssl.eval.linear import linear_eval
 from hexssl.eval.plots import plot_embedding_2d
+from hexssl.export import is_release, load_release
 from hexssl.methods.base import SSLMethod
 from hexssl.runs import checkpoint_path, checkpoint_state, run_config
 
@@ -226,8 +227,6 @@ def _prefixed(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
 
 def open_release_encoder(weights: str | Path, overrides: list[str]) -> Encoder:
     """A released weights file and the data to evaluate it on (default: its training data)."""
-    from hexssl.export import load_release
-
     backbone, meta = load_release(weights)
     cfg = config_from({"data": meta.get("data", {})}, overrides)
     t = meta["eval_transform"]
@@ -242,8 +241,6 @@ def open_release_encoder(weights: str | Path, overrides: list[str]) -> Encoder:
 
 def open_encoder(target: str | Path, overrides: list[str], which: str = "last") -> Encoder:
     """:func:`open_release_encoder` for a weights file, else :func:`open_run_encoder`."""
-    from hexssl.export import is_release
-
     if Path(target).is_file():
         if not is_release(target):
             raise ConfigError(

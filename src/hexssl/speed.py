@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hexssl.config import ConfigError
+from hexssl.errors import ConfigError
 
 COMPILED_PARTS = ("backbone", "projector", "predictor")  # the heavy, shape-stable modules
 

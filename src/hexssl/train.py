@@ -24,7 +24,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from hexssl.atomic import atomic_torch_save, atomic_write_text, remove_stale_tmp
+from hexssl.atomic import atomic_write_text, remove_stale_tmp
 from hexssl.build import build_datamodule, build_method, check_names, global_batch
 from hexssl.checkpoints import (
     CKPT_DIR,
@@ -36,8 +36,10 @@ from hexssl.checkpoints import (
 )
 from hexssl.config import ConfigError, RunConfig, dump_config, load_config, to_dict
 from hexssl.console import quiet_libraries
+from hexssl.errors import NonFiniteLossError
+from hexssl.evaluate import frozen_features, knn_summary
 from hexssl.history import METRICS_FILE, RunCSVLogger, trim_metrics
-from hexssl.methods.base import NonFiniteLossError, SSLMethod
+from hexssl.methods.base import SSLMethod
 from hexssl.speed import (
     apply_backend_settings,
     apply_speed_settings,
@@ -45,7 +47,7 @@ from hexssl.speed import (
     precision_hint,
 )
 
-__all__ = ["atomic_torch_save", "atomic_write_text", "pretrain", "resume"]
+__all__ = ["pretrain", "resume"]
 # Config keys a resume may change without --allow-changes: they extend the run or
 # change only how it is run and logged, not what it trains up to the checkpoint.
 SAFE_CHANGES = frozenset(
@@ -440,8 +442,6 @@ def finish(
 
 def final_knn(method: SSLMethod, dm: Any, cfg: RunConfig) -> dict[str, float]:
     """Weighted kNN on frozen backbone features, class and superclass level."""
-    from hexssl.evaluate import frozen_features, knn_summary
-
     if getattr(dm, "val_set", None) is None:
         return {}
     with torch.no_grad():

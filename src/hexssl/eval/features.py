@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hexssl.atomic import atomic_torch_save
+
 Batch = Sequence[Tensor]
 Features = tuple[Tensor, Tensor, Tensor]  # feats (N, D) float32, labels (N,), superlabels (N,)
 log = logging.getLogger("hexssl")
@@ -128,8 +130,6 @@ def save_features(
     Shape:
         feats: (N, D); labels: (N,); superlabels: (N,).
     """
-    from hexssl.train import atomic_torch_save
-
     if not feats.shape[0] == labels.shape[0] == superlabels.shape[0]:
         raise ValueError(
             f"row counts differ: feats {feats.shape[0]}, labels {labels.shape[0]}, "

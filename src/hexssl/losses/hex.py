@@ -25,9 +25,10 @@ import torch
 from torch import Tensor, nn
 
 from hexssl.hostsync import avoid_host_sync
+from hexssl.losses.infonce import NEG_INF, at_least_fp32, exclude_
+from hexssl.losses.relatives import debias
 from hexssl.losses.thresholds import Threshold, build_threshold
 
-NEG_INF = float("-inf")
 VARIANTS = ("paper", "reference")
 HParams = tuple[float, float, float, float, bool]  # beta, tau_plus, lambda, 1/T, detach
 
@@ -183,24 +184,10 @@ def _local_forward(
     log_c = _segment_logsumexp((1.0 + beta) * d_h, rows, m)
     log_a, log_c = torch.where(has_h, log_a, 0.0), torch.where(has_h, log_c, 0.0)
     log_r = n_h.log() + log_c - log_a + m_h  # (M,)
-    log_local, active = _debias(log_r, lp, n_h, tau, inv_t)
+    log_local, active = debias(log_r, lp, n_h, tau, inv_t)
     log_local = torch.where(has_h, log_local, NEG_INF)  # Local_i = 0 for empty H(i)
     active = (active & has_h).to(lp.dtype)
     return LocalTerm(log_local, log_r, log_a, log_c, n_h, active, d_h)
-
-
-def _debias(
-    log_r: Tensor, lp: Tensor, n_h: Tensor, tau: float, inv_t: float
-) -> tuple[Tensor, Tensor]:
-    """max((R - tau |H| e^{l_p}) / (1 - tau), |H| e^{-1/T}) in log space (Chuang 2020)."""
-    if tau == 0:  # debiasing off: no max(), Local = R
-        return log_r, torch.ones_like(log_r, dtype=torch.bool)
-    log_ratio = math.log(tau) + n_h.log() + lp - log_r  # log(tau |H| P / R)  (M,)
-    ratio = log_ratio.clamp_max(0.0).exp()
-    log_raw = torch.where(log_ratio < 0, log_r + (-ratio).log1p(), NEG_INF) - math.log1p(-tau)
-    log_floor = n_h.log() - inv_t
-    active = log_raw > log_floor
-    return torch.maximum(log_raw, log_floor), active
 
 
 def _local_coef(loc: LocalTerm, log_d: Tensor, lam: float, tau: float) -> Tensor:
@@ -241,7 +228,7 @@ def _local_forward_dense(
     log_c = ((1.0 + beta) * d_h).logsumexp(1)
     log_a, log_c = torch.where(has_h, log_a, 0.0), torch.where(has_h, log_c, 0.0)
     log_r = n_h.log() + log_c - log_a + m_h  # (M,)
-    log_local, active = _debias(log_r, lp, n_h, tau, inv_t)
+    log_local, active = debias(log_r, lp, n_h, tau, inv_t)
     log_local = torch.where(has_h, log_local, NEG_INF)
     active = (active & has_h).to(lp.dtype)
     return LocalTerm(log_local, log_r, log_a, log_c, n_h, active, d_h)
@@ -333,7 +320,7 @@ class HEXDenominator(nn.Module):
         sim32 = at_least_fp32(sim)
         lp = sim32.gather(1, pos_idx).squeeze(1) / temperature  # (M,) positive logits
         with torch.no_grad():  # the one (M, K) work buffer: logits on N(i), -inf elsewhere
-            work = _exclude_(sim32.detach() / temperature, pos_idx, self_idx)
+            work = exclude_(sim32.detach() / temperature, pos_idx, self_idx)
         dense = self.dense if self.dense is not None else avoid_host_sync(sim.device)
         n_neg = sim.shape[1] - 1 - (self_idx is not None)  # |N(i)|
         if dense:
@@ -345,7 +332,7 @@ class HEXDenominator(nn.Module):
             )
             n_h = torch.full((), rows.numel(), dtype=sim32.dtype, device=sim.device)
         if self.in_warmup:  # spec 5.3: plain InfoNCE
-            masked = _exclude_(sim32 / temperature, pos_idx, self_idx)  # with gradients
+            masked = exclude_(sim32 / temperature, pos_idx, self_idx)  # with gradients
             log_d = torch.logaddexp(lp, masked.logsumexp(1))
             return log_d, _stats(n_h, eps, torch.full_like(log_d, NEG_INF), log_d, n_neg)
         pos_weight, lam = torch.ones_like(lp), self.lambda_local
@@ -367,24 +354,6 @@ class HEXDenominator(nn.Module):
                 sim32, lp, Workspace(work), rows, cols, pos_weight, hp
             )
         return log_d, _stats(n_h, eps, log_loc, log_d, n_neg)
-
-
-def _exclude_(logits: Tensor, pos_idx: Tensor, self_idx: Tensor | None) -> Tensor:
-    """Set the positive and self columns to -inf in place: what is left is N(i)."""
-    logits.scatter_(1, pos_idx, NEG_INF)
-    return logits if self_idx is None else logits.scatter_(1, self_idx, NEG_INF)
-
-
-def at_least_fp32(x: Tensor) -> Tensor:
-    """Half-precision similarities are promoted; float64 stays (gradcheck)."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
-def plain_log_denominator(logits: Tensor, self_idx: Tensor | None) -> Tensor:
-    """log(e^{l_ip} + sum_{N(i)} e^{l_ij}): InfoNCE's denominator (HEX_SPEC 3). # (M,)"""
-    if self_idx is not None:
-        logits = logits.scatter(1, self_idx, NEG_INF)  # (M, K)
-    return logits.logsumexp(1)
 
 
 def _reference_sets(rows: Tensor, cols: Tensor, lp: Tensor, n_neg: int) -> tuple[Tensor, Tensor]:

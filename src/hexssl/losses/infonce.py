@@ -18,10 +18,10 @@ from torch import Tensor, nn
 
 from hexssl.hostsync import avoid_host_sync
 from hexssl.losses.distributed import gather_no_grad, gather_with_grad, rank_and_world
-from hexssl.losses.hex import at_least_fp32, plain_log_denominator
 from hexssl.losses.thresholds import SuperclassOracle
 
 Stats = dict[str, Tensor]
+NEG_INF = float("-inf")
 
 
 class Pairing(NamedTuple):
@@ -95,6 +95,24 @@ def _check_indices(p: Pairing) -> None:
         # out-of-range column fails in the gather's own device-side check instead)
         if not avoid_host_sync(idx.device) and (int(idx.min()) < 0 or int(idx.max()) >= k):
             raise ValueError(f"{name} holds columns outside [0, {k}) of the candidates")
+
+
+def exclude_(logits: Tensor, pos_idx: Tensor, self_idx: Tensor | None) -> Tensor:
+    """Set the positive and self columns to -inf in place: what is left is N(i)."""
+    logits.scatter_(1, pos_idx, NEG_INF)
+    return logits if self_idx is None else logits.scatter_(1, self_idx, NEG_INF)
+
+
+def at_least_fp32(x: Tensor) -> Tensor:
+    """Half-precision similarities are promoted; float64 stays (gradcheck)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def plain_log_denominator(logits: Tensor, self_idx: Tensor | None) -> Tensor:
+    """log(e^{l_ip} + sum_{N(i)} e^{l_ij}): InfoNCE's denominator (HEX_SPEC 3). # (M,)"""
+    if self_idx is not None:
+        logits = logits.scatter(1, self_idx, NEG_INF)  # (M, K)
+    return logits.logsumexp(1)
 
 
 class InfoNCEDenominator(nn.Module):

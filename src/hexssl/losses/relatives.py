@@ -27,10 +27,24 @@ import torch
 from torch import Tensor, nn
 
 from hexssl.losses.distributed import gather_with_grad
-from hexssl.losses.hex import _debias, _exclude_, at_least_fp32
+from hexssl.losses.infonce import NEG_INF, at_least_fp32, exclude_
 
 Stats = dict[str, Tensor]
 RelParams = tuple[float, float, float, bool]  # positive weight pw, beta, tau_plus, detach
+
+
+def debias(
+    log_r: Tensor, lp: Tensor, n_h: Tensor, tau: float, inv_t: float
+) -> tuple[Tensor, Tensor]:
+    """max((R - tau |H| e^{l_p}) / (1 - tau), |H| e^{-1/T}) in log space (Chuang 2020)."""
+    if tau == 0:  # debiasing off: no max(), Local = R
+        return log_r, torch.ones_like(log_r, dtype=torch.bool)
+    log_ratio = math.log(tau) + n_h.log() + lp - log_r  # log(tau |H| P / R)  (M,)
+    ratio = log_ratio.clamp_max(0.0).exp()
+    log_raw = torch.where(log_ratio < 0, log_r + (-ratio).log1p(), NEG_INF) - math.log1p(-tau)
+    log_floor = n_h.log() - inv_t
+    active = log_raw > log_floor
+    return torch.maximum(log_raw, log_floor), active
 
 
 class _RelativeLogDenominator(torch.autograd.Function):
@@ -53,7 +67,7 @@ class _RelativeLogDenominator(torch.autograd.Function):
         E = work.sub_(m[:, None])  # (M, K) d = l - m, -inf off N(i)
         log_a, log_c = _weight_sums_(E, beta, n)  # E is now e^d, 0 off N(i)
         log_r = n.log() + log_c - log_a + m  # (M,) log R_i
-        log_ng, above = _debias(log_r, lp, n, tau, inv_t)
+        log_ng, above = debias(log_r, lp, n, tau, inv_t)
         log_d = torch.logaddexp(lp, log_ng) if pw else log_ng  # (M,)
         active = above.to(lp.dtype)
         ctx.save_for_backward(E, lp, log_r, log_a, log_c, log_d, n, active)
@@ -131,7 +145,7 @@ class _DenseRelative(nn.Module):
         sim32 = at_least_fp32(sim)
         lp = sim32.gather(1, pos_idx).squeeze(1) / temperature  # (M,) positive logits
         with torch.no_grad():  # the one (M, K) work buffer: logits on N(i), -inf elsewhere
-            work = _exclude_(sim32.detach() / temperature, pos_idx, self_idx)
+            work = exclude_(sim32.detach() / temperature, pos_idx, self_idx)
         hp = (self.positive_weight, self.beta, self.tau_plus, self.detach_weights)
         log_d, active = _RelativeLogDenominator.apply(sim32, lp, work, n_neg, 1.0 / temperature, hp)
         return self.finish(sim32, pos_idx, lp, log_d, active)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hexssl.config import METHOD_NAMES
 from hexssl.methods.all4one import All4One
 from hexssl.methods.barlow import BarlowTwins
 from hexssl.methods.base import SSLMethod, StepOutput, WeightedTerm
@@ -22,6 +23,8 @@ METHODS: dict[str, type[SSLMethod]] = {
     "barlow": BarlowTwins,
     "vicreg": VICReg,
 }
+if tuple(METHODS) != METHOD_NAMES:  # one list of names for the config and the registry
+    raise ImportError(f"hexssl.config.METHOD_NAMES {METHOD_NAMES} != methods {tuple(METHODS)}")
 
 
 def get_method(name: str) -> type[SSLMethod]:
