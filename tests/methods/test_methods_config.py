@@ -97,9 +97,9 @@ def test_param_types_are_checked() -> None:
 @pytest.mark.parametrize("name", ["moco_v3", "byol", "barlow"])
 def test_multicrop_is_rejected_by_two_view_methods(name: str) -> None:
     method, dm = build(tiny_config(name, "data.augment=multicrop"))
-    images, _, superlabels, _ = next(iter(dm.train_dataloader()))
+    images, _, _, _ = next(iter(dm.train_dataloader()))
     with pytest.raises(ValueError, match="exactly 2 augmented views"):
-        method.ssl_step(method.augment(images), superlabels)
+        method.ssl_step(method.augment(images))
 
 
 def test_methods_never_touch_hex_directly() -> None:

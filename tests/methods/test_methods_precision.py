@@ -137,12 +137,12 @@ def test_channels_last_gives_the_same_loss() -> None:
     """NHWC is a layout change only: the same batch gives the same loss (fp32 rounding)."""
     torch.manual_seed(0)
     method, dm = build(tiny_config("simclr", "hex.enabled=true"))
-    images, _, superlabels, _ = first_batch(dm)
+    images, _, _, _ = first_batch(dm)
     method.eval()
     with torch.no_grad():
-        base = float(method.ssl_step(method.augmented_views(images), superlabels).loss)
+        base = float(method.ssl_step(method.augmented_views(images)).loss)
         apply_speed_settings(method, channels_last=True, compile=False)
-        nhwc = float(method.ssl_step(method.augmented_views(images), superlabels).loss)
+        nhwc = float(method.ssl_step(method.augmented_views(images)).loss)
     assert nhwc == pytest.approx(base, rel=1e-5)
 
 
@@ -151,13 +151,13 @@ def test_compiled_model_gives_the_eager_loss() -> None:
     """inductor's fused kernels reorder float sums: equal to 1e-4 relative in fp32."""
     torch.manual_seed(0)
     method, dm = build(tiny_config("simclr", "hex.enabled=true"))
-    images, _, superlabels, _ = first_batch(dm)
+    images, _, _, _ = first_batch(dm)
     views = method.augmented_views(images)
     method.eval()
     with torch.no_grad():
-        eager = float(method.ssl_step(views, superlabels).loss)
+        eager = float(method.ssl_step(views).loss)
         apply_speed_settings(method, channels_last=False, compile=True)
-        compiled = float(method.ssl_step(views, superlabels).loss)
+        compiled = float(method.ssl_step(views).loss)
     assert compiled == pytest.approx(eager, rel=1e-4)
 
 

@@ -41,11 +41,11 @@ def test_projector_outputs_are_returned(name: str) -> None:
     """StepOutput.z holds the projector outputs of the two views, feats the backbone's."""
     torch.manual_seed(0)
     method, dm = build(tiny_config(name))
-    images, _, superlabels, _ = first_batch(dm)
+    images, _, _, _ = first_batch(dm)
     views = method.augment(images)
     method.eval()  # BN on running statistics: the same input gives the same output
     with torch.no_grad():
-        out = method.ssl_step(views, superlabels)
+        out = method.ssl_step(views)
         z0 = method.projector(method.backbone(views[0]))
     assert out.feats.shape == (images.shape[0], method.num_features)
     assert out.z[0].shape == out.z[1].shape == z0.shape

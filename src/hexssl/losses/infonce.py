@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hexssl.hostsync import avoid_host_sync
-from hexssl.losses.distributed import gather_no_grad, gather_with_grad, rank_and_world
-from hexssl.losses.thresholds import SuperclassOracle
+from hexssl.losses.distributed import gather_with_grad, rank_and_world
 
 Stats = dict[str, Tensor]
 NEG_INF = float("-inf")
@@ -220,33 +219,16 @@ class InfoNCE(nn.Module):
         z1: Tensor,
         pairing: str = "simclr",
         negatives: Tensor | None = None,
-        labels: Tensor | None = None,
     ) -> Tensor:
-        """Loss for two batches of embeddings. Shape: (B, D), (B, D) -> ().
-
-        ``labels`` (B,) are superclass labels, read only by the superclass oracle.
-        """
+        """Loss for two batches of embeddings. Shape: (B, D), (B, D) -> ()."""
         if pairing not in PAIRINGS:
             raise ValueError(f"unknown pairing {pairing!r}; valid: {sorted(PAIRINGS)}")
         if pairing == "simclr" and negatives is not None:
             raise ValueError("negatives (a queue) need pairing='cross'")
         pairs = simclr_pairing(z0, z1) if pairing == "simclr" else cross_pairing(z0, z1, negatives)
-        self._feed_oracle(pairing, labels, negatives)
         loss, stats = contrastive_loss(pairs, self.temperature, self.denominator)
         self._record(stats)
         return loss
-
-    def _feed_oracle(self, pairing: str, labels: Tensor | None, negatives: Tensor | None) -> None:
-        """Hand superclass labels to a superclass-oracle threshold (HEX_SPEC 6)."""
-        oracle = getattr(self.denominator, "threshold", None)
-        if not isinstance(oracle, SuperclassOracle):
-            return
-        if labels is None or negatives is not None:
-            raise ValueError(
-                "the superclass oracle needs superclass labels and no queue of negatives"
-            )
-        anchors = torch.cat([labels, labels]) if pairing == "simclr" else labels
-        oracle.set_labels(anchors, gather_no_grad(anchors))
 
 
 PAIRINGS = {"simclr": simclr_pairing, "cross": cross_pairing}

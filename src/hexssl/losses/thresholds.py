@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hexssl.losses.distributed import global_mean
+from hexssl.losses.distributed import gather_no_grad, global_mean
 
 NEG_INF = float("-inf")
 
@@ -375,25 +375,50 @@ class FixedThreshold(Threshold):
 class SuperclassOracle(Threshold):
     """H(i) = negatives sharing the anchor's ground-truth superclass (HEX_SPEC 6).
 
-    USES LABELS: an upper bound for analysis, never a self-supervised result. Call
-    :meth:`set_labels` with anchor and candidate superclass labels before each forward.
+    USES LABELS: an upper bound for analysis, never a self-supervised result. Labels
+    arrive before each forward by a hook, as training progress does: the training step
+    calls :meth:`set_batch_labels` with the batch's superclass labels (B,) (through
+    ``SSLMethod.push_labels``), and the anchors' and candidates' labels follow from the
+    pairing's shapes (M = r * B stacked views; K = M, or the M of every process under
+    data parallelism). :meth:`set_labels` gives both explicitly instead.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._labels: tuple[Tensor, Tensor] | None = None
+        self._batch: Tensor | None = None
 
     def set_labels(self, anchor_labels: Tensor, candidate_labels: Tensor) -> None:
         """Superclass labels of the anchors (M,) and the candidates (K,); -1 = unknown."""
-        self._labels = (anchor_labels, candidate_labels)
+        self._labels, self._batch = (anchor_labels, candidate_labels), None
+
+    def set_batch_labels(self, labels: Tensor) -> None:
+        """The hook: superclass labels (B,) of this process's batch; -1 = unknown."""
+        self._labels, self._batch = None, labels
+
+    def _pair_labels(self, sim: Tensor) -> tuple[Tensor, Tensor]:
+        """(anchor (M,), candidate (K,)) labels of ``sim`` (M, K), from the batch's labels."""
+        if self._labels is not None:
+            return self._labels
+        if self._batch is None:
+            raise RuntimeError("SuperclassOracle needs labels before the loss (set_batch_labels)")
+        m, k, b = sim.shape[0], sim.shape[1], self._batch.shape[0]
+        if b == 0 or m % b:
+            raise ValueError(f"oracle: {m} anchors are not whole views of a batch of {b}")
+        anchors = self._batch.repeat(m // b)  # (M,): views stacked as [view 0; view 1; ...]
+        cands = anchors if k == m else gather_no_grad(anchors)  # (K,)
+        if cands.shape[0] != k:
+            raise ValueError(
+                "the superclass oracle needs superclass labels and no queue of negatives "
+                f"({k} candidates for {m} anchors)"
+            )
+        return anchors, cands
 
     def mask(
         self, sim: Tensor, masked: Tensor, pos_idx: Tensor, self_idx: Tensor | None,
         temperature: float, epoch: float,
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
-        if self._labels is None:
-            raise RuntimeError("SuperclassOracle needs set_labels(...) before the loss")
-        a, c = self._labels
+        a, c = self._pair_labels(sim)
         if a.shape[0] != sim.shape[0] or c.shape[0] != sim.shape[1]:
             raise ValueError(f"oracle labels {tuple(a.shape)}/{tuple(c.shape)} != {sim.shape}")
         same = (a[:, None] == c[None, :]) & (a[:, None] >= 0)  # (M, K)

@@ -147,7 +147,7 @@ class All4One(SSLMethod):
         # threshold state (EMA) must not be shared with the NNCLR term's (issue 10)
         self.centroid_loss = InfoNCE(p.centroid_temperature, copy.deepcopy(self.denominator))
 
-    def ssl_step(self, views: list[Tensor], superlabels: Tensor) -> StepOutput:
+    def ssl_step(self, views: list[Tensor]) -> StepOutput:
         p = self.params
         x = two_views(views, "all4one")
         feats = [self.backbone(v) for v in x]  # 2 x (B, F)
@@ -155,8 +155,8 @@ class All4One(SSLMethod):
         t = momentum_forward(self.momentum_backbone, self.momentum_projector, list(x))
         t = [F.normalize(ti, dim=1) for ti in t]  # 2 x (B, D) unit targets
         nn_k = [self.support.nearest(ti, p.num_neighbours) for ti in t]  # 2 x (B, k, D)
-        nnclr = self._nnclr_term(z, nn_k, superlabels)
-        centroid = self._centroid_term(z, nn_k, superlabels)
+        nnclr = self._nnclr_term(z, nn_k)
+        centroid = self._centroid_term(z, nn_k)
         feature = feature_redundancy_loss((t[0], t[1]), (z[0], z[1]))
         loss = p.nnclr_weight * nnclr + p.centroid_weight * centroid + p.feature_weight * feature
         self.support.push(t[0])
@@ -171,17 +171,17 @@ class All4One(SSLMethod):
         neighbour = self.support.nearest(t)[:, 0]  # (N, D)
         return neighbour, self.predictor(self.projector(self.backbone(x)))
 
-    def _nnclr_term(self, z: list[Tensor], nn_k: list[Tensor], labels: Tensor) -> Tensor:
+    def _nnclr_term(self, z: list[Tensor], nn_k: list[Tensor]) -> Tensor:
         """NNCLR: nearest neighbour of view i against the predictions of view j."""
         pred = [self.predictor(zi) for zi in z]  # 2 x (B, D)
-        losses = [self.nnclr_loss(nn_k[i][:, 0], pred[j], "cross", labels=labels) for i, j in PAIRS]
+        losses = [self.nnclr_loss(nn_k[i][:, 0], pred[j], "cross") for i, j in PAIRS]
         return (losses[0] + losses[1]) / 2
 
-    def _centroid_term(self, z: list[Tensor], nn_k: list[Tensor], labels: Tensor) -> Tensor:
+    def _centroid_term(self, z: list[Tensor], nn_k: list[Tensor]) -> Tensor:
         """Centroid of view i's neighbours against view j's own-prediction centroid."""
         rich = [self.centroid(n) for n in nn_k]  # 2 x (B, D)
         own = [self.centroid_predictor(zi)[:, None] for zi in z]  # 2 x (B, 1, D)
         shifted = [torch.cat([o, n[:, :-1]], 1) for o, n in zip(own, nn_k)]  # 2 x (B, k, D)
         cands = [self.centroid(s) for s in shifted]  # 2 x (B, D)
-        losses = [self.centroid_loss(rich[i], cands[j], "cross", labels=labels) for i, j in PAIRS]
+        losses = [self.centroid_loss(rich[i], cands[j], "cross") for i, j in PAIRS]
         return (losses[0] + losses[1]) / 2

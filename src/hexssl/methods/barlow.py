@@ -45,7 +45,7 @@ class BarlowTwins(SSLMethod):
         self.projector = build_projector("barlow", self.num_features, p.proj_hidden, p.proj_out)
         self.loss_fn = BarlowTwinsLoss(p.lambda_offdiag, p.scale_loss)
 
-    def ssl_step(self, views: list[Tensor], superlabels: Tensor) -> StepOutput:
+    def ssl_step(self, views: list[Tensor]) -> StepOutput:
         x = two_views(views, "barlow")
         feats = [self.backbone(v) for v in x]  # 2 x (B, F)
         z = [self.projector(f) for f in feats]  # 2 x (B, D)

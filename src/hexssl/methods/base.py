@@ -89,6 +89,7 @@ class SSLMethod(L.LightningModule):
         self.checkpoint_every = 0  # step-checkpoint period, set by the trainer setup
         self._nonfinite: Tensor | None = None  # NaN/Inf seen since the last check
         self._progress_setters: list[Callable[[float], None]] | None = None
+        self._label_setters: list[Callable[[Tensor], None]] | None = None
         self.build()
 
     # ------------------------------------------------------------------ subclass API
@@ -96,7 +97,7 @@ class SSLMethod(L.LightningModule):
         """Create heads, losses, queues (buffers) and momentum copies."""
         raise NotImplementedError
 
-    def ssl_step(self, views: list[Tensor], superlabels: Tensor) -> StepOutput:
+    def ssl_step(self, views: list[Tensor]) -> StepOutput:
         """Loss of one batch of augmented views."""
         raise NotImplementedError
 
@@ -153,13 +154,27 @@ class SSLMethod(L.LightningModule):
         for setter in self._progress_setters:
             setter(epoch)
 
+    def push_labels(self, superlabels: Tensor) -> None:
+        """Hand the batch's superclass labels (B,) to whatever reads them: the oracle.
+
+        Only the superclass-oracle threshold (an analysis bound, HEX_SPEC 6) reads
+        labels; they reach it by this hook, as progress does, so ``ssl_step`` and the
+        losses carry no labels. With no such module this does nothing.
+        """
+        if self._label_setters is None:  # collected once, not walked every step
+            found = (getattr(m, "set_batch_labels", None) for m in self.modules() if m is not self)
+            self._label_setters = [f for f in found if callable(f)]
+        for setter in self._label_setters:
+            setter(superlabels)
+
     # ------------------------------------------------------------------ training
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         images, labels, superlabels, _ = batch
         self.push_progress()
+        self.push_labels(superlabels)
         views = self.augmented_views(images, self.micro_batch(batch_idx))
-        out = self.ssl_step(views, superlabels)
-        loss = self._with_extra_term(out, superlabels)
+        out = self.ssl_step(views)
+        loss = self._with_extra_term(out)
         log_now = self.logged_this_step = self.logging_step()
         check = log_now or not avoid_host_sync(self.device) or self.epoch_end(batch_idx)
         self._guard_finite(loss, check)
@@ -218,11 +233,11 @@ class SSLMethod(L.LightningModule):
         trainer = self._trainer
         return batch_idx % trainer.accumulate_grad_batches if trainer is not None else 0
 
-    def _with_extra_term(self, out: StepOutput, superlabels: Tensor) -> Tensor:
+    def _with_extra_term(self, out: StepOutput) -> Tensor:
         if self.extra_term is None:
             return out.loss
         a = self.extra_term.alpha
-        hex_loss = self.extra_term.term(*out.z, labels=superlabels)
+        hex_loss = self.extra_term.term(*out.z)
         if self.logging_step():
             self.log("train/hex_term", hex_loss.detach())
         return (1.0 - a) * out.loss + a * hex_loss
@@ -346,7 +361,7 @@ class SSLMethod(L.LightningModule):
         Shape:
             images: (N, 3, H, W) uint8; superlabels: (N,) -> {name: (H (N, N) bool, eps)}.
         """
-        from hexssl.losses.thresholds import AdaptiveThreshold, SuperclassOracle
+        from hexssl.losses.thresholds import AdaptiveThreshold
 
         was_training = self.training
         self.eval()  # BN in eval mode; an EMA threshold reads its state without updating it
@@ -357,8 +372,7 @@ class SSLMethod(L.LightningModule):
             rules: dict[str, nn.Module] = {"q99": AdaptiveThreshold(q=0.99)}
             own = self.hex_threshold()
             if own is not None:
-                if isinstance(own, SuperclassOracle):
-                    own.set_labels(superlabels, superlabels)
+                self.push_labels(superlabels)  # read by the oracle only
                 rules["own"] = own
             out = {}
             for name, rule in rules.items():

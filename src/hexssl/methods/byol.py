@@ -51,7 +51,7 @@ class BYOL(SSLMethod):
         self.momentum_projector = self.make_momentum(self.projector)
         self.loss_fn = BYOLLoss()
 
-    def ssl_step(self, views: list[Tensor], superlabels: Tensor) -> StepOutput:
+    def ssl_step(self, views: list[Tensor]) -> StepOutput:
         x = two_views(views, "byol")
         feats = [self.backbone(v) for v in x]  # 2 x (B, F)
         z = [self.projector(f) for f in feats]  # 2 x (B, D)

@@ -59,7 +59,7 @@ class MoCoV2(SSLMethod):
         self.queues = nn.ModuleList(FeatureQueue(p.queue_size, p.proj_out) for _ in range(2))
         self.loss_fn = InfoNCE(p.temperature, self.denominator)
 
-    def ssl_step(self, views: list[Tensor], superlabels: Tensor) -> StepOutput:
+    def ssl_step(self, views: list[Tensor]) -> StepOutput:
         x = two_views(views, "moco_v2")
         feats = [self.backbone(v) for v in x]  # 2 x (B, F)
         q = [self.projector(f) for f in feats]  # 2 x (B, D)
@@ -67,8 +67,7 @@ class MoCoV2(SSLMethod):
         # A copy of each queue: the push below is in place and the loss is not yet backpropagated.
         negatives = [self.queue(v).queue.clone() for v in (0, 1)]  # 2 x (Q, D)
         losses = [
-            self.loss_fn(q[i], k[j], "cross", negatives=negatives[j], labels=superlabels)
-            for i, j in ((0, 1), (1, 0))
+            self.loss_fn(q[i], k[j], "cross", negatives=negatives[j]) for i, j in ((0, 1), (1, 0))
         ]
         for v in (0, 1):
             self.queue(v).push(k[v])

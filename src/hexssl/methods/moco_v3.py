@@ -53,15 +53,13 @@ class MoCoV3(SSLMethod):
         self.momentum_projector = self.make_momentum(self.projector)
         self.loss_fn = InfoNCE(p.temperature, self.denominator)
 
-    def ssl_step(self, views: list[Tensor], superlabels: Tensor) -> StepOutput:
+    def ssl_step(self, views: list[Tensor]) -> StepOutput:
         x = two_views(views, "moco_v3")
         feats = [self.backbone(v) for v in x]  # 2 x (B, F)
         z = [self.projector(f) for f in feats]  # 2 x (B, D)
         q = [self.predictor(zi) for zi in z]  # 2 x (B, D)
         k = momentum_forward(self.momentum_backbone, self.momentum_projector, list(x))
-        pair_losses = [
-            self.loss_fn(q[i], k[j], "cross", labels=superlabels) for i, j in ((0, 1), (1, 0))
-        ]
+        pair_losses = [self.loss_fn(q[i], k[j], "cross") for i, j in ((0, 1), (1, 0))]
         loss = 2 * self.params.temperature * (pair_losses[0] + pair_losses[1])
         return StepOutput(loss, feats[0], (z[0], z[1]))
 

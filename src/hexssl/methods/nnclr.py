@@ -55,15 +55,13 @@ class NNCLR(SSLMethod):
         self.loss_fn = InfoNCE(p.temperature, self.denominator)
         self.pairing = "simclr" if p.stacked else "cross"
 
-    def ssl_step(self, views: list[Tensor], superlabels: Tensor) -> StepOutput:
+    def ssl_step(self, views: list[Tensor]) -> StepOutput:
         x = two_views(views, "nnclr")
         feats = [self.backbone(v) for v in x]  # 2 x (B, F)
         z = [self.projector(f) for f in feats]  # 2 x (B, D)
         p = [self.predictor(zi) for zi in z]  # 2 x (B, D)
         nn = [self.support.nearest(zi)[:, 0] for zi in z]  # 2 x (B, D), no gradient
-        losses = [
-            self.loss_fn(nn[i], p[j], self.pairing, labels=superlabels) for i, j in ((0, 1), (1, 0))
-        ]
+        losses = [self.loss_fn(nn[i], p[j], self.pairing) for i, j in ((0, 1), (1, 0))]
         self.support.push(z[0])
         return StepOutput((losses[0] + losses[1]) / 2, feats[0], (z[0], z[1]))
 

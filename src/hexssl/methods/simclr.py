@@ -37,10 +37,10 @@ class SimCLR(SSLMethod):
         self.projector = build_projector(p.projector, self.num_features, p.proj_hidden, p.proj_out)
         self.loss_fn = InfoNCE(p.temperature, self.denominator)
 
-    def ssl_step(self, views: list[Tensor], superlabels: Tensor) -> StepOutput:
+    def ssl_step(self, views: list[Tensor]) -> StepOutput:
         feats = [self.backbone(v) for v in views]  # V x (B, F)
         z = [self.projector(f) for f in feats]  # V x (B, D)
         pairs = [(0, 1)] + [(g, v) for v in range(2, len(z)) for g in (0, 1)]
-        losses = [self.loss_fn(z[a], z[b], labels=superlabels) for a, b in pairs]
+        losses = [self.loss_fn(z[a], z[b]) for a, b in pairs]
         loss: Tensor = sum(losses) / len(losses)
         return StepOutput(loss, feats[0], (z[0], z[1]))

@@ -46,7 +46,7 @@ class VICReg(SSLMethod):
         self.projector = build_projector("vicreg", self.num_features, p.proj_hidden, p.proj_out)
         self.loss_fn = VICRegLoss(p.sim_weight, p.var_weight, p.cov_weight, p.eps, p.gamma)
 
-    def ssl_step(self, views: list[Tensor], superlabels: Tensor) -> StepOutput:
+    def ssl_step(self, views: list[Tensor]) -> StepOutput:
         x = two_views(views, "vicreg")
         feats = [self.backbone(v) for v in x]  # 2 x (B, F)
         z = [self.projector(f) for f in feats]  # 2 x (B, D)
