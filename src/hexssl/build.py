@@ -278,6 +278,5 @@ def build_method(cfg: RunConfig, dm: HexDataModule) -> SSLMethod:
         cfg.optim,
         scaled_lr(cfg),
         extra_term=extra,
-        purity_every=cfg.eval.purity_every_n_steps,
         seed=cfg.seed,
     )

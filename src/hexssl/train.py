@@ -37,6 +37,7 @@ from hexssl.checkpoints import (
 from hexssl.config import ConfigError, RunConfig, dump_config, load_config, to_dict
 from hexssl.console import quiet_libraries
 from hexssl.errors import NonFiniteLossError
+from hexssl.eval.purity import PurityCallback, fixed_batch
 from hexssl.evaluate import frozen_features, knn_summary
 from hexssl.history import METRICS_FILE, RunCSVLogger, trim_metrics
 from hexssl.methods.base import SSLMethod
@@ -162,9 +163,15 @@ def prepare(cfg: RunConfig) -> tuple[SSLMethod, Any]:
     apply_speed_settings(method, cfg.trainer.channels_last, cfg.trainer.compile)
     t = cfg.trainer
     apply_backend_settings(t.accelerator, t.cudnn_benchmark and not t.deterministic, t.tf32)
-    if cfg.eval.purity_every_n_steps and getattr(dm, "val_set", None) is not None:
-        method.purity_batch = fixed_batch(dm.val_set, cfg.eval.purity_batch_size, cfg.seed)
     return method, dm
+
+
+def purity_callbacks(cfg: RunConfig, dm: Any) -> list[Callback]:
+    """The neighbour-purity diagnostic on a fixed validation batch, when asked for."""
+    every = cfg.eval.purity_every_n_steps
+    if not every or getattr(dm, "val_set", None) is None:
+        return []
+    return [PurityCallback(fixed_batch(dm.val_set, cfg.eval.purity_batch_size, cfg.seed), every)]
 
 
 def world_size(cfg: RunConfig) -> int:
@@ -217,23 +224,6 @@ def check_output_dir(run_dir: Path) -> None:
             f"output_dir: cannot write in {probe} ({err.strerror}); pick another "
             "output_dir= or fix its permissions"
         ) from None
-
-
-def fixed_batch(
-    dataset: Any, n: int, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``n`` items drawn once at random (seeded) as (images, labels, superlabels).
-
-    Random, not the first ``n``: evaluation splits are often sorted by class, and a
-    slice of them would hold only a few classes (and inflated chance rates).
-    """
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(dataset), generator=gen)[: min(n, len(dataset))]
-    items = [dataset[int(i)] for i in order]
-    images = torch.stack([torch.as_tensor(it[0]) for it in items])
-    labels = torch.tensor([int(it[1]) for it in items])
-    supers = torch.tensor([int(it[2]) for it in items])
-    return images, labels, supers
 
 
 def make_trainer(
@@ -338,6 +328,7 @@ def train(
         ResumeState(),
         Throughput(),
         *(extra_callbacks or []),
+        *purity_callbacks(cfg, dm),  # after the others, as when the method measured it
     ]
     io = AtomicCheckpointIO({str(ckpt): state} if ckpt and state else None)
     step = int(state["global_step"]) if state else 0
@@ -411,6 +402,13 @@ def already_finished(cfg: RunConfig, state: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def last_purity(trainer: L.Trainer) -> dict[str, float]:
+    """The latest purity metrics of the run's :class:`PurityCallback` ({} without one)."""
+    callbacks: list[Callback] = trainer.callbacks  # type: ignore[attr-defined]
+    found = [c.last for c in callbacks if isinstance(c, PurityCallback)]
+    return found[0] if found else {}
+
+
 def finish(
     cfg: RunConfig, trainer: L.Trainer, method: SSLMethod, dm: Any, seconds: float
 ) -> dict[str, Any]:
@@ -428,7 +426,7 @@ def finish(
         "global_batch": global_batch(cfg),
         "seconds": round(seconds, 1),
         **metrics,
-        **method.last_purity,  # logged straight to the loggers, so not in callback_metrics
+        **last_purity(trainer),  # logged straight to the loggers, not in callback_metrics
     }
     if cfg.eval.knn_at_end and trainer.is_global_zero:
         # Lightning hands the model back on the CPU after fit: evaluate where it trained

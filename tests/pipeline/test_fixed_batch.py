@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from hexssl.data.base import TensorImageDataset
-from hexssl.train import fixed_batch
+from hexssl.eval.purity import fixed_batch
 
 
 def test_fixed_batch_is_a_seeded_random_sample():

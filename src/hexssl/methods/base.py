@@ -3,9 +3,11 @@
 A method subclass builds its heads and loss in ``build()`` and implements ``ssl_step``
 (augmented views -> loss). The base class covers what all methods share: on-device
 augmentation, the online linear probe, the optimiser and the step-based LR schedule,
-momentum encoders, pushing training progress into the losses (HEX warm-up and
-schedules), the optional weighted HEX term of non-contrastive methods (HEX_SPEC 6), the
-NaN guard and the HEX statistics (HEX_SPEC 8).
+momentum encoders, pushing training progress (HEX warm-up and schedules) and, for the
+superclass oracle only, the batch's labels into the losses by hooks, the optional
+weighted HEX term of non-contrastive methods (HEX_SPEC 6), the NaN guard and the HEX
+statistics (HEX_SPEC 8). The neighbour-purity diagnostic is a callback in
+:mod:`hexssl.eval.purity`.
 """
 
 from __future__ import annotations
@@ -70,21 +72,18 @@ class SSLMethod(L.LightningModule):
         optim: OptimConfig,
         lr: float,
         extra_term: WeightedTerm | None = None,
-        purity_every: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__()
         self.backbone, self.params, self.denominator = backbone, params, denominator
         self.augment, self.eval_augment = augment, eval_augment
         self.optim_cfg, self.lr, self.extra_term = optim, lr, extra_term
-        self.num_classes, self.purity_every = max(num_classes, 1), purity_every
+        self.num_classes = max(num_classes, 1)
         self.seed = seed
         self.channels_last = False  # set by hexssl.speed.apply_speed_settings
         self.num_features = int(backbone.num_features)  # type: ignore[arg-type]
         self.classifier = nn.Linear(self.num_features, self.num_classes)  # online probe
         self.momentum_pairs: list[tuple[nn.Module, nn.Module]] = []
-        self.purity_batch: tuple[Tensor, Tensor, Tensor] | None = None
-        self.last_purity: dict[str, float] = {}  # the latest purity_metrics()
         self.logged_this_step = False  # whether the current step's metrics are logged
         self.checkpoint_every = 0  # step-checkpoint period, set by the trainer setup
         self._nonfinite: Tensor | None = None  # NaN/Inf seen since the last check
@@ -320,16 +319,6 @@ class SSLMethod(L.LightningModule):
         super().optimizer_step(*args, **kwargs)
         self.end_step(self.global_step + 1)  # global_step counts this step just after
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        every = self.purity_every
-        if every and self.purity_batch is not None and self.global_step % every == 0:
-            # Straight to the loggers at this step: self.log would re-emit the last value
-            # at every log_every_n_steps row, and the curve would show stale points.
-            metrics = self.purity_metrics()
-            for logger in self.loggers:
-                logger.log_metrics(metrics, step=self.global_step)
-            self.last_purity = metrics  # the run's summary.json reports the final values
-
     @torch.no_grad()
     def _update_momentum(self, step: int) -> None:
         """EMA of the online weights after ``step`` optimiser steps (copies the buffers)."""
@@ -347,82 +336,6 @@ class SSLMethod(L.LightningModule):
             buffers = list(target.buffers())
             if buffers:  # the foreach ops refuse empty lists
                 torch._foreach_copy_(buffers, list(online.buffers()))
-
-    @torch.no_grad()
-    def purity_sets(self, images: Tensor, superlabels: Tensor) -> dict[str, tuple[Tensor, float]]:
-        """Neighbour sets H of one uint8 batch (one eval view per image), by two rules.
-
-        ``"own"``: the run's own threshold module (its q, EMA, schedule, or the oracle) at
-        the current training progress, on the tensors the loss contrasts
-        (:meth:`hex_views`); present only when HEX is on. ``"q99"``: the adaptive q = 0.99
-        rule (HEX_SPEC 5.1 defaults) on the same tensors, comparable across runs.
-        Both exclude the diagonal (self or positive) from N(i).
-
-        Shape:
-            images: (N, 3, H, W) uint8; superlabels: (N,) -> {name: (H (N, N) bool, eps)}.
-        """
-        from hexssl.losses.thresholds import AdaptiveThreshold
-
-        was_training = self.training
-        self.eval()  # BN in eval mode; an EMA threshold reads its state without updating it
-        try:
-            anchors, cands = self.hex_views(self.eval_view(images))  # (N, D), (N, D)
-            sim = F.normalize(anchors.float(), dim=1) @ F.normalize(cands.float(), dim=1).T
-            diag = torch.arange(sim.shape[0], device=sim.device)[:, None]  # (N, 1)
-            rules: dict[str, nn.Module] = {"q99": AdaptiveThreshold(q=0.99)}
-            own = self.hex_threshold()
-            if own is not None:
-                self.push_labels(superlabels)  # read by the oracle only
-                rules["own"] = own
-            out = {}
-            for name, rule in rules.items():
-                H, eps = rule(sim, diag, None, self.threshold_progress())  # (N, N), eps
-                out[name] = (H, float(eps))
-            return out
-        finally:
-            self.train(was_training)
-
-    def threshold_progress(self) -> float:
-        """Training progress for threshold schedules: from the trainer, else as saved.
-
-        A method re-opened from a checkpoint has no trainer; the HEX module's progress
-        buffer (saved with the weights) then says where training stopped.
-        """
-        if self._trainer is not None:
-            return self.epoch_float
-        den = self.extra_term.term.denominator if self.extra_term is not None else self.denominator
-        saved = getattr(den, "epoch", None)
-        return float(saved) if isinstance(saved, Tensor) else 0.0
-
-    @torch.no_grad()
-    def purity_metrics(self) -> dict[str, float]:
-        """Neighbour purity of H(i) on a fixed validation batch (HEX_SPEC 8).
-
-        ``val/purity_*``: the H the loss uses (the run's own threshold; HEX's default
-        q = 0.99 rule when HEX is off). ``val/purity_q99_*``: always the q = 0.99 rule.
-        Both on the tensors HEX acts on (:meth:`hex_views`).
-        """
-        from hexssl.eval.hierarchy import neighbour_purity
-
-        assert self.purity_batch is not None
-        images, labels, superlabels = (t.to(self.device) for t in self.purity_batch)
-        sets = self.purity_sets(images, superlabels)
-        out: dict[str, float] = {}
-        for rule, prefix in (
-            (sets.get("own", sets["q99"]), "val/purity"),
-            (sets["q99"], "val/purity_q99"),
-        ):
-            H, eps = rule
-            out[f"{prefix}_eps"] = eps
-            n = H.shape[0]
-            out[f"{prefix}_neighbour_frac"] = float(H.float().sum()) / max(n * (n - 1), 1)
-            exclude = torch.eye(n, dtype=torch.bool, device=H.device)
-            for name, lab in (("class", labels), ("super", superlabels)):
-                if bool((lab >= 0).any()):
-                    res = neighbour_purity(H, lab, lab, exclude)
-                    out[f"{prefix}_{name}"] = float(res["pooled"])
-                    out[f"{prefix}_{name}_chance"] = float(res["chance"])
-        return out
 
     # ------------------------------------------------------------------ validation
     def eval_view(self, images: Tensor) -> Tensor:

@@ -23,6 +23,7 @@ from hexssl.config import RunConfig
 from hexssl.config import to_dict as config_dict
 from hexssl.data.transforms import build_augmentation
 from hexssl.eval.hierarchy import PurityCounts, per_group_effective_rank, purity_counts
+from hexssl.eval.purity import purity_sets
 from hexssl.eval.report import read_metrics
 from hexssl.evaluate import (
     Encoder,
@@ -68,7 +69,7 @@ def finite(value: Any) -> Any:
 def purity_summary(method: Any, dataset: Any, batch_size: int, seed: int = 0) -> dict[str, float]:
     """Neighbour purity over the whole split, in seeded random batches (as training sees).
 
-    Per rule of :meth:`SSLMethod.purity_sets` (``q99`` for every run, ``own`` with HEX
+    Per rule of :func:`~hexssl.eval.purity.purity_sets` (``q99`` for every run, ``own`` with HEX
     on), counts are pooled over batches. Keys: ``purity_<rule>_<class|super>`` and
     ``..._chance``, ``eps_<rule>``, ``neighbour_frac_<rule>`` (batch means).
     """
@@ -81,7 +82,7 @@ def purity_summary(method: Any, dataset: Any, batch_size: int, seed: int = 0) ->
         if idx.numel() < 2:
             continue
         images, labels, supers, _ = dataset.get_batch(idx)
-        sets = method.purity_sets(images.to(method.device), supers.to(method.device))
+        sets = purity_sets(method, images.to(method.device), supers.to(method.device))
         n = idx.numel()
         exclude = torch.eye(n, dtype=torch.bool)
         for rule, (H, e) in sets.items():

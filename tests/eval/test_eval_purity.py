@@ -1,4 +1,4 @@
-"""The purity diagnostic measures the H the loss uses (issue 10 item 7).
+"""The purity diagnostic (hexssl.eval.purity) measures the H the loss uses (issue 10 item 7).
 
 Each check recomputes H independently from the method's own modules: the run's
 threshold (fixed eps, its q, the oracle) on the tensors that method's loss contrasts.
@@ -6,12 +6,15 @@ threshold (fixed eps, its q, the oracle) on the tensors that method's loss contr
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
+from tests.methods.helpers import build, first_batch, tiny_config
 
+from hexssl.eval.purity import purity_metrics, purity_sets
 from hexssl.losses.thresholds import AdaptiveThreshold
 
-from .helpers import build, first_batch, tiny_config
+pytestmark = pytest.mark.single_thread
 
 
 def _batch(method, dm):  # type: ignore[no-untyped-def]
@@ -32,7 +35,7 @@ def test_fixed_threshold_run_uses_its_own_eps_on_projections() -> None:
     cfg = tiny_config("simclr", "hex.enabled=true", "hex.threshold=fixed", "hex.eps0=0.2")
     method, dm = build(cfg)
     images, _, supers = _batch(method, dm)
-    sets = method.purity_sets(images, supers)
+    sets = purity_sets(method, images, supers)
     with torch.no_grad():
         z = method.projector(method.backbone(method.eval_view(images)))
     H, eps = sets["own"]
@@ -43,7 +46,7 @@ def test_fixed_threshold_run_uses_its_own_eps_on_projections() -> None:
 def test_adaptive_run_uses_its_own_q() -> None:
     method, dm = build(tiny_config("simclr", "hex.enabled=true", "hex.q=0.5"))
     images, _, supers = _batch(method, dm)
-    sets = method.purity_sets(images, supers)
+    sets = purity_sets(method, images, supers)
     with torch.no_grad():
         z = method.projector(method.backbone(method.eval_view(images)))
     sim = _cos(z, z)
@@ -64,7 +67,7 @@ def test_moco_v3_measures_predictions_against_momentum_keys() -> None:
         q = method.predictor(method.projector(method.backbone(x)))
         k = method.momentum_projector(method.momentum_backbone(x))
         z = method.projector(method.backbone(x))
-    H, _ = method.purity_sets(images, supers)["own"]
+    H, _ = purity_sets(method, images, supers)["own"]
     assert torch.equal(H, _off_diag(_cos(q, k) > 0.1))
     assert not torch.allclose(_cos(q, k), _cos(z, z))  # not the projector outputs
 
@@ -83,13 +86,11 @@ def test_nnclr_anchors_are_support_set_neighbours() -> None:
 def test_oracle_and_hex_off_metrics() -> None:
     method, dm = build(tiny_config("simclr", "hex.enabled=true", "hex.threshold=superclass_oracle"))
     images, labels, supers = _batch(method, dm)
-    method.purity_batch = (images, labels, supers)
-    m = method.purity_metrics()
+    m = purity_metrics(method, (images, labels, supers))
     assert m["val/purity_super"] == 1.0  # the oracle's H is the anchor's superclass
     assert m["val/purity_q99_super"] < 1.0 and 0 < m["val/purity_super_chance"] < 1
     off, dm = build(tiny_config("simclr", "hex.enabled=false"))
-    off.purity_batch = (images, labels, supers)
-    m = off.purity_metrics()
+    m = purity_metrics(off, (images, labels, supers))
     assert off.hex_threshold() is None and m["val/purity_class"] == m["val/purity_q99_class"]
 
 
