@@ -32,7 +32,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks"), str(ROOT)]
 from hexssl.config import load_config  # noqa: E402
 from hexssl.hostsync import HostSyncCounter  # noqa: E402
 from hexssl.train import pretrain  # noqa: E402
-from loss_speed import LOSSES, median_time  # noqa: E402
+from loss_speed import GPU_ONLY, LOSSES, median_time  # noqa: E402
 
 PRESET = ["configs/simclr.yaml", "configs/data/tiny-imagenet-hier50-cpu.yaml"]
 
@@ -189,7 +189,7 @@ def loss_speed(sizes: list[int], repeats: int, device: str) -> list[dict[str, An
     events on a GPU), and the number of CUDA kernels launched (profiler)."""
     rows = []
     for b2 in sizes:
-        for name, make in LOSSES.items():
+        for name, make in (LOSSES | (GPU_ONLY if device == "cuda" else {})).items():
             ms = median_time(make(), b2 // 2, repeats, device) * 1e3
             rows.append({"2B": b2, "loss": name, "ms": ms, "kernels": _kernels(make, b2, device)})
     base = {r["2B"]: r["ms"] for r in rows if r["loss"] == "infonce"}
