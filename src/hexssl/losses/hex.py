@@ -65,10 +65,8 @@ class _HexLogDenominator(torch.autograd.Function):
         beta, tau, lam, inv_t, _ = hp
         l_h = ws.logits[rows, cols]  # (nnz,) neighbour logits
         E, m = _global_exp_(ws.logits, rows, cols, lp)  # (M, K) e^{l - m} on G(i), else 0
-        log_g = E.sum(1).log() + m  # (M,) log sum_G e^l, -inf when G(i) is empty
         loc = _local_forward(l_h, rows, lp, beta, tau, inv_t, lam)
-        log_loc = _log(lam) + loc.log_local  # (M,)
-        log_d = torch.stack([pos_weight.log() + lp, log_loc, log_g], 1).logsumexp(1)  # (M,)
+        log_d, log_loc = _combine(E, m, lp, pos_weight, loc, lam)
         ctx.save_for_backward(E, m, lp, pos_weight, log_d, rows, cols, *loc)
         ctx.hp = hp
         ctx.mark_non_differentiable(log_loc)
@@ -84,8 +82,7 @@ class _HexLogDenominator(torch.autograd.Function):
         if lam > 0 and rows.numel() > 0:
             coef = _local_coef(loc, log_d, lam, tau) * grad_d * inv_t  # (M,)
             g[rows, cols] = _local_grad(loc, rows, coef, beta, detach)  # (nnz,)
-        dpos = pos_weight - loc.active * (lam * tau / (1.0 - tau)) * loc.n_h  # spec 4.2
-        grad_lp = grad_d * (lp - log_d).exp() * dpos  # (M,)
+        grad_lp = _positive_grad(grad_d, lp, log_d, pos_weight, loc, lam, tau)
         return g, grad_lp, None, None, None, None, None
 
 
@@ -106,10 +103,8 @@ class _HexLogDenominatorDense(torch.autograd.Function):
         l_h = ws.logits.masked_fill(~H, NEG_INF)  # (M, K) neighbour logits, -inf elsewhere
         ws.logits.masked_fill_(H, NEG_INF)  # (M, K) now -inf outside G(i)
         E, m = _global_exp_dense_(ws.logits, lp)
-        log_g = E.sum(1).log() + m  # (M,)
         loc = _local_forward_dense(l_h, H, lp, beta, tau, inv_t, lam)
-        log_loc = _log(lam) + loc.log_local  # (M,)
-        log_d = torch.stack([pos_weight.log() + lp, log_loc, log_g], 1).logsumexp(1)  # (M,)
+        log_d, log_loc = _combine(E, m, lp, pos_weight, loc, lam)
         ctx.save_for_backward(E, m, lp, pos_weight, log_d, H, *loc)
         ctx.hp = hp
         ctx.mark_non_differentiable(log_loc)
@@ -125,9 +120,27 @@ class _HexLogDenominatorDense(torch.autograd.Function):
         if lam > 0:
             coef = _local_coef(loc, log_d, lam, tau) * grad_d * inv_t  # (M,)
             g = torch.where(H, _local_grad_dense(loc, coef, beta, detach), g)
-        dpos = pos_weight - loc.active * (lam * tau / (1.0 - tau)) * loc.n_h  # spec 4.2
-        grad_lp = grad_d * (lp - log_d).exp() * dpos  # (M,)
+        grad_lp = _positive_grad(grad_d, lp, log_d, pos_weight, loc, lam, tau)
         return g, grad_lp, None, None, None, None
+
+
+def _combine(
+    E: Tensor, m: Tensor, lp: Tensor, pos_weight: Tensor, loc: LocalTerm, lam: float
+) -> tuple[Tensor, Tensor]:
+    """(log D_i, log lambda Local_i) from the global exponentials and the local term."""
+    log_g = E.sum(1).log() + m  # (M,) log sum_G e^l, -inf when G(i) is empty
+    log_loc = _log(lam) + loc.log_local  # (M,)
+    log_d = torch.stack([pos_weight.log() + lp, log_loc, log_g], 1).logsumexp(1)  # (M,)
+    return log_d, log_loc
+
+
+def _positive_grad(
+    grad_d: Tensor, lp: Tensor, log_d: Tensor, pos_weight: Tensor, loc: LocalTerm, lam: float,
+    tau: float,
+) -> Tensor:  # fmt: skip
+    """d log D / d l_p: the positive's own term minus the debiasing's (spec 4.2). # (M,)"""
+    dpos = pos_weight - loc.active * (lam * tau / (1.0 - tau)) * loc.n_h
+    return grad_d * (lp - log_d).exp() * dpos
 
 
 def _global_exp_dense_(logits: Tensor, lp: Tensor) -> tuple[Tensor, Tensor]:
@@ -350,7 +363,11 @@ class HEXDenominator(nn.Module):
         _check_hparams(variant, beta, tau_plus, lambda_local, warmup_epochs)
         self.variant, self.beta, self.tau_plus = variant, beta, tau_plus
         self.lambda_local, self.warmup_epochs = lambda_local, warmup_epochs
-        self.detach_weights, self.dense, self.fused = detach_weights, dense or fused, fused
+        self.detach_weights, self.dense, self.fused = (
+            detach_weights,
+            (True if fused else dense),
+            fused,
+        )
         self._fused_fn = _compiled(fused_log_denominator, compile_backend) if fused else None
         self.threshold = _make_threshold(threshold, variant, threshold_kwargs)
         self.register_buffer("epoch", torch.tensor(0.0, dtype=torch.float64))
