@@ -8,6 +8,7 @@ backward. Targets: HEX (issue 8) and each relative, decoupled / DCLW / debiased 
 tensors.
 
     python benchmarks/loss_speed.py [--sizes 256 512 1024 4096] [--repeats 15]
+    python benchmarks/loss_speed.py --device cuda --sizes 256 1024 8192   # CUDA events
     python benchmarks/loss_speed.py --losses infonce decoupled debiased hard
 """
 
@@ -43,19 +44,35 @@ LOSSES = {  # the first one is the baseline of the ratios
     "hard": lambda: InfoNCE(0.1, HardNegativeDenominator(beta=1.0, tau_plus=0.1)),
     "hard_beta_0.5": lambda: InfoNCE(0.1, HardNegativeDenominator(beta=0.5, tau_plus=0.1)),
 }
+# Compiled on first use per shape: timed on GPUs only (on a 2-core CPU compilation alone
+# takes minutes). The fused HEX path of issue 22: same loss, fewer kernel launches.
+GPU_ONLY = {
+    "hex_paper_fused": lambda: InfoNCE(0.1, HEXDenominator("adaptive", fused=True)),
+}
 
 
 def time_once(fn: InfoNCE, z0: torch.Tensor, z1: torch.Tensor) -> float:
-    start = time.perf_counter()
-    fn(z0, z1).backward()
-    elapsed = time.perf_counter() - start
+    """Seconds of one forward + backward: wall time on the CPU, CUDA events on a GPU
+    (the device's own clock; the host returns long before the kernels finish)."""
+    if z0.is_cuda:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn(z0, z1).backward()
+        end.record()
+        torch.cuda.synchronize()
+        elapsed = start.elapsed_time(end) / 1e3
+    else:
+        t0 = time.perf_counter()
+        fn(z0, z1).backward()
+        elapsed = time.perf_counter() - t0
     z0.grad = z1.grad = None
     return elapsed
 
 
-def median_time(fn: InfoNCE, b: int, repeats: int) -> float:
-    z0 = torch.randn(b, 128, requires_grad=True)
-    z1 = torch.randn(b, 128, requires_grad=True)
+def median_time(fn: InfoNCE, b: int, repeats: int, device: str = "cpu") -> float:
+    fn = fn.to(device)
+    z0 = torch.randn(b, 128, device=device, requires_grad=True)
+    z1 = torch.randn(b, 128, device=device, requires_grad=True)
     for _ in range(3):  # warm-up
         time_once(fn, z0, z1)
     return statistics.median(time_once(fn, z0, z1) for _ in range(repeats))
@@ -73,26 +90,29 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def op_count(fn: InfoNCE, b: int) -> int:
+def op_count(fn: InfoNCE, b: int, device: str = "cpu") -> int:
     """aten operators of one forward + backward."""
-    z0 = torch.randn(b, 128, requires_grad=True)
-    z1 = torch.randn(b, 128, requires_grad=True)
+    fn = fn.to(device)
+    z0 = torch.randn(b, 128, device=device, requires_grad=True)
+    z1 = torch.randn(b, 128, device=device, requires_grad=True)
     fn(z0, z1).backward()  # warm-up: first-call paths are not counted
     with OpCounter() as counter:
         fn(z0, z1).backward()
     return counter.count
 
 
-def run(sizes: list[int], repeats: int, threads: int | None, names: list[str]) -> dict:
+def run(
+    sizes: list[int], repeats: int, threads: int | None, names: list[str], device: str = "cpu"
+) -> dict:
     if threads:
         torch.set_num_threads(threads)
-    losses = {name: LOSSES[name] for name in names}
+    losses = {name: LOSSES[name] for name in names} | (GPU_ONLY if device == "cuda" else {})
     rows = []
     for n in sizes:
         b = n // 2
-        times = {name: median_time(make(), b, repeats) for name, make in losses.items()}
-        mem = {name: saved_square_tensors(make(), b) for name, make in losses.items()}
-        ops = {name: op_count(make(), b) for name, make in losses.items()}
+        times = {name: median_time(make(), b, repeats, device) for name, make in losses.items()}
+        mem = {name: saved_square_tensors(make(), b) for name, make in losses.items()}  # CPU
+        ops = {name: op_count(make(), b, device) for name, make in losses.items()}
         rows.append(
             dict(
                 two_b=n,
@@ -104,7 +124,7 @@ def run(sizes: list[int], repeats: int, threads: int | None, names: list[str]) -
         )
         print(f"2B={n}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in times.items()))
     return dict(
-        device="cpu",
+        device=torch.cuda.get_device_name() if device == "cuda" else "cpu",
         threads=torch.get_num_threads(),
         torch=torch.__version__,
         machine=platform.processor() or platform.machine(),
@@ -117,7 +137,8 @@ def markdown(res: dict) -> str:
     names = list(res["rows"][0]["seconds"])
     others = [k for k in names if k != "infonce"]
     lines = [
-        f"Loss forward+backward, CPU ({res['threads']} threads, torch {res['torch']}), D=128, "
+        f"Loss forward+backward, {res['device']} ({res['threads']} threads, torch {res['torch']}), "
+        "D=128, "
         "median ms; ratio = loss / InfoNCE.",
         "",
         "| 2B | InfoNCE ms | " + " | ".join(f"{k} ms (ratio)" for k in others) + " |",
@@ -163,13 +184,17 @@ def main() -> None:
         metavar="NAME",
         help=f"losses to time (infonce, the baseline, is always included): {', '.join(LOSSES)}",
     )
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="timed on")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device here; use --device cpu")
     names = ["infonce"] + [n for n in args.losses if n != "infonce"]
-    res = run(args.sizes, args.repeats, args.threads, names)
+    res = run(args.sizes, args.repeats, args.threads, names, args.device)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "loss_speed.json").write_text(json.dumps(res, indent=2))
-    (args.out / "loss_speed.md").write_text(markdown(res))
+    stem = "loss_speed" if args.device == "cpu" else "loss_speed_cuda"
+    (args.out / f"{stem}.json").write_text(json.dumps(res, indent=2))
+    (args.out / f"{stem}.md").write_text(markdown(res))
     print(markdown(res))
 
 

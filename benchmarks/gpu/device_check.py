@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks"), str(ROOT)]
 from hexssl.config import load_config  # noqa: E402
 from hexssl.hostsync import HostSyncCounter  # noqa: E402
 from hexssl.train import pretrain  # noqa: E402
-from loss_speed import LOSSES  # noqa: E402
+from loss_speed import GPU_ONLY, LOSSES, median_time  # noqa: E402
 
 PRESET = ["configs/simclr.yaml", "configs/data/tiny-imagenet-hier50-cpu.yaml"]
 
@@ -186,62 +185,31 @@ def host_syncs(width: int, batch: int, steps: int, dry: bool, data: str) -> dict
 
 
 def loss_speed(sizes: list[int], repeats: int, device: str) -> list[dict[str, Any]]:
-    """Forward + backward of each loss in ``benchmarks/loss_speed.py``: CUDA-event median
-    milliseconds and the number of CUDA kernels launched (profiler)."""
+    """Forward + backward of each loss in ``benchmarks/loss_speed.py`` (its timer: CUDA
+    events on a GPU), and the number of CUDA kernels launched (profiler)."""
     rows = []
     for b2 in sizes:
-        b = b2 // 2
-        for name, make in LOSSES.items():
-            fn = make().to(device)
-            z0 = torch.randn(b, 128, device=device, requires_grad=True)
-            z1 = torch.randn(b, 128, device=device, requires_grad=True)
-
-            step = _fwd_bwd(fn, z0, z1)
-            for _ in range(3):
-                step()
-            times = [_time(step, device) for _ in range(repeats)]
-            rows.append(
-                {
-                    "2B": b2,
-                    "loss": name,
-                    "ms": statistics.median(times),
-                    "kernels": _kernels(step, device),
-                }
-            )
+        for name, make in (LOSSES | (GPU_ONLY if device == "cuda" else {})).items():
+            ms = median_time(make(), b2 // 2, repeats, device) * 1e3
+            rows.append({"2B": b2, "loss": name, "ms": ms, "kernels": _kernels(make, b2, device)})
     base = {r["2B"]: r["ms"] for r in rows if r["loss"] == "infonce"}
     for r in rows:
         r["ratio"] = r["ms"] / base[r["2B"]]
     return rows
 
 
-def _fwd_bwd(fn: Any, z0: torch.Tensor, z1: torch.Tensor) -> Any:
-    def step() -> None:
-        fn(z0, z1).backward()
-        z0.grad = z1.grad = None
-
-    return step
-
-
-def _time(step: Any, device: str) -> float:
-    if device != "cuda":
-        start = time.perf_counter()
-        step()
-        return (time.perf_counter() - start) * 1e3
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    a.record()
-    step()
-    b.record()
-    torch.cuda.synchronize()
-    return float(a.elapsed_time(b))
-
-
-def _kernels(step: Any, device: str) -> int | None:
+def _kernels(make: Any, b2: int, device: str) -> int | None:
+    """CUDA kernels of one forward + backward (after a warm-up call)."""
     if device != "cuda":
         return None
     from torch.profiler import ProfilerActivity, profile
 
+    fn = make().to(device)
+    z0 = torch.randn(b2 // 2, 128, device=device, requires_grad=True)
+    z1 = torch.randn(b2 // 2, 128, device=device, requires_grad=True)
+    fn(z0, z1).backward()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        step()
+        fn(z0, z1).backward()
         torch.cuda.synchronize()
     return sum(1 for e in prof.events() if e.device_type.name == "CUDA")
 

@@ -61,6 +61,7 @@ def hex_denominator(h: HexConfig, max_epochs: int) -> HEXDenominator:
             lambda_local=h.lambda_local,
             warmup_epochs=h.warmup_epochs,
             detach_weights=h.detach_weights,
+            fused=h.fused,
             **kwargs,
         )
     except ValueError as err:

@@ -75,6 +75,7 @@ class HexConfig:
     lambda_local: float = 1.0
     warmup_epochs: float = 10.0
     detach_weights: bool = False
+    fused: bool = False  # the HEX maths as one torch.compile graph (GPU: fewer kernel launches)
     alpha: float = 0.1  # weight of the HEX term for non-contrastive methods (spec 6)
     temperature: float = 0.1  # temperature of that HEX term
 

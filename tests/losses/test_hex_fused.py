@@ -1,0 +1,77 @@
+"""The fused HEX path (plain tensor ops for torch.compile) against the dense path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hexssl.losses import HEXDenominator, InfoNCE
+from hexssl.losses.hex import fused_log_denominator
+from hexssl.losses.infonce import exclude_
+
+from .conftest import clustered
+from .test_hex_dense import HEX_CONFIGS, MORE, _kwargs
+from .test_hex_grad_and_edges import T
+
+
+def _run(name: str, fused: bool, pairing: str, queue: bool) -> tuple:
+    z0, z1, _ = clustered(10, d=6, seed=5)
+    z0.requires_grad_()
+    z1.requires_grad_()
+    neg = clustered(7, d=6, seed=6)[0] if queue else None
+    den = HEXDenominator(dense=True, fused=fused, compile_backend="eager", **_kwargs(name))
+    fn = InfoNCE(T, den)
+    fn.set_progress(3.0)
+    loss = fn(z0, z1, pairing=pairing, negatives=neg)
+    loss.backward()
+    return float(loss), z0.grad, z1.grad, {k: float(v) for k, v in fn.stats.items()}
+
+
+@pytest.mark.parametrize("name", HEX_CONFIGS + sorted(MORE))
+@pytest.mark.parametrize("pairing,queue", [("simclr", False), ("cross", True)])
+def test_fused_path_equals_dense_path(name, pairing, queue):
+    want = _run(name, False, pairing, queue)
+    got = _run(name, True, pairing, queue)
+    assert got[0] == pytest.approx(want[0], rel=1e-12, abs=1e-12)
+    torch.testing.assert_close(got[1], want[1], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(got[2], want[2], rtol=1e-9, atol=1e-12)
+    assert got[3] == pytest.approx(want[3], rel=1e-10, abs=1e-12)
+
+
+def test_fused_path_compiles_as_one_graph():
+    """fullgraph=True: no graph break, so a compiler sees the whole loss at once."""
+    torch._dynamo.reset()  # the tests above compiled it for many settings (recompile limit)
+    sim = torch.randn(12, 12, dtype=torch.float64).clamp(-1, 1).requires_grad_()
+    pos, self_idx = torch.arange(12).roll(6)[:, None], torch.arange(12)[:, None]
+    lp = sim.gather(1, pos).squeeze(1) / T
+    logits = exclude_(sim / T, pos, self_idx)
+    H = logits > 0.2 / T
+    hp = (1.0, 0.1, 1.0, 1.0 / T, False)
+    args = (logits, lp, H, torch.ones_like(lp), hp)
+    compiled = torch.compile(fused_log_denominator, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(*args)[0], fused_log_denominator(*args)[0])
+    (grad,) = torch.autograd.grad(compiled(*args)[0].sum(), sim, retain_graph=True)
+    (want,) = torch.autograd.grad(fused_log_denominator(*args)[0].sum(), sim)
+    torch.testing.assert_close(grad, want)
+
+
+def test_a_compiler_failure_warns_once_and_runs_eagerly():
+    def broken(gm, example_inputs):  # a torch.compile backend that always fails
+        raise RuntimeError("no compiler here")
+
+    z0, z1, _ = clustered(8, d=4)
+    fused = InfoNCE(T, HEXDenominator(fused=True, compile_backend=broken))  # type: ignore[arg-type]
+    plain = InfoNCE(T, HEXDenominator(dense=True))
+    with pytest.warns(RuntimeWarning, match="hex.fused: torch.compile failed"):
+        first = float(fused(z0, z1))
+    assert first == pytest.approx(float(plain(z0, z1)), rel=1e-12)
+    assert float(fused(z0, z1)) == pytest.approx(first, rel=1e-12)  # no second warning
+
+
+def test_hex_fused_is_a_config_key():
+    from hexssl.build import build_denominator
+    from hexssl.config import load_config
+
+    cfg = load_config(None, ["hex.enabled=true", "hex.fused=true"])
+    den = build_denominator(cfg.hex, max_epochs=10)
+    assert isinstance(den, HEXDenominator) and den.fused and den.dense
