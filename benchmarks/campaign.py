@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hexssl.run.train import last_checkpoint
 from hexssl.study import (
     TRAIN_DONE,
     Study,
@@ -41,7 +42,6 @@ from hexssl.study import (
 )
 from hexssl.study import run_one as run_study_one
 from hexssl.study import transfer as study_transfer
-from hexssl.train import last_checkpoint
 
 
 @dataclass

@@ -25,9 +25,9 @@ from hexssl.config import load_config
 from hexssl.eval.hierarchy import hierarchy_report, per_group_effective_rank
 from hexssl.eval.linear import linear_eval
 from hexssl.eval.report import compare_runs
-from hexssl.evaluate import frozen_features, knn_summary
-from hexssl.runs import open_run
-from hexssl.train import pretrain
+from hexssl.run.eval_jobs import frozen_features, knn_summary
+from hexssl.run.runs import open_run
+from hexssl.run.train import pretrain
 
 RESULTS = Path(__file__).parent / "results"
 ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny-imagenet-hier50.tar.gz"

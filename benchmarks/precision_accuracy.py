@@ -30,10 +30,10 @@ import torch
 
 from hexssl.config import load_config
 from hexssl.eval.linear import linear_eval
-from hexssl.evaluate import frozen_features
-from hexssl.machine import machine_summary
-from hexssl.runs import open_run
-from hexssl.train import pretrain
+from hexssl.run.eval_jobs import frozen_features
+from hexssl.run.machine import machine_summary
+from hexssl.run.runs import open_run
+from hexssl.run.train import pretrain
 
 RESULTS = Path(__file__).parent / "results"
 PRESET = ["configs/simclr.yaml", "configs/data/tiny-imagenet-hier50-cpu.yaml"]

@@ -28,8 +28,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from hexssl.build import build_datamodule, build_method
 from hexssl.config import load_config
+from hexssl.run.build import build_datamodule, build_method
 
 RESULTS = Path(__file__).parent / "results"
 METHODS = ("simclr", "barlow")

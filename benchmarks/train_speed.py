@@ -36,9 +36,9 @@ import torch
 
 from hexssl.backbones import build_backbone
 from hexssl.config import load_config
-from hexssl.machine import machine_summary
-from hexssl.speed import channels_last_is_safe, compile_forward, to_channels_last
-from hexssl.train import pretrain
+from hexssl.run.machine import machine_summary
+from hexssl.run.speed import channels_last_is_safe, compile_forward, to_channels_last
+from hexssl.run.train import pretrain
 
 RESULTS = Path(__file__).parent / "results"
 PRESET = ["configs/simclr.yaml", "configs/data/tiny-imagenet-hier50-cpu.yaml"]

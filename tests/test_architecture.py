@@ -13,6 +13,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "hexssl"
+MAX_LOOSE_MODULES = 8  # modules directly in src/hexssl besides __init__.py
 
 
 def module_files() -> dict[str, Path]:
@@ -110,6 +111,11 @@ def test_the_package_has_no_import_cycle() -> None:
     found = cycles(graph)
     detail = [{m: sorted(graph[m] & set(c)) for m in c} for c in found]
     assert not found, f"import cycles: {detail}"
+
+
+def test_the_package_root_has_few_loose_modules() -> None:
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    assert len(loose) <= MAX_LOOSE_MODULES, loose
 
 
 def test_nothing_under_src_starts_git() -> None:

@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from hexssl.backbones import BACKBONES
-from hexssl.build import build_denominator
 from hexssl.config import ConfigError, RunConfig, check_params, load_config, to_dict
 from hexssl.data.datamodule import DEFAULT_SPLITS
 from hexssl.methods import METHODS
+from hexssl.run.build import build_denominator
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 METHOD_NAMES = ["simclr", "moco_v2", "moco_v3", "nnclr", "byol", "barlow", "vicreg", "all4one"]

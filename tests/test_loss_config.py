@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from hexssl.build import check_names, run_denominator
 from hexssl.config import ConfigError, load_config
 from hexssl.losses import HEXDenominator, InfoNCEDenominator
 from hexssl.losses.relatives import (
@@ -15,6 +14,7 @@ from hexssl.losses.relatives import (
     DecoupledDenominator,
     HardNegativeDenominator,
 )
+from hexssl.run.build import check_names, run_denominator
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FILES = [CONFIGS / "simclr.yaml", CONFIGS / "data" / "cifar10-cpu.yaml"]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hexssl import machine
 from hexssl.cli import main
-from hexssl.machine import (
+from hexssl.run import machine
+from hexssl.run.machine import (
     cpu_model,
     environment,
     format_environment,

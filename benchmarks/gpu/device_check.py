@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks"), str(ROOT)]
 
 from hexssl.config import load_config  # noqa: E402
-from hexssl.hostsync import HostSyncCounter  # noqa: E402
-from hexssl.train import pretrain  # noqa: E402
+from hexssl.run.hostsync import HostSyncCounter  # noqa: E402
+from hexssl.run.train import pretrain  # noqa: E402
 from loss_speed import GPU_ONLY, LOSSES, median_time  # noqa: E402
 
 PRESET = ["configs/simclr.yaml", "configs/data/tiny-imagenet-hier50-cpu.yaml"]
@@ -99,7 +99,7 @@ def gpu_tests(out: Path, timeout: int, dry: bool) -> dict[str, Any]:
 
 class CountSyncs(Callback):
     """Host syncs inside steps [first, last): torch's sync debug mode on CUDA, the
-    op counter of hexssl.hostsync everywhere; and the wall time of those steps."""
+    op counter of hexssl.run.hostsync everywhere; and the wall time of those steps."""
 
     def __init__(self, first: int, last: int) -> None:
         self.first, self.last = first, last

@@ -18,13 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hexssl.console import show_warning
 from hexssl.errors import ConfigError, NonFiniteLossError
+from hexssl.run.console import show_warning
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from hexssl.build import check_names
     from hexssl.config import dump_config, load_config
+    from hexssl.run.build import check_names
 
     files = [a for a in args.items if "=" not in a]
     overrides = [a for a in args.items if "=" in a]
@@ -38,14 +38,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
-    from hexssl.train import pretrain
+    from hexssl.run.train import pretrain
 
     pretrain(cfg)
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from hexssl.train import resume
+    from hexssl.run.train import resume
 
     resume(args.run_dir, args.overrides, args.allow_changes, args.checkpoint)
     return 0
@@ -60,9 +60,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from hexssl import evaluate
+    from hexssl.run import eval_jobs
 
-    job: Callable[..., Any] = getattr(evaluate, f"run_{args.command}")
+    job: Callable[..., Any] = getattr(eval_jobs, f"run_{args.command}")
     job(args)
     return 0
 
@@ -104,7 +104,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"# {note}", file=sys.stderr)
     if args.out:
-        from hexssl.atomic import atomic_write_text
+        from hexssl.run.atomic import atomic_write_text
 
         atomic_write_text(Path(args.out), text)
         print(f"wrote {args.out}", file=sys.stderr)
@@ -121,7 +121,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from hexssl.machine import env_report
+    from hexssl.run.machine import env_report
 
     print(env_report(args.json), end="")
     return 0

@@ -386,7 +386,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     (``trainer.precision`` is checked by :class:`TrainerConfig` itself).
 
     Names resolved through registries (method, dataset, optimiser, HEX) are checked by
-    :func:`hexssl.build.check_names`, which needs torch.
+    :func:`hexssl.run.build.check_names`, which needs torch.
     """
     check_name(cfg.name)
     _require(bool(cfg.output_dir.strip()), "output_dir", cfg.output_dir, "must not be empty")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hexssl.config import load_config
-from hexssl.train import pretrain
+from hexssl.run.train import pretrain
 
 PRESET = Path(__file__).resolve().parent / "configs" / "simclr-synthetic-demo.yaml"
 COLUMNS = [

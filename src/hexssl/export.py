@@ -10,11 +10,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hexssl.atomic import atomic_torch_save, atomic_write_text
 from hexssl.backbones import build_backbone, export_state_dict
-from hexssl.checkpoints import load_checkpoint
 from hexssl.config import ConfigError
-from hexssl.runs import checkpoint_path, run_config
+from hexssl.run.atomic import atomic_torch_save, atomic_write_text
+from hexssl.run.checkpoints import load_checkpoint
+from hexssl.run.runs import checkpoint_path, run_config
 
 RELEASE_FORMAT = "hexssl-backbone-fp16/1"
 

@@ -16,10 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from hexssl.build import build_datamodule, build_method
 from hexssl.config import load_config
 from hexssl.data.imagenet import LazyImageFolder
 from hexssl.data.transforms import sample_crop_boxes
+from hexssl.run.build import build_datamodule, build_method
 
 W, H, DRAWS = 500, 375, 20_000
 

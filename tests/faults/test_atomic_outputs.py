@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from hexssl import atomic
-from hexssl.atomic import atomic_write_text, remove_stale_tmp
 from hexssl.cli import main
+from hexssl.run import atomic
+from hexssl.run.atomic import atomic_write_text, remove_stale_tmp
 
 
 def fail_rename(monkeypatch):
@@ -42,7 +42,7 @@ def test_convert_config_out_is_atomic(tmp_path, monkeypatch, capsys):
 
 
 def test_knn_and_linear_json_are_atomic(tmp_path, monkeypatch, capsys):
-    from hexssl.evaluate import _save
+    from hexssl.run.eval_jobs import _save
 
     (tmp_path / "knn.json").write_text("old")
     fail_rename(monkeypatch)

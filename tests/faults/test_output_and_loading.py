@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from hexssl.checkpoints import load_checkpoint
 from hexssl.cli import main
 from hexssl.config import ConfigError
+from hexssl.run.checkpoints import load_checkpoint
 from tests.subproc import run_limited
 
 from .helpers import TINY
@@ -59,7 +59,7 @@ def test_a_run_prints_a_start_line_the_bar_and_a_summary(tmp_path):
 def test_an_fp32_run_on_a_native_bf16_cpu_prints_one_tip(  # type: ignore[no-untyped-def]
     native_bf16, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr("hexssl.speed.cpu_has_fast_bf16", lambda: native_bf16)
+    monkeypatch.setattr("hexssl.run.speed.cpu_has_fast_bf16", lambda: native_bf16)
     args = [*TINY, "trainer.max_epochs=1", f"output_dir={tmp_path}", "name=t"]
     assert main(["pretrain", "src/hexssl/configs/simclr-synthetic-demo.yaml", *args]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -91,7 +91,7 @@ def test_a_checkpoint_cannot_run_code(tmp_path, capsys):
 
 
 def test_best_is_no_longer_a_checkpoint_name(tmp_path):
-    from hexssl.checkpoints import run_checkpoint
+    from hexssl.run.checkpoints import run_checkpoint
 
     (tmp_path / "checkpoints").mkdir()
     torch.save({"global_step": 3}, tmp_path / "checkpoints/last.ckpt")

@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 
-from hexssl.train import pretrain, resume
+from hexssl.run.train import pretrain, resume
 
 from .helpers import InterruptedRunError, StopAt, assert_same_state, checkpoint, tiny_run
 

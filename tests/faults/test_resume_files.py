@@ -15,7 +15,7 @@ import pytest
 
 from hexssl.cli import main
 from hexssl.config import ConfigError
-from hexssl.train import pretrain, resume
+from hexssl.run.train import pretrain, resume
 
 from .helpers import InterruptedRunError, StopAt, assert_same_state, checkpoint, tiny_run
 

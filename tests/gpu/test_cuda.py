@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from hexssl.losses import HEXDenominator, InfoNCE
-from hexssl.train import pretrain, resume
+from hexssl.run.train import pretrain, resume
 from tests.faults.helpers import InterruptedRunError, StopAt, assert_same_state, checkpoint
 from tests.faults.helpers import tiny_run as cpu_tiny_run
 from tests.losses.conftest import clustered
@@ -84,7 +84,7 @@ def test_kill_and_resume_on_cuda_is_exact(tmp_path):
 
 
 def test_features_and_knn_stay_on_the_device(tmp_path):
-    from hexssl.evaluate import encoder_features, knn_summary, open_run_encoder
+    from hexssl.run.eval_jobs import encoder_features, knn_summary, open_run_encoder
 
     pretrain(tiny_run(tmp_path, "r", "simclr", "eval.knn_at_end=true"))
     enc = open_run_encoder(tmp_path / "r", [])

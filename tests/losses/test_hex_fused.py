@@ -69,8 +69,8 @@ def test_a_compiler_failure_warns_once_and_runs_eagerly():
 
 
 def test_hex_fused_is_a_config_key():
-    from hexssl.build import build_denominator
     from hexssl.config import load_config
+    from hexssl.run.build import build_denominator
 
     cfg = load_config(None, ["hex.enabled=true", "hex.fused=true"])
     den = build_denominator(cfg.hex, max_epochs=10)

@@ -9,10 +9,10 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from hexssl.build import build_datamodule, build_method
 from hexssl.config import RunConfig, load_config
 from hexssl.data.datamodule import HexDataModule
 from hexssl.methods import SSLMethod
+from hexssl.run.build import build_datamodule, build_method
 
 BATCH = 16
 HEAD = {"proj_hidden": 64, "proj_out": 32}

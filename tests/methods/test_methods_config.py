@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import hexssl.methods
-from hexssl.build import build_method
 from hexssl.config import ConfigError
 from hexssl.losses import HEXDenominator, InfoNCE, InfoNCEDenominator
 from hexssl.methods import METHODS, SSLMethod, WeightedTerm, get_method
+from hexssl.run.build import build_method
 
 from .helpers import build, tiny_config
 

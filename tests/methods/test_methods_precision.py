@@ -16,7 +16,7 @@ import torch
 from hexssl.config import ConfigError, load_config
 from hexssl.losses import HEXDenominator, InfoNCE
 from hexssl.methods import METHODS
-from hexssl.speed import (
+from hexssl.run.speed import (
     apply_speed_settings,
     check_device_precision,
     compile_forward,
@@ -77,7 +77,7 @@ def test_fp16_mixed_needs_a_gpu() -> None:
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_bf16_on_a_cpu_without_native_bf16_warns(fast: bool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr("hexssl.speed.cpu_has_fast_bf16", lambda: fast)
+    monkeypatch.setattr("hexssl.run.speed.cpu_has_fast_bf16", lambda: fast)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         check_device_precision("bf16-mixed", "cpu")
@@ -97,7 +97,7 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(fast: bool, monkeypatch) -> Non
 def test_fp32_on_a_native_bf16_cpu_gets_a_tip(  # type: ignore[no-untyped-def]
     precision: str, accelerator: str, fast: bool, tip: bool, monkeypatch
 ) -> None:
-    monkeypatch.setattr("hexssl.speed.cpu_has_fast_bf16", lambda: fast)
+    monkeypatch.setattr("hexssl.run.speed.cpu_has_fast_bf16", lambda: fast)
     line = precision_hint(precision, accelerator)
     assert (line is not None) == tip
     if line is not None:

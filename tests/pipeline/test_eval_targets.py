@@ -11,9 +11,9 @@ import torch
 
 from hexssl.cli import main
 from hexssl.config import load_config
-from hexssl.evaluate import open_encoder
 from hexssl.export import export_release
-from hexssl.train import pretrain
+from hexssl.run.eval_jobs import open_encoder
+from hexssl.run.train import pretrain
 
 from .tiny import tiny, write_tree
 
@@ -86,7 +86,7 @@ def test_released_weights_evaluate_without_the_run_dir(run_dir: Path, tmp_path: 
     assert main(["linear", str(w), "--epochs", "2", "--fractions", "1.0"]) == 0
     assert not list(w.parent.glob("*knn*"))  # nothing written beside released weights
     # same features as the run (up to fp16 rounding of the weights)
-    from hexssl.evaluate import encoder_features
+    from hexssl.run.eval_jobs import encoder_features
 
     run_val = encoder_features(enc)[1][0]
     rel_val = encoder_features(open_encoder(w, []))[1][0]

@@ -1,7 +1,7 @@
 """No host synchronisation in a training step outside logging steps (the GPU path).
 
-The CPU runs the accelerator code paths (:func:`hexssl.hostsync.sync_free_paths`) while
-:class:`~hexssl.hostsync.HostSyncCounter` counts every op that would stall a GPU queue
+The CPU runs the accelerator code paths (:func:`hexssl.run.hostsync.sync_free_paths`) while
+:class:`~hexssl.run.hostsync.HostSyncCounter` counts every op that would stall a GPU queue
 (``.item()``, ``float(t)``, ``if t:``, ``nonzero``, boolean-mask indexing, tensors built
 from Python data). On the device, ``torch.cuda.set_sync_debug_mode`` confirms it
 (benchmarks/gpu/device_check.py).
@@ -15,8 +15,8 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from hexssl.hostsync import HostSyncCounter, sync_free_paths
-from hexssl.train import pretrain
+from hexssl.run.hostsync import HostSyncCounter, sync_free_paths
+from hexssl.run.train import pretrain
 from tests.faults.helpers import tiny_run
 from tests.methods.helpers import TINY_PARAMS
 

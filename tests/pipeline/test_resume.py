@@ -13,7 +13,7 @@ import torch
 from hexssl.config import load_config
 from hexssl.methods.base import NonFiniteLossError
 from hexssl.methods.simclr import SimCLR
-from hexssl.train import pretrain
+from hexssl.run.train import pretrain
 from tests.subproc import run_limited
 
 from .tiny import tiny
@@ -23,7 +23,7 @@ SCRIPT = """
 import json, os, signal, sys
 from lightning.pytorch.callbacks import Callback
 from hexssl.config import load_config
-from hexssl.train import pretrain, resume
+from hexssl.run.train import pretrain, resume
 
 mode, run_dir, kill_at, overrides = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lightning.pytorch.plugins.layer_sync import TorchSyncBatchNorm
 
 from hexssl.config import load_config
-from hexssl.train import make_trainer
+from hexssl.run.train import make_trainer
 
 
 def trainer_for(tmp_path, *overrides: str):  # type: ignore[no-untyped-def]

@@ -18,10 +18,10 @@ from benchmarks.campaign import (
     schedule,
 )
 
-from hexssl.build import build_datamodule, build_method
 from hexssl.cli import main
 from hexssl.config import RunConfig
 from hexssl.export import load_release
+from hexssl.run.build import build_datamodule, build_method
 from hexssl.study import Study, arm_config, load_protocol, run_study, train_run
 from tests.subproc import run_limited
 

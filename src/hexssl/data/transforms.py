@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hexssl.hostsync import avoid_host_sync
+from hexssl.run.hostsync import avoid_host_sync
 
 Stats = tuple[tuple[float, float, float], tuple[float, float, float]]
 

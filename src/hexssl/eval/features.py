@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hexssl.atomic import atomic_torch_save
+from hexssl.run.atomic import atomic_torch_save
 
 Batch = Sequence[Tensor]
 Features = tuple[Tensor, Tensor, Tensor]  # feats (N, D) float32, labels (N,), superlabels (N,)

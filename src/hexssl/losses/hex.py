@@ -25,10 +25,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from hexssl.hostsync import avoid_host_sync
 from hexssl.losses.infonce import NEG_INF, at_least_fp32, exclude_
 from hexssl.losses.relatives import debias
 from hexssl.losses.thresholds import Threshold, build_threshold
+from hexssl.run.hostsync import avoid_host_sync
 
 VARIANTS = ("paper", "reference")
 HParams = tuple[float, float, float, float, bool]  # beta, tau_plus, lambda, 1/T, detach

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hexssl.hostsync import avoid_host_sync
 from hexssl.losses.distributed import gather_with_grad, rank_and_world
+from hexssl.run.hostsync import avoid_host_sync
 
 Stats = dict[str, Tensor]
 NEG_INF = float("-inf")

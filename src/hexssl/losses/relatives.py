@@ -272,7 +272,7 @@ class HardNegativeDenominator(_DenseRelative):
         self.beta, self.tau_plus, self.detach_weights = beta, tau_plus, detach_weights
 
 
-# name -> class; the config's ``loss.denominator`` (hexssl.build) resolves names here
+# name -> class; the config's ``loss.denominator`` (hexssl.run.build) resolves names here
 RELATIVES: dict[str, type[_DenseRelative]] = {
     "decoupled": DecoupledDenominator,
     "debiased": DebiasedDenominator,

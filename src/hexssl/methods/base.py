@@ -25,10 +25,10 @@ from torch import Tensor, nn
 
 from hexssl.config import OptimConfig
 from hexssl.errors import NonFiniteLossError
-from hexssl.hostsync import avoid_host_sync
 from hexssl.losses.infonce import InfoNCE
 from hexssl.optim import build_optimizer, cosine_momentum, param_groups, warmup_cosine
-from hexssl.speed import to_channels_last
+from hexssl.run.hostsync import avoid_host_sync
+from hexssl.run.speed import to_channels_last
 
 
 @dataclass
@@ -80,7 +80,7 @@ class SSLMethod(L.LightningModule):
         self.optim_cfg, self.lr, self.extra_term = optim, lr, extra_term
         self.num_classes = max(num_classes, 1)
         self.seed = seed
-        self.channels_last = False  # set by hexssl.speed.apply_speed_settings
+        self.channels_last = False  # set by hexssl.run.speed.apply_speed_settings
         self.num_features = int(backbone.num_features)  # type: ignore[arg-type]
         self.classifier = nn.Linear(self.num_features, self.num_classes)  # online probe
         self.momentum_pairs: list[tuple[nn.Module, nn.Module]] = []

@@ -18,14 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from hexssl.atomic import atomic_write_text
 from hexssl.config import RunConfig
 from hexssl.config import to_dict as config_dict
 from hexssl.data.transforms import build_augmentation
 from hexssl.eval.hierarchy import PurityCounts, per_group_effective_rank, purity_counts
 from hexssl.eval.purity import purity_sets
 from hexssl.eval.report import read_metrics
-from hexssl.evaluate import (
+from hexssl.export import export_release, load_release
+from hexssl.run.atomic import atomic_write_text
+from hexssl.run.eval_jobs import (
     Encoder,
     EvalView,
     config_from,
@@ -36,8 +37,7 @@ from hexssl.evaluate import (
     open_run_encoder,
     setup_data,
 )
-from hexssl.export import export_release, load_release
-from hexssl.runs import open_run
+from hexssl.run.runs import open_run
 from hexssl.study.protocol import Protocol
 
 CURVE_COLUMNS = (

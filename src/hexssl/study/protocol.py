@@ -24,9 +24,9 @@ from typing import Any
 
 import yaml
 
-from hexssl.build import check_names
 from hexssl.config import RunConfig, from_dict, merge, parse_override, set_path
 from hexssl.errors import ConfigError
+from hexssl.run.build import check_names
 
 PROTOCOL_KEYS = {"epochs", "warmup_fraction", "seeds", "eval", "base", "arms", "comparisons"}
 

@@ -36,13 +36,13 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from hexssl.atomic import atomic_write_text
 from hexssl.config import RunConfig
 from hexssl.config import to_dict as config_dict
-from hexssl.machine import machine_summary
+from hexssl.run.atomic import atomic_write_text
+from hexssl.run.machine import machine_summary
+from hexssl.run.train import last_checkpoint, pretrain
 from hexssl.study.evaluation import evaluate_run, export_weights, finite, write_curves
 from hexssl.study.protocol import Protocol, arm_config, run_name, schedule
-from hexssl.train import last_checkpoint, pretrain
 
 
 class WallClock(Callback):

@@ -3,7 +3,7 @@
 Every check (config values, registry names, data, output location, the checkpoint to
 resume from, the Lightning Trainer's own settings) runs before the first file is
 written, so a bad input leaves nothing behind. Checkpoint files are handled in
-:mod:`hexssl.checkpoints` and the metrics history in :mod:`hexssl.history`.
+:mod:`hexssl.run.checkpoints` and the metrics history in :mod:`hexssl.run.history`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,13 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from hexssl.atomic import atomic_write_text, remove_stale_tmp
-from hexssl.build import build_datamodule, build_method, check_names, global_batch
-from hexssl.checkpoints import (
+from hexssl.config import ConfigError, RunConfig, dump_config, load_config, to_dict
+from hexssl.errors import NonFiniteLossError
+from hexssl.eval.purity import PurityCallback, fixed_batch
+from hexssl.methods.base import SSLMethod
+from hexssl.run.atomic import atomic_write_text, remove_stale_tmp
+from hexssl.run.build import build_datamodule, build_method, check_names, global_batch
+from hexssl.run.checkpoints import (
     CKPT_DIR,
     AtomicCheckpointIO,
     RunCheckpoints,
@@ -34,14 +38,10 @@ from hexssl.checkpoints import (
     read_checkpoint,
     run_checkpoint,
 )
-from hexssl.config import ConfigError, RunConfig, dump_config, load_config, to_dict
-from hexssl.console import quiet_libraries
-from hexssl.errors import NonFiniteLossError
-from hexssl.eval.purity import PurityCallback, fixed_batch
-from hexssl.evaluate import frozen_features, knn_summary
-from hexssl.history import METRICS_FILE, RunCSVLogger, trim_metrics
-from hexssl.methods.base import SSLMethod
-from hexssl.speed import (
+from hexssl.run.console import quiet_libraries
+from hexssl.run.eval_jobs import frozen_features, knn_summary
+from hexssl.run.history import METRICS_FILE, RunCSVLogger, trim_metrics
+from hexssl.run.speed import (
     apply_backend_settings,
     apply_speed_settings,
     check_device_precision,

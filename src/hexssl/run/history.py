@@ -22,7 +22,7 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from hexssl.atomic import atomic_write_text
+from hexssl.run.atomic import atomic_write_text
 
 METRICS_FILE = "metrics.csv"
 

@@ -27,8 +27,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 
-from hexssl.atomic import TMP_SUFFIX, atomic_torch_save
 from hexssl.errors import ConfigError
+from hexssl.run.atomic import TMP_SUFFIX, atomic_torch_save
 
 CKPT_DIR = "checkpoints"
 NAMES = ("last", "previous")  # checkpoint names a user can pick with --checkpoint

@@ -22,9 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hexssl.atomic import atomic_write_text
 from hexssl.backbones import build_backbone
-from hexssl.build import build_datamodule
 from hexssl.config import ConfigError, RunConfig, from_dict, parse_override, set_path
 from hexssl.data.transforms import build_augmentation
 from hexssl.eval.features import cached_features, extract_features, file_identity
@@ -33,7 +31,9 @@ from hexssl.eval.linear import linear_eval
 from hexssl.eval.plots import plot_embedding_2d
 from hexssl.export import is_release, load_release
 from hexssl.methods.base import SSLMethod
-from hexssl.runs import checkpoint_path, checkpoint_state, run_config
+from hexssl.run.atomic import atomic_write_text
+from hexssl.run.build import build_datamodule
+from hexssl.run.runs import checkpoint_path, checkpoint_state, run_config
 
 Feats = tuple[Tensor, Tensor, Tensor]
 

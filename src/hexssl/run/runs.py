@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from hexssl.build import build_datamodule, build_method
-from hexssl.checkpoints import load_checkpoint, run_checkpoint
 from hexssl.config import ConfigError, RunConfig, load_config
 from hexssl.methods.base import SSLMethod
+from hexssl.run.build import build_datamodule, build_method
+from hexssl.run.checkpoints import load_checkpoint, run_checkpoint
 
 
 def checkpoint_path(run_dir: Path, which: str) -> Path:

@@ -22,7 +22,7 @@ from hexssl.losses import HEXDenominator, InfoNCE, InfoNCEDenominator
 from hexssl.losses.relatives import RELATIVES
 from hexssl.methods import METHODS, SSLMethod, WeightedTerm, get_method
 from hexssl.optim import OPTIMIZERS
-from hexssl.speed import runs_on_cpu
+from hexssl.run.speed import runs_on_cpu
 
 LAZY_CROPPED = ("imagenet", "imagenet100")  # decode-time crops, one per view
 

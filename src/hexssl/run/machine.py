@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 import hexssl
-from hexssl.speed import cpu_has_fast_bf16
+from hexssl.run.speed import cpu_has_fast_bf16
 
 PACKAGES = ("lightning", "torchvision", "timm", "umap-learn", "wandb", "tensorboard", "kornia")
 
