@@ -13,7 +13,8 @@ from PIL import Image
 
 from hexssl.data import DATASETS, LazyImageFolder, build_dataset, imagenet100_classes
 from hexssl.data.base import TensorImageDataset
-from hexssl.data.folders import decode_image, parse_hierarchy
+from hexssl.data.decode import decode_image
+from hexssl.data.hierarchy import parse_hierarchy
 from hexssl.data.imagenet import rrc_box
 
 from .conftest import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hexssl.data.datasets import build_dataset
-from hexssl.data.folders import parse_hierarchy, read_hierarchy
+from hexssl.data.hierarchy import parse_hierarchy, read_hierarchy
 from hexssl.errors import DataError
 
 from .test_bad_inputs import write_tree

@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from hexssl.data.base import Item, TensorImageDataset
+from hexssl.data.base import Item, NamedClasses, TensorImageDataset
 from hexssl.data.datasets import build_dataset
 from hexssl.data.transforms import DATASET_STATS, Stats, compute_stats
 
@@ -189,7 +189,7 @@ def lazy_loader(
     )  # fmt: skip
 
 
-class HexDataModule(L.LightningDataModule):
+class HexDataModule(NamedClasses, L.LightningDataModule):
     """Train / val loaders of uint8 batches for any dataset in ``DATASETS``.
 
     Args:
@@ -359,25 +359,16 @@ class HexDataModule(L.LightningDataModule):
         """Per-channel std in [0, 1]."""
         return self.stats[1]
 
+    # read-only here: the train split's names (NamedClasses declares plain attributes)
     @property
-    def class_names(self) -> list[str]:
+    def class_names(self) -> list[str]:  # type: ignore[override]
         """Class names of the train split."""
         return list(getattr(self._require(self.train_set, "train"), "class_names", []))
 
     @property
-    def superclass_names(self) -> list[str]:
+    def superclass_names(self) -> list[str]:  # type: ignore[override]
         """Superclass names of the train split (empty without a hierarchy)."""
         return list(getattr(self._require(self.train_set, "train"), "superclass_names", []))
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return len(self.class_names)
-
-    @property
-    def num_superclasses(self) -> int:
-        """Number of superclasses."""
-        return len(self.superclass_names)
 
     @property
     def image_size(self) -> int:

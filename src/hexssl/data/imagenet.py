@@ -26,7 +26,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from hexssl.data.base import Item, NamedClasses, missing_dataset_error
-from hexssl.data.folders import is_image, read_hierarchy, to_rgb
+from hexssl.data.decode import to_rgb
+from hexssl.data.hierarchy import read_hierarchy
+from hexssl.data.scan import is_image
 
 
 # ------------------------------------------------------------------- decode-time crops
