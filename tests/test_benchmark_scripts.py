@@ -89,3 +89,19 @@ def test_precision_accuracy_runs(tmp_path: Path) -> None:
     assert_results(tmp_path, ["precision_accuracy"])
     rows = json.loads((tmp_path / "precision_accuracy.json").read_text())["rows"]
     assert [(r["setting"], r["seed"]) for r in rows] == [("fp32", 0)]
+
+
+def test_every_committed_result_has_its_line_in_the_results_readme() -> None:
+    """benchmarks/results/README.md says what each file measured, where, and if current."""
+    results = ROOT / "benchmarks" / "results"
+    readme = (results / "README.md").read_text()
+    named = set()
+    for path in results.iterdir():
+        if path.name == "README.md":
+            continue
+        stem = path.name.rsplit(".", 1)[0] if path.is_file() else path.name
+        named.add(f"`{stem}.json`" if path.is_file() else f"`{path.name}/`")
+    for path in (results / "history").iterdir():
+        named.add(f"`history/{path.name.rsplit('.', 1)[0]}.json`")
+    missing = sorted(n for n in named if n not in readme and n != "`history/`")
+    assert not missing, missing
