@@ -8,7 +8,10 @@
 #   bash benchmarks/gpu/session.sh OUT DATA.tar.gz [CALL_SECONDS [hex_study.py ARGS...]]
 #
 # CALL_SECONDS (default 580) is the whole call's budget; CHECK_SECONDS (default 230) the
-# check's share; DRY=1 runs both at toy sizes on a CPU (the dry run before the device).
+# check's share (0: no check, the study only); RESULTS (default the committed
+# benchmarks/results/hex_study_gpu) says which runs are done, so a call trains the next
+# ones at the committed length; FORCE_EPOCHS overrides it (the CPU dry run only); DRY=1
+# runs both at toy sizes on a CPU (the dry run before the device).
 set -uo pipefail
 OUT=${1:?usage: session.sh OUT DATA.tar.gz [CALL_SECONDS]}
 DATA=${2:?usage: session.sh OUT DATA.tar.gz [CALL_SECONDS]}
@@ -20,15 +23,26 @@ PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 dry=()
 [ -n "${DRY:-}" ] && dry=(--dry-run)
-timeout "${CHECK_SECONDS:-230}" "$PY" benchmarks/gpu/device_check.py --out "$OUT" \
-  --data "$DATA" "${dry[@]}" > "$OUT/device_check.log" 2>&1
-echo "session.sh: device check exit $? after $(( $(date +%s) - START )) s"
+if [ "${CHECK_SECONDS:-230}" -gt 0 ]; then
+  timeout "${CHECK_SECONDS:-230}" "$PY" benchmarks/gpu/device_check.py --out "$OUT" \
+    --data "$DATA" "${dry[@]}" > "$OUT/device_check.log" 2>&1
+  echo "session.sh: device check exit $? after $(( $(date +%s) - START )) s"
+fi
 LEFT=$(( CALL - ($(date +%s) - START) - 20 ))  # 20 s to pack the results
-EPOCHS=${EPOCHS:-$("$PY" benchmarks/gpu/study_length.py "$OUT/gpu_check.json" "$LEFT" 3)}
-echo "session.sh: $LEFT s left; study length by the protocol's rule: $EPOCHS epochs"
-if [ "$EPOCHS" -gt 0 ]; then
-  bash benchmarks/hex_study_gpu.sh "$DATA" "$OUT" "$LEFT" \
-    --arms simclr simclr-hex-paper simclr-dcl --seeds 0 --workers 3 --epochs "$EPOCHS" "$@"
+# the next runs by the protocol's rule (length fixed by the committed runs, if any); a
+# check that measured no speed (cut, or CHECK_SECONDS=0) falls back to the committed one
+CHECK="$OUT/gpu_check.json"
+[ -f "$CHECK" ] || CHECK=benchmarks/results/gpu/gpu_check.json
+read -r EPOCHS SEEDS ARMS <<< "$("$PY" benchmarks/gpu/study_length.py "$CHECK" "$LEFT" \
+  "${RESULTS:-benchmarks/results/hex_study_gpu}")"
+EPOCHS=${FORCE_EPOCHS:-$EPOCHS}
+echo "session.sh: $LEFT s left; by the protocol's rule: ${EPOCHS} epochs, seeds ${SEEDS:-none}, arms ${ARMS:-none}"
+if [ "${EPOCHS:-0}" -gt 0 ] && [ -n "${ARMS:-}" ]; then
+  IFS=, read -r -a arm_list <<< "$ARMS"
+  IFS=, read -r -a seed_list <<< "$SEEDS"
+  bash benchmarks/hex_study_gpu.sh "$DATA" "$OUT" "$LEFT" --arms "${arm_list[@]}" \
+    --seeds "${seed_list[@]}" --workers $(( ${#arm_list[@]} * ${#seed_list[@]} )) \
+    --epochs "$EPOCHS" "$@"
 fi
 cat "$OUT/gpu_check.md" 2>/dev/null
 echo "session.sh: done after $(( $(date +%s) - START )) s"

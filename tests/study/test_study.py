@@ -519,3 +519,31 @@ def test_the_gpu_study_length_rule() -> None:
     assert mod.study_length(10_000, 3 * 25_000 * 100 / 10_000 + 89) == 80
     assert mod.study_length(8_000, 400) == 30
     assert mod.study_length(500, 400) == 0
+    seed0 = {"simclr-s0", "simclr-hex-paper-s0", "simclr-dcl-s0"}
+    assert mod.next_runs(seed0, 5) == ([1], ["simclr", "simclr-hex-paper", "simclr-dcl"])
+    assert mod.next_runs(seed0 | {"simclr-s1"}, 5) == ([1], ["simclr-hex-paper", "simclr-dcl"])
+    arms13 = {f"{a}-s{s}" for a in mod.ARMS[:3] for s in (0, 1, 2)}
+    assert mod.next_runs(arms13, 3) == ([0, 1, 2], ["simclr-hex-reference"])
+    assert mod.runs_that_fit(14_399, 580, 60) == 4
+
+
+@pytest.mark.slow  # three toy runs at once, ~70 s on 2 cores
+def test_the_gpu_session_trains_the_next_runs_on_cpu(tmp_path: Path) -> None:
+    """benchmarks/gpu/session.sh without the check: the rule's next runs, packed."""
+    import os
+    import sys
+    import tarfile
+
+    data = tmp_path / "data.tar.gz"
+    data.write_bytes(b"")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable, "DRY": "1", "CHECK_SECONDS": "0",
+           "FORCE_EPOCHS": "1", "RESULTS": str(tmp_path / "none")}  # fmt: skip
+    cmd = ["bash", "benchmarks/gpu/session.sh", str(out), str(data), "500", "--set", *TINY,
+           "data.on_device=true"]  # fmt: skip
+    res = run_limited(cmd, cwd=ROOT, env=env, cpu_seconds=400, wall_seconds=400)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "seeds 0, arms simclr,simclr-hex-paper,simclr-dcl" in res.stdout
+    with tarfile.open(out / "hex_study_gpu.tgz") as tar:
+        names = set(tar.getnames())
+    assert {f"hex_study_gpu/{a}-s0.json" for a in ("simclr", "simclr-dcl")} <= names
