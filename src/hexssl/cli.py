@@ -20,6 +20,7 @@ from typing import Any
 
 from hexssl.config import ConfigError
 from hexssl.console import show_warning
+from hexssl.errors import PreemptedError
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -235,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
+    except PreemptedError as err:  # a scheduler's signal: saved, unfinished, not an error
+        print(f"[hexssl] {err}", file=sys.stderr, flush=True)
+        return err.exit_code
     except (ConfigError, FileNotFoundError) as err:
         print(f"hexssl: error: {err}", file=sys.stderr)
         return 2

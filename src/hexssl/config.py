@@ -128,6 +128,7 @@ class TrainerConfig:
     progress_bar: bool = True
     channels_last: bool = True  # NHWC activations: faster convolutions on CPU (AMX) and GPU
     compile: bool = False  # torch.compile the backbone and heads (eager if it fails)
+    requeue: bool = False  # SLURM: on SIGUSR1 (--signal=USR1@90) save, then scontrol requeue
 
     def __post_init__(self) -> None:
         self.precision = check_precision(str(self.precision))

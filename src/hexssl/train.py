@@ -38,6 +38,7 @@ from hexssl.config import ConfigError, RunConfig, dump_config, load_config, to_d
 from hexssl.console import quiet_libraries
 from hexssl.history import METRICS_FILE, RunCSVLogger, trim_metrics
 from hexssl.methods.base import NonFiniteLossError, SSLMethod
+from hexssl.preempt import preemptible
 from hexssl.speed import apply_speed_settings, check_device_precision, precision_hint
 
 __all__ = ["atomic_torch_save", "atomic_write_text", "pretrain", "resume"]
@@ -48,6 +49,7 @@ SAFE_CHANGES = frozenset(
         "trainer.max_epochs",
         "trainer.progress_bar",
         "trainer.checkpoint_every_n_steps",
+        "trainer.requeue",
         "trainer.log_every_n_steps",
         "data.num_workers",
         "eval.knn_at_end",
@@ -294,6 +296,7 @@ def pretrain(cfg: RunConfig, extra_callbacks: list[Callback] | None = None) -> d
     return train(cfg, resolve_resume(cfg), extra_callbacks)
 
 
+@preemptible  # SIGTERM / SIGUSR1: save at the next step boundary, stop (hexssl.preempt)
 def train(
     cfg: RunConfig,
     ckpt: Path | None,
