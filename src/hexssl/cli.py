@@ -3,7 +3,8 @@
 hexssl pretrain CONFIG [CONFIG ...] [key=value ...] [--print-config]
 hexssl resume RUN_DIR [key=value ...] [--allow-changes] [--checkpoint last|previous|FILE]
 hexssl export RUN_DIR --format torchvision|timm|state_dict [--out FILE]
-hexssl knn RUN_DIR | linear RUN_DIR | umap RUN_DIR | report RUN_DIR...
+hexssl knn|linear TARGET... [--data data.KEY=VALUE ...] [--out FILE]  (runs, weights, folders)
+hexssl umap TARGET | report RUN_DIR...
 hexssl convert-config THEIR.yaml [--out OURS.yaml] [--as-run]
 hexssl demo
 hexssl env [--json]
@@ -134,21 +135,38 @@ CHECKPOINT_HELP = (
 )
 
 
+TARGETS_HELP = (
+    "what to evaluate, one or more: a run directory written by `hexssl pretrain`, released "
+    "weights (WEIGHTS.pt, with WEIGHTS.json beside it, e.g. "
+    "benchmarks/results/hex_study/weights/simclr-s0.pt), or a folder of either (e.g. "
+    "benchmarks/results/hex_study/weights): the data is read once and one table printed"
+)
+
+
 def _eval_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-    p.add_argument(
-        "run_dir",
-        help="a run directory written by `hexssl pretrain`, or released weights "
-        "(WEIGHTS.pt with its WEIGHTS.json, e.g. benchmarks/results/hex_study/weights/)",
-    )
+    p.add_argument("targets", nargs="*", metavar="RUN_DIR | WEIGHTS.pt | FOLDER", help=TARGETS_HELP)
     p.add_argument(
         "--data",
-        nargs="*",
+        nargs="+",
         default=[],
-        metavar="KEY=VALUE",
-        help="override the run's data section, e.g. data.root=../shared/data/x.tar.gz",
+        metavar="data.KEY=VALUE",
+        help="evaluate on other images: settings of the data section, e.g. "
+        "--data data.root=../shared/data/cifar10-jpeg.tar.gz (default: the data each "
+        "backbone was trained on)",
     )
-    p.add_argument("--checkpoint", default="last", help=CHECKPOINT_HELP)
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help=f"run directories only: {CHECKPOINT_HELP}",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="also write the results of every target into this file (JSON; umap: PNG). "
+        "Run directories always get <run>/<command>[-<data>].json",
+    )
     p.set_defaults(func=cmd_eval)
     return p
 
@@ -195,8 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--k", type=int, nargs="+", default=[20], help="neighbours (sweepable)")
     k.add_argument("--t", type=float, nargs="+", default=[0.07], help="temperatures")
     lin = _eval_parser(sub, "linear", "offline linear probe on cached frozen features")
-    lin.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.1, 0.01])
-    lin.add_argument("--epochs", type=int, default=100)
+    lin.add_argument(
+        "--fractions",
+        type=float,
+        nargs="+",
+        default=[1.0, 0.1, 0.01],
+        help="fractions of the train labels the probe sees (class-balanced subsets), "
+        "default 1.0 0.1 0.01",
+    )
+    lin.add_argument(
+        "--epochs", type=int, default=100, help="training epochs of each probe (default 100)"
+    )
     um = _eval_parser(sub, "umap", "2-D embedding plot coloured by superclass")
     um.add_argument("--method", default="umap", choices=["umap", "pca"])
     p = sub.add_parser("report", help="compare runs: markdown table and plots")

@@ -438,6 +438,10 @@ def save_cached(path: Path, ds: TensorImageDataset) -> None:
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         torch.save(d, tmp)
         os.replace(tmp, path)
+        size = path.stat().st_size / 1e6
+        print(
+            f"[hexssl] cached the decoded images: {path} ({size:.0f} MB; HEXSSL_CACHE=DIR moves it)"
+        )
     except OSError as err:
         warnings.warn(f"could not write dataset cache {path}: {err}", stacklevel=2)
 
@@ -445,6 +449,8 @@ def save_cached(path: Path, ds: TensorImageDataset) -> None:
 # --------------------------------------------------------------------- in-memory readers
 def _scan(root: Path, split: str | None) -> tuple[list[Entry], dict[str, str]]:
     """Entries and hierarchy of a directory or archive; FileNotFoundError if there are none."""
+    if not root.exists():
+        raise FileNotFoundError(f"imagefolder: no such file or folder: {root} (data.root)")
     if is_archive(root):
         entries, csv_file = scan_tar(root, split)
     else:
