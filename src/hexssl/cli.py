@@ -1,6 +1,7 @@
 """The ``hexssl`` command line: one entry point, one sub-command per job.
 
-hexssl pretrain CONFIG [CONFIG ...] [key=value ...] [--print-config]
+hexssl pretrain PRESET|CONFIG ... [key=value ...] [--print-config]
+hexssl presets
 hexssl resume RUN_DIR [key=value ...] [--allow-changes] [--checkpoint last|previous|FILE]
 hexssl export RUN_DIR --format torchvision|timm|state_dict [--out FILE]
 hexssl knn|linear TARGET... [--data data.KEY=VALUE ...] [--out FILE]  (runs, weights, folders)
@@ -32,8 +33,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     overrides = [a for a in args.items if "=" in a]
     if not files:
         raise ConfigError(
-            "pretrain needs at least one config file, e.g. "
-            "configs/simclr.yaml configs/data/cifar10-cpu.yaml"
+            "pretrain needs a method and a dataset, presets or YAML files, e.g. "
+            "simclr cifar10-cpu (`hexssl presets` lists the presets)"
         )
     cfg = load_config(files, overrides)
     check_names(cfg)  # registry names and HEX values, also for --print-config
@@ -43,6 +44,20 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from hexssl.train import pretrain
 
     pretrain(cfg)
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from hexssl.config import PRESET_DIR, preset_names
+
+    names = preset_names()
+    print(f"methods:  {' '.join(names['method'])}")
+    print(f"datasets: {' '.join(names['dataset'])}")
+    print("          (<dataset>: full size, GPU; <dataset>-cpu: a few minutes on a CPU)")
+    print(f"overlays: {' '.join(names['overlay'])}")
+    print("usage:    hexssl pretrain METHOD DATASET [OVERLAY] [key=value ...]")
+    print("          e.g. hexssl pretrain simclr cifar100-cpu hex.enabled=true")
+    print(f"files:    {PRESET_DIR} (copy one to start your own; guide: README.md there)")
     return 0
 
 
@@ -181,12 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
         "items",
         nargs="+",
         metavar="CONFIG | KEY=VALUE",
-        help="YAML files composed left to right (later ones win), e.g. configs/simclr.yaml "
-        "configs/data/cifar10-cpu.yaml, then dotted overrides, e.g. optim.lr=0.3 "
+        help="presets (`hexssl presets`) or YAML files, composed left to right (later ones "
+        "win), e.g. simclr cifar10-cpu or my.yaml, then dotted overrides, e.g. optim.lr=0.3 "
         "hex.enabled=true (see configs/README.md)",
     )
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
     p.set_defaults(func=cmd_pretrain)
+    p = sub.add_parser("presets", help="list the shipped presets (methods, datasets, overlays)")
+    p.set_defaults(func=cmd_presets)
     p = sub.add_parser("resume", help="continue a run exactly from its last checkpoint")
     p.add_argument("run_dir")
     p.add_argument(
