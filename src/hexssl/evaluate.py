@@ -667,9 +667,10 @@ def run_umap(args: argparse.Namespace) -> Path:
     if enc.cache_dir is not None:
         name = f"embedding-{args.method}{enc.suffix}.png"
         path, title = enc.cache_dir / name, enc.cache_dir.name
-    else:  # released weights: where --out says, else the working directory
+    else:  # released weights: the working directory, never beside the weights
         title = Path(enc.label).stem
-        path = Path(args.out or f"embedding-{title}-{args.method}.png")
+        path = Path(f"embedding-{title}-{args.method}.png")
+    path = Path(args.out) if args.out else path
     plot_embedding_2d(val[0], val[1], val[2], path, method=args.method, title=title)
     print(f"wrote {path}")
     return path
