@@ -193,6 +193,11 @@ FOLDER_DATASETS = ("imagefolder", "unlabeled")  # read from data.root; never dow
 def check_data_root(cfg: RunConfig, origin: str = "") -> None:
     """A missing ``data.root`` of an image folder or archive, said as 'no such file'."""
     root = cfg.data.root
+    if cfg.data.dataset == "synthetic" and root is not None:
+        raise ConfigError(
+            f"data.root={root} with data.dataset=synthetic, which reads nothing from disk; "
+            "for a folder or archive of images add --data data.dataset=imagefolder"
+        )
     if cfg.data.dataset not in FOLDER_DATASETS or root is None:
         return
     if not Path(root).expanduser().exists():

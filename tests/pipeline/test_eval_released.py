@@ -82,6 +82,7 @@ def test_a_file_carrying_code_is_refused_and_says_why(weights, capsys, tmp_path,
         (["--data", "data.root=missing.tar.gz", "data.dataset=imagefolder"],
          "data.root=missing.tar.gz: no such file or folder"),
         (["--data", "missing.tar.gz"], "write --data data.root=missing.tar.gz"),
+        (["--data", "data.root=x.tar.gz"], "add --data data.dataset=imagefolder"),
     ],
 )  # fmt: skip
 def test_bad_arguments_are_one_line_with_the_fix(weights, capsys, args, says):
