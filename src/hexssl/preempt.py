@@ -92,20 +92,20 @@ class Preemption(Callback):
         self.signals.install()
         self.last_step = trainer.global_step
         if self._signalled(trainer):
-            raise self._stop("before the first step; nothing new to save")
+            raise self.stop_error("before the first step; nothing new to save", trainer)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.global_step == self.last_step:
             return  # mid gradient accumulation: not a step boundary
         self.last_step = trainer.global_step
         if self._signalled(trainer):
-            raise self._stop(self._save(trainer))
+            raise self.stop_error(self._save(trainer), trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         # a signal during the epoch's validation; the epoch-end checkpoint is written
         # (RunCheckpoints runs before this callback). The last epoch just finishes.
         if trainer.current_epoch + 1 < (trainer.max_epochs or 0) and self._signalled(trainer):
-            raise self._stop(self._save(trainer))
+            raise self.stop_error(self._save(trainer), trainer)
 
     def _signalled(self, trainer: L.Trainer) -> bool:
         hit = self.signals.signum is not None
@@ -119,13 +119,14 @@ class Preemption(Callback):
             ckpts.save(trainer)
         return f"saved step {trainer.global_step} to {ckpts.dir / 'last.ckpt'}"
 
-    def _stop(self, what: str) -> PreemptedError:
+    def stop_error(self, what: str, trainer: L.Trainer | None = None) -> PreemptedError:
+        """The error that stops the run: which signal, ``what`` was saved, what to do next."""
         signum = self.signals.signum or int(signal.SIGTERM)
         then = f"continue with: hexssl resume {self.run_dir}"
         if not (self.run_dir / CKPT_DIR / "last.ckpt").is_file():
             then = "nothing was trained: run the same command again"
-        if self.requeue and signum == REQUEUE_SIGNAL:
-            then = requeue_job()
+        if self.requeue and signum == REQUEUE_SIGNAL:  # once, by the first process
+            then = requeue_job() if trainer is None or trainer.is_global_zero else "requeued"
         text = f"stopped by {self.signals.name}: {what}; {then}"
         return PreemptedError(text, signum)
 
@@ -166,6 +167,6 @@ def preemptible(fit: Fit) -> Fit:
             try:
                 return fit(cfg, ckpt, [stop, *(extra_callbacks or [])], changes)
             except SIGTERMException:  # Lightning's, before our handler was back
-                raise stop._stop("before the first step; nothing new to save") from None
+                raise stop.stop_error("before the first step; nothing new to save") from None
 
     return run  # type: ignore[return-value]
