@@ -224,6 +224,7 @@ def open_run_encoder(
     ckpt = checkpoint_path(run, which)
     dm = setup_data(cfg, shared, f" (the data {run} was trained on)" if not overrides else "")
     backbone, state = run_backbone(cfg, ckpt)
+    print(f"[hexssl] evaluating {ckpt} (--checkpoint {which})", flush=True)
     augment = build_augmentation("eval", cfg.data.image_size, dm.mean, dm.std)
     norm = _prefixed(state, "eval_augment.")
     if norm:  # the training data's normalisation, which the backbone was trained with
