@@ -1,9 +1,11 @@
 """The ``hexssl`` command line: one entry point, one sub-command per job.
 
-hexssl pretrain CONFIG [CONFIG ...] [key=value ...] [--print-config]
+hexssl pretrain PRESET|CONFIG ... [key=value ...] [--print-config]
+hexssl presets
 hexssl resume RUN_DIR [key=value ...] [--allow-changes] [--checkpoint last|previous|FILE]
 hexssl export RUN_DIR --format torchvision|timm|state_dict [--out FILE]
-hexssl knn RUN_DIR | linear RUN_DIR | umap RUN_DIR | report RUN_DIR...
+hexssl knn|linear TARGET... [--data data.KEY=VALUE ...] [--out FILE]  (runs, weights, folders)
+hexssl umap TARGET | report RUN_DIR...
 hexssl convert-config THEIR.yaml [--out OURS.yaml] [--as-run]
 hexssl demo
 hexssl env [--json]
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hexssl.errors import ConfigError, NonFiniteLossError
+from hexssl.errors import ConfigError, NonFiniteLossError, PreemptedError
 from hexssl.run.console import show_warning
 
 
@@ -30,8 +32,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     overrides = [a for a in args.items if "=" in a]
     if not files:
         raise ConfigError(
-            "pretrain needs at least one config file, e.g. "
-            "configs/simclr.yaml configs/data/cifar10-cpu.yaml"
+            "pretrain needs a method and a dataset, presets or YAML files, e.g. "
+            "simclr cifar10-cpu (`hexssl presets` lists the presets)"
         )
     cfg = load_config(files, overrides)
     check_names(cfg)  # registry names and HEX values, also for --print-config
@@ -41,6 +43,20 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from hexssl.run.train import pretrain
 
     pretrain(cfg)
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from hexssl.config import PRESET_DIR, preset_names
+
+    names = preset_names()
+    print(f"methods:  {' '.join(names['method'])}")
+    print(f"datasets: {' '.join(names['dataset'])}")
+    print("          (<dataset>: full size, GPU; <dataset>-cpu: a few minutes on a CPU)")
+    print(f"overlays: {' '.join(names['overlay'])}")
+    print("usage:    hexssl pretrain METHOD DATASET [OVERLAY] [key=value ...]")
+    print("          e.g. hexssl pretrain simclr cifar100-cpu hex.enabled=true")
+    print(f"files:    {PRESET_DIR} (copy one to start your own; guide: README.md there)")
     return 0
 
 
@@ -133,21 +149,38 @@ CHECKPOINT_HELP = (
 )
 
 
+TARGETS_HELP = (
+    "what to evaluate, one or more: a run directory written by `hexssl pretrain`, released "
+    "weights (WEIGHTS.pt, with WEIGHTS.json beside it, e.g. "
+    "benchmarks/results/hex_study/weights/simclr-s0.pt), or a folder of either (e.g. "
+    "benchmarks/results/hex_study/weights): the data is read once and one table printed"
+)
+
+
 def _eval_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-    p.add_argument(
-        "run_dir",
-        help="a run directory written by `hexssl pretrain`, or released weights "
-        "(WEIGHTS.pt with its WEIGHTS.json, e.g. benchmarks/results/hex_study/weights/)",
-    )
+    p.add_argument("targets", nargs="*", metavar="RUN_DIR | WEIGHTS.pt | FOLDER", help=TARGETS_HELP)
     p.add_argument(
         "--data",
-        nargs="*",
+        nargs="+",
         default=[],
-        metavar="KEY=VALUE",
-        help="override the run's data section, e.g. data.root=../shared/data/x.tar.gz",
+        metavar="data.KEY=VALUE",
+        help="evaluate on other images: settings of the data section, e.g. "
+        "--data data.root=../shared/data/cifar10-jpeg.tar.gz (default: the data each "
+        "backbone was trained on)",
     )
-    p.add_argument("--checkpoint", default="last", help=CHECKPOINT_HELP)
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help=f"run directories only: {CHECKPOINT_HELP}",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="also write the results of every target into this file (JSON; umap: PNG). "
+        "Run directories always get <run>/<command>[-<data>].json",
+    )
     p.set_defaults(func=cmd_eval)
     return p
 
@@ -162,12 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
         "items",
         nargs="+",
         metavar="CONFIG | KEY=VALUE",
-        help="YAML files composed left to right (later ones win), e.g. configs/simclr.yaml "
-        "configs/data/cifar10-cpu.yaml, then dotted overrides, e.g. optim.lr=0.3 "
+        help="presets (`hexssl presets`) or YAML files, composed left to right (later ones "
+        "win), e.g. simclr cifar10-cpu or my.yaml, then dotted overrides, e.g. optim.lr=0.3 "
         "hex.enabled=true (see configs/README.md)",
     )
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
     p.set_defaults(func=cmd_pretrain)
+    p = sub.add_parser("presets", help="list the shipped presets (methods, datasets, overlays)")
+    p.set_defaults(func=cmd_presets)
     p = sub.add_parser("resume", help="continue a run exactly from its last checkpoint")
     p.add_argument("run_dir")
     p.add_argument(
@@ -194,8 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--k", type=int, nargs="+", default=[20], help="neighbours (sweepable)")
     k.add_argument("--t", type=float, nargs="+", default=[0.07], help="temperatures")
     lin = _eval_parser(sub, "linear", "offline linear probe on cached frozen features")
-    lin.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.1, 0.01])
-    lin.add_argument("--epochs", type=int, default=100)
+    lin.add_argument(
+        "--fractions",
+        type=float,
+        nargs="+",
+        default=[1.0, 0.1, 0.01],
+        help="fractions of the train labels the probe sees (class-balanced subsets), "
+        "default 1.0 0.1 0.01",
+    )
+    lin.add_argument(
+        "--epochs", type=int, default=100, help="training epochs of each probe (default 100)"
+    )
     um = _eval_parser(sub, "umap", "2-D embedding plot coloured by superclass")
     um.add_argument("--method", default="umap", choices=["umap", "pca"])
     p = sub.add_parser("report", help="compare runs: markdown table and plots")
@@ -235,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
+    except PreemptedError as err:  # a scheduler's signal: saved, unfinished, not an error
+        print(f"[hexssl] {err}", file=sys.stderr, flush=True)
+        return err.exit_code
     except (ConfigError, FileNotFoundError) as err:
         print(f"hexssl: error: {err}", file=sys.stderr)
         return 2

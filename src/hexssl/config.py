@@ -6,7 +6,8 @@ type. Overrides use dotted paths (``optim.lr=0.3 hex.variant=reference``); value
 parsed as YAML scalars.
 
 A run composes YAML files left to right (later ones win, sections merge key by key),
-e.g. a method, a dataset and the CPU overlay (configs/README.md). Inside a file,
+e.g. a method, a dataset and the CPU overlay (configs/README.md), given as paths or as
+the names of the presets shipped in the package (``simclr cifar10-cpu``). Inside a file,
 ``defaults:`` names base files (one or a list) that it extends, and ``by_method:`` holds
 settings for particular methods (``{byol: {optim: {lr: 1.0}}}``), applied right after the
 file's own keys when the run's method is one of them: that is where a dataset file keeps
@@ -156,6 +157,7 @@ class TrainerConfig:
     cudnn_benchmark: bool = True
     tf32: bool = True
     deterministic: bool = False
+    requeue: bool = False  # SLURM: on SIGUSR1 (--signal=USR1@90) save, then scontrol requeue
 
     def __post_init__(self) -> None:
         self.precision = check_precision(str(self.precision))
@@ -421,11 +423,55 @@ def set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
+# ------------------------------------------------------------------------- presets
+PRESET_DIR = Path(__file__).resolve().parent / "configs"  # shipped in the package
+PRESET_KINDS = {"method": ".", "dataset": "data"}  # kind -> folder inside PRESET_DIR
+
+
+def preset_names() -> dict[str, list[str]]:
+    """``{"method": [...], "dataset": [...], "overlay": [...], "demo": [...]}``: every
+    shipped preset.
+
+    Files starting with ``_`` are bases that other presets extend, not presets.
+    """
+    top = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    data = sorted(p.stem for p in (PRESET_DIR / "data").glob("*.yaml"))
+    return {
+        "method": [n for n in top if n in METHOD_NAMES],
+        "dataset": [n for n in data if not n.startswith("_")],
+        "overlay": [n for n in top if n not in METHOD_NAMES and not n.endswith("-demo")],
+        "demo": [n for n in top if n.endswith("-demo")],  # a whole run: `hexssl demo`
+    }
+
+
+def find_config(item: str | Path) -> Path:
+    """A config file: the path if it exists, else the shipped preset of that name.
+
+    ``simclr``, ``cifar10-cpu``, ``data/cifar10-cpu`` and the repository paths
+    ``configs/simclr.yaml`` / ``configs/data/cifar10-cpu.yaml`` all name presets, so the
+    README's commands work from any folder once hexssl is installed.
+    """
+    p = Path(item)
+    if p.is_file():
+        return p
+    name = str(item).removesuffix(".yaml").removeprefix("configs/").removeprefix("data/")
+    for candidate in (PRESET_DIR / f"{name}.yaml", PRESET_DIR / "data" / f"{name}.yaml"):
+        if candidate.is_file() and not candidate.stem.startswith("_") and "/" not in name:
+            return candidate
+    every = [n for names in preset_names().values() for n in names]
+    close = difflib.get_close_matches(name, every, n=2, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    raise ConfigError(
+        f"config file not found: {item}, and no preset has that name; {hint}"
+        "`hexssl presets` lists them (e.g. simclr cifar10-cpu)"
+    )
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with a clear error for missing or malformed files."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file not found: {p} (see configs/ for presets)")
+        raise ConfigError(f"config file not found: {p} (`hexssl presets` lists the presets)")
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as err:
@@ -462,7 +508,8 @@ def load_config(paths: ConfigPaths, overrides: list[str] | None = None) -> RunCo
     """Compose YAML files left to right, apply ``key=value`` overrides, validate.
 
     Args:
-        paths: one file, several (later files win), or None for the schema defaults.
+        paths: files or preset names (:func:`find_config`), one or several (later ones
+            win), or None for the schema defaults.
         overrides: dotted overrides, applied last.
 
     A run without a ``name`` is named after its files (stems not starting with ``_``)
@@ -471,13 +518,14 @@ def load_config(paths: ConfigPaths, overrides: list[str] | None = None) -> RunCo
     ``simclr-cifar10-cpu-hex``, ``... loss.denominator=hard`` ``simclr-cifar10-cpu-hard``.
 
     Example:
-        >>> cfg = load_config(["configs/simclr.yaml", "configs/data/cifar10-cpu.yaml"],
-        ...                   ["hex.enabled=true"])  # paths from the repository root
+        >>> cfg = load_config(["simclr", "cifar10-cpu"], ["hex.enabled=true"])  # presets
         >>> cfg.name, cfg.hex.enabled
         ('simclr-cifar10-cpu-hex', True)
+        >>> load_config(["configs/simclr.yaml", "configs/data/cifar10-cpu.yaml"]).name  # paths
+        'simclr-cifar10-cpu'
     """
     files = [
-        Path(p)
+        find_config(p)
         for p in ([] if paths is None else [paths] if isinstance(paths, str | Path) else paths)
     ]
     layers = [layer for f in files for layer in _read_layers(f)]

@@ -9,6 +9,7 @@ fraction. It is a smoke-scale demonstration, not a benchmark, and says so under 
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ COLUMNS = [
 
 def run_demo(output_dir: str = "runs/demo", epochs: int | None = None) -> list[dict[str, Any]]:
     """Train the two runs (fresh each time) and print the comparison table."""
-    out = Path(output_dir)
+    out, start = Path(output_dir), time.time()
     summaries = []
     for name, hex_on in (("simclr", False), ("simclr-hex", True)):
         if (out / name).exists():
@@ -41,6 +42,8 @@ def run_demo(output_dir: str = "runs/demo", epochs: int | None = None) -> list[d
         print(f"\n=== {name}: SimCLR {'+ HEX (paper variant, adaptive)' if hex_on else 'baseline'}")
         summaries.append(pretrain(load_config(PRESET, overrides)))
     print("\n" + report(summaries))
+    steps = sum(int(s.get("steps", 0)) for s in summaries)
+    print(f"\n[hexssl] demo: {len(summaries)} runs, {steps} steps, {time.time() - start:.0f} s")
     return summaries
 
 

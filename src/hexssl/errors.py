@@ -20,3 +20,16 @@ class DataError(ConfigError):
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or Inf; the run stops without saving that state."""
+
+
+class PreemptedError(Exception):
+    """The run stopped on a signal after saving; ``exit_code`` is ``128 + signal``.
+
+    Raised by :mod:`hexssl.run.preempt`; ``hexssl`` prints the message and exits with
+    ``exit_code`` (143 for SIGTERM, 138 for SIGUSR1), so schedulers see an unfinished run.
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum

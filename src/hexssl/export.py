@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from hexssl.backbones import build_backbone, export_state_dict
 from hexssl.config import ConfigError
 from hexssl.run.atomic import atomic_torch_save, atomic_write_text
-from hexssl.run.checkpoints import load_checkpoint
+from hexssl.run.checkpoints import load_checkpoint, safe_load
 from hexssl.run.runs import checkpoint_path, run_config
 
 RELEASE_FORMAT = "hexssl-backbone-fp16/1"
@@ -104,7 +104,8 @@ def release_tensor(name: str, v: Tensor) -> Tensor:
 
 def is_release(path: str | Path) -> bool:
     """True for a released weights file (a file with its architecture JSON beside it)."""
-    return Path(path).is_file() and release_meta_path(path).is_file()
+    p = Path(path)
+    return p.suffix != ".json" and p.is_file() and release_meta_path(p).is_file()
 
 
 def load_release(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -113,21 +114,39 @@ def load_release(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     Loaded with ``torch.load(weights_only=True)``: a weights file cannot run code.
     """
     path = Path(path)
+    if path.suffix == ".json":
+        raise ConfigError(
+            f"{path} is the architecture file of released weights; pass the weights "
+            f"{path.with_suffix('.pt')}"
+        )
     meta_file = release_meta_path(path)
     if not meta_file.is_file():
         raise FileNotFoundError(f"{path}: no architecture file {meta_file} beside the weights")
-    meta = json.loads(meta_file.read_text())
-    if meta.get("format") != RELEASE_FORMAT:
-        raise ConfigError(f"{meta_file}: format {meta.get('format')!r}, expected {RELEASE_FORMAT}")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{meta_file} is not valid JSON ({err}); fetch it again") from None
+    if not isinstance(meta, dict) or meta.get("format") != RELEASE_FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else None
+        raise ConfigError(f"{meta_file}: format {got!r}, expected {RELEASE_FORMAT}")
     backbone = build_backbone(meta["backbone"]["name"], **meta["backbone"]["kwargs"])
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = safe_load(path, "released weights")
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ConfigError(f"released weights {path} hold no tensor dict; export them again")
     broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
         raise ConfigError(
             f"{path}: non-finite values in {broken[:3]} (float16 overflow in an export "
             "before hexssl kept such tensors float32); export the run again"
         )
-    backbone.load_state_dict(
-        {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    )
+    try:
+        backbone.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        )
+    except RuntimeError as err:  # missing / unexpected keys, other shapes
+        first = str(err).strip().splitlines()[0][:160]
+        raise ConfigError(
+            f"{path} does not fit the architecture in {meta_file.name} ({first}); "
+            "keep each .pt with the .json exported with it"
+        ) from None
     return backbone.eval(), meta

@@ -33,12 +33,33 @@ def test_caveat_is_printed_under_the_table():
 
 
 def test_demo_preset_uses_the_hard_synthetic_hierarchy():
-    """About 2 minutes a run on 2 cores; the superclass cue is weakened (no saturation)."""
+    """The superclass cue is weakened (no saturation)."""
     from hexssl.config import load_config
     from hexssl.demo import PRESET
 
     cfg = load_config(PRESET)
     assert cfg.data.dataset == "synthetic" and cfg.data.batch_size == 128
-    assert cfg.data.options == {"hue_spread": 0.15, "texture_strength": 0.25}
-    assert cfg.backbone.kwargs["width"] == 16 and 3 <= cfg.trainer.max_epochs <= 6
-    assert cfg.eval.purity_every_n_steps == 20 and cfg.hex.warmup_epochs == 1
+    assert cfg.data.options["hue_spread"] == 0.15 and cfg.data.options["texture_strength"] == 0.25
+    assert cfg.backbone.kwargs["width"] == 16
+    assert cfg.eval.purity_every_n_steps == 20
+    # the warm-ups shrink with the run: a quarter of it
+    assert cfg.hex.warmup_epochs == cfg.optim.warmup_epochs == cfg.trainer.max_epochs / 4
+
+
+# Issue 25.5: the 3-epoch demo (2 runs x 3 epochs x 39 steps = 234 steps) took 363 s on a
+# quiet 2-core AMD EPYC after the install, everything included (start-up, validation,
+# purity, the final kNN). Its cost per step, applied to the demo's steps, bounds the
+# demo's time there: evaluation shrinks with the steps, start-up does not grow.
+SECONDS_PER_STEP = 363 / 234
+
+
+def test_the_demo_fits_in_four_minutes_by_design():
+    from hexssl.config import load_config
+    from hexssl.demo import PRESET
+
+    cfg = load_config(PRESET)
+    n_train = min(5000, cfg.data.options.get("max_train_samples", 5000))  # 5 x 4 x 250
+    steps = 2 * cfg.trainer.max_epochs * (n_train // cfg.data.batch_size)
+    assert steps * SECONDS_PER_STEP <= 4 * 60, (
+        f"{steps} steps: about {steps * SECONDS_PER_STEP:.0f} s"
+    )

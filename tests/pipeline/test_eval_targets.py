@@ -116,3 +116,16 @@ def test_feature_cache_follows_the_checkpoint(run_dir: Path) -> None:
         assert not list((run_dir / "features").glob("*.tmp"))
     finally:
         ckpt.write_bytes(saved)
+
+
+def test_load_backbone_of_a_run_matches_its_evaluation(run_dir: Path) -> None:
+    import hexssl
+
+    net, transform = hexssl.load_backbone(run_dir)
+    enc = open_encoder(run_dir, [])
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            net(transform(images)), enc.backbone(enc.transform(images)), rtol=0, atol=0
+        )
+    assert not net.training

@@ -73,5 +73,9 @@ def save_cached(path: Path, ds: TensorImageDataset) -> None:
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         torch.save(d, tmp)
         os.replace(tmp, path)
+        size = path.stat().st_size / 1e6
+        print(
+            f"[hexssl] cached the decoded images: {path} ({size:.0f} MB; HEXSSL_CACHE=DIR moves it)"
+        )
     except OSError as err:
         warnings.warn(f"could not write dataset cache {path}: {err}", stacklevel=2)

@@ -29,6 +29,10 @@ FOLDER_LAYOUT = (
 
 def _scan(root: Path, split: str | None) -> tuple[list[Entry], dict[str, str]]:
     """Entries and hierarchy of a directory or archive; FileNotFoundError if there are none."""
+    if not root.exists():
+        raise FileNotFoundError(
+            f"imagefolder: no such file or folder: {root} (data.root; expected {FOLDER_LAYOUT})"
+        )
     if is_archive(root):
         entries, csv_file = scan_tar(root, split)
     else:

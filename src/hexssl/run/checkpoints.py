@@ -18,6 +18,8 @@ code when it is loaded. Everything hexssl saves is tensors and plain Python valu
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -63,13 +65,43 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ConfigError: the file is damaged, or holds objects other than tensors and plain
             Python values (a pickle that could run code is refused, never executed).
     """
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ConfigError(f"checkpoint {path} cannot be loaded safely ({_short(err)})") from None
+    ckpt = safe_load(path, "checkpoint")
     if not isinstance(ckpt, dict):
         raise ConfigError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a dict")
     return ckpt
+
+
+def safe_load(path: Path, what: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; one ConfigError line otherwise.
+
+    The error says what is wrong with the file (truncated, not a PyTorch file, or refused
+    because it holds code) and never suggests ``weights_only=False``, which would run it.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ConfigError(f"{what} {path} {load_problem(err)}") from None
+
+
+def load_problem(err: Exception) -> str:
+    """What a failed ``weights_only`` load means, as the end of a sentence about the file."""
+    text = str(err)
+    code = re.search(r"GLOBAL (\S+)", text)
+    if isinstance(err, pickle.UnpicklingError) and code:
+        return (
+            f"is refused: it holds a Python object ({code.group(1)}) that would run code when "
+            "loaded, and hexssl loads only tensors and plain values; use a file written by "
+            "hexssl, from a source you trust"
+        )
+    if isinstance(err, pickle.UnpicklingError | UnicodeDecodeError) or "load key" in text:
+        return "is not a PyTorch file (it cannot be unpickled); pass the .pt or .ckpt file itself"
+    if isinstance(err, EOFError) or "PytorchStreamReader" in text or "zip archive" in text:
+        return "is truncated or damaged (an interrupted download or copy?); fetch it again"
+    if isinstance(err, IsADirectoryError):
+        return "is a folder, not a file"
+    if "weights_only" in text:  # torch's advice would be to turn the protection off
+        return "cannot be loaded safely (it holds objects other than tensors and plain values)"
+    return f"cannot be loaded safely ({_short(err)})"
 
 
 class RunCheckpoints(Callback):

@@ -41,6 +41,7 @@ from hexssl.run.checkpoints import (
 from hexssl.run.console import quiet_libraries
 from hexssl.run.eval_jobs import frozen_features, knn_summary
 from hexssl.run.history import METRICS_FILE, RunCSVLogger, trim_metrics
+from hexssl.run.preempt import preemptible
 from hexssl.run.speed import (
     apply_backend_settings,
     apply_speed_settings,
@@ -56,6 +57,7 @@ SAFE_CHANGES = frozenset(
         "trainer.max_epochs",
         "trainer.progress_bar",
         "trainer.checkpoint_every_n_steps",
+        "trainer.requeue",
         "trainer.log_every_n_steps",
         "data.num_workers",
         "data.pin_memory",
@@ -306,6 +308,7 @@ def pretrain(cfg: RunConfig, extra_callbacks: list[Callback] | None = None) -> d
     return train(cfg, resolve_resume(cfg), extra_callbacks)
 
 
+@preemptible  # SIGTERM / SIGUSR1: save at the next step boundary, stop (hexssl.run.preempt)
 def train(
     cfg: RunConfig,
     ckpt: Path | None,
