@@ -178,3 +178,40 @@ def test_cli_exit_status_and_one_line(tmp_path, capsys, monkeypatch):
         == 2
     )
     assert load_config(tmp_path / "c/config.yaml").trainer.checkpoint_every_n_steps == 1000
+
+
+class _Strategy:
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        self.asked += 1
+        return decision
+
+
+class _DDPTrainer:
+    """What Preemption reads of a DDP trainer: world size, global step, the strategy."""
+
+    world_size = 2
+
+    def __init__(self) -> None:
+        self.global_step, self.strategy = 0, _Strategy()
+
+
+def test_ddp_agrees_on_a_stop_every_few_steps_not_every_step(tmp_path):
+    """Each agreement is a collective the CPU waits for (a host sync on a GPU): asked at
+    every step it would undo the sync-free step, so it is asked every DDP_AGREE_EVERY."""
+    from hexssl.run.preempt import DDP_AGREE_EVERY, Preemption, StopSignals
+
+    signals = StopSignals()
+    cb, trainer = Preemption(signals, tmp_path), _DDPTrainer()
+    seen = []
+    for step in range(1, 3 * DDP_AGREE_EVERY + 1):
+        trainer.global_step = step
+        if step == DDP_AGREE_EVERY + 1:
+            signals.signum = int(signal.SIGTERM)  # arrives just after an agreement
+        seen.append(cb._signalled(trainer, DDP_AGREE_EVERY))  # type: ignore[arg-type]
+    assert trainer.strategy.asked == 3
+    assert seen.index(True) + 1 == 2 * DDP_AGREE_EVERY  # honoured at the next agreement
+    trainer.global_step = 1
+    assert cb._signalled(trainer)  # type: ignore[arg-type]  # train start, epoch end: always asked

@@ -40,6 +40,7 @@ from hexssl.run.checkpoints import CKPT_DIR, RunCheckpoints
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 REQUEUE_SIGNAL = signal.SIGUSR1
+DDP_AGREE_EVERY = 8  # steps between the processes' agreements on a stop (a host sync each)
 
 
 class StopSignals:
@@ -80,8 +81,8 @@ class Preemption(Callback):
 
     Lightning installs its own SIGTERM handler when ``fit`` starts (it would stop at its
     own points, mid-validation included, and exit 0); :meth:`on_train_start` puts ours
-    back. Under DDP the ranks agree at every step whether any of them was signalled, so
-    they all save and stop at the same step.
+    back. Under DDP the ranks agree every :data:`DDP_AGREE_EVERY` steps whether any of them
+    was signalled, so they all save and stop at the same step.
     """
 
     def __init__(self, signals: StopSignals, run_dir: Path, requeue: bool = False) -> None:
@@ -98,7 +99,7 @@ class Preemption(Callback):
         if trainer.global_step == self.last_step:
             return  # mid gradient accumulation: not a step boundary
         self.last_step = trainer.global_step
-        if self._signalled(trainer):
+        if self._signalled(trainer, DDP_AGREE_EVERY):
             raise self.stop_error(self._save(trainer), trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
@@ -107,9 +108,17 @@ class Preemption(Callback):
         if trainer.current_epoch + 1 < (trainer.max_epochs or 0) and self._signalled(trainer):
             raise self.stop_error(self._save(trainer), trainer)
 
-    def _signalled(self, trainer: L.Trainer) -> bool:
+    def _signalled(self, trainer: L.Trainer, every: int = 1) -> bool:
+        """Whether any process was signalled; under DDP asked only every ``every`` steps.
+
+        Agreeing is a collective whose answer the CPU must read (a host sync), so the
+        step-boundary check asks only every :data:`DDP_AGREE_EVERY` steps: a stop then
+        waits at most that many steps, well inside SLURM's warning and kill delays.
+        """
         hit = self.signals.signum is not None
         if trainer.world_size > 1:
+            if trainer.global_step % every:
+                return False
             hit = trainer.strategy.reduce_boolean_decision(hit, all=False)
         return hit
 
