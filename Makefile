@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/loss_speed.py
 	$(BIN)/python benchmarks/data_throughput.py
+	$(BIN)/python benchmarks/demo_time.py
 
 first-comparison: $(STAMP)
 	$(BIN)/python benchmarks/first_comparison.py

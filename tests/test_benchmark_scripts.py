@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,3 +110,46 @@ def test_every_committed_result_has_its_line_in_the_results_readme() -> None:
         named.add(f"`history/{path.name.rsplit('.', 1)[0]}.json`")
     missing = sorted(n for n in named if n not in readme and n != "`history/`")
     assert not missing, missing
+
+
+def load_benchmark(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_time_records_both_runs_and_the_machine(tmp_path: Path) -> None:
+    demo_time = load_benchmark("demo_time")
+    with pytest.raises(FileNotFoundError, match=r"simclr/summary\.json"):
+        demo_time.collect(tmp_path, 1.0, None)
+    for name, knn in (("simclr", 26.5), ("simclr-hex", 31.0)):
+        (tmp_path / name).mkdir()
+        summary = {"name": name, "epochs": 2, "steps": 62, "knn_class_top1": knn, "seconds": 90.0}
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary))
+    result = demo_time.collect(tmp_path, 123.44, None)
+    assert (result["steps"], result["wall_seconds"], result["epochs"]) == (124, 123.4, 2)
+    assert "bf16" in result["machine"] and [r["name"] for r in result["runs"]] == list(
+        demo_time.RUNS
+    )
+    page = demo_time.markdown(result)
+    assert "2 min 03 s" in page and "| simclr-hex |" in page and "31.0" in page
+
+
+def test_the_readme_demo_paragraph_is_the_committed_measurement() -> None:
+    """The README's demo time and accuracies are those in results/demo_time.json."""
+    result = json.loads((ROOT / "benchmarks" / "results" / "demo_time.json").read_text())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    minutes, secs = divmod(round(result["wall_seconds"]), 60)
+    assert f"{minutes} min {secs:02d} s" in readme
+    for run in result["runs"]:
+        assert f"{run['knn_class_top1']:.1f} / {run['knn_super_top1']:.1f} %" in readme, run["name"]
+
+
+@pytest.mark.slow
+def test_demo_time_runs_the_installed_demo(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "demo_time.py"), "--epochs", "1"]
+    res = run_limited([*cmd, "--out", str(tmp_path)], cwd=ROOT, cpu_seconds=900, wall_seconds=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert_results(tmp_path, ["demo_time"])
