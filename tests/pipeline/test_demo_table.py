@@ -49,7 +49,8 @@ def test_demo_preset_uses_the_hard_synthetic_hierarchy():
 # Issue 25.5: the 3-epoch demo (2 runs x 3 epochs x 39 steps = 234 steps) took 363 s on a
 # quiet 2-core AMD EPYC after the install, everything included (start-up, validation,
 # purity, the final kNN). Its cost per step, applied to the demo's steps, bounds the
-# demo's time there: evaluation shrinks with the steps, start-up does not grow.
+# demo's time there: evaluation shrinks with the steps, start-up does not grow. The
+# 124-step demo then measured 216 s there (benchmarks/results/demo_time.json).
 SECONDS_PER_STEP = 363 / 234
 
 
