@@ -284,14 +284,15 @@ def remove_stale_claims(runs_dir: Path) -> list[Path]:
 
 
 def pid_alive(text: str) -> bool:
-    """Whether ``text`` is the pid of a running process."""
-    try:
-        os.kill(int(text), 0)
-    except (ValueError, ProcessLookupError):
+    """Whether ``text`` is the pid of a running process (read from /proc; nothing is signalled).
+
+    Where /proc is missing (not Linux) every claim counts as alive: a stale claim is then
+    left for the user to delete, never a live one taken over.
+    """
+    if not text.isdigit():
         return False
-    except PermissionError:
-        return True
-    return True
+    proc = Path("/proc")
+    return not proc.is_dir() or (proc / text).exists()
 
 
 # -------------------------------------------------------------------------- status
