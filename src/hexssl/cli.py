@@ -280,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except PreemptedError as err:  # a scheduler's signal: saved, unfinished, not an error
-        print(f"[hexssl] {err}", file=sys.stderr, flush=True)
+        if not err.quiet:  # under DDP the first process speaks for all
+            print(f"[hexssl] {err}", file=sys.stderr, flush=True)
         return err.exit_code
     except (ConfigError, FileNotFoundError) as err:
         print(f"hexssl: error: {err}", file=sys.stderr)

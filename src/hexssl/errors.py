@@ -27,9 +27,11 @@ class PreemptedError(Exception):
 
     Raised by :mod:`hexssl.run.preempt`; ``hexssl`` prints the message and exits with
     ``exit_code`` (143 for SIGTERM, 138 for SIGUSR1), so schedulers see an unfinished run.
+    ``quiet`` marks the error of a DDP process other than the first: it exits with the same
+    status without repeating the first process's line.
     """
 
-    def __init__(self, message: str, signum: int) -> None:
+    def __init__(self, message: str, signum: int, quiet: bool = False) -> None:
         super().__init__(message)
-        self.signum = signum
+        self.signum, self.quiet = signum, quiet
         self.exit_code = 128 + signum

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,13 @@ def assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
                 else:
                     assert value == other, f"{idx}.{name}"
     assert a["lr_schedulers"] == b["lr_schedulers"]
+
+
+def step_losses(run_dir: Path) -> dict[int, float]:
+    """``train/loss`` of each step in ``run_dir``'s metrics.csv (a repeated step would show
+    as a dict shorter than the rows)."""
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
+    out = {int(r["step"]): float(r["train/loss"]) for r in rows}
+    assert len(out) == len(rows), "a step is logged twice"
+    return out

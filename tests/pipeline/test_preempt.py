@@ -22,7 +22,7 @@ from hexssl.config import load_config
 from hexssl.errors import PreemptedError
 from hexssl.run.checkpoints import epochs_done
 from hexssl.run.train import pretrain, resume
-from tests.faults.helpers import assert_same_state, checkpoint, tiny_run
+from tests.faults.helpers import assert_same_state, checkpoint, step_losses, tiny_run
 from tests.subproc import run_limited
 
 from .tiny import tiny
@@ -63,6 +63,9 @@ def test_sigterm_saves_at_the_next_step_and_resume_is_exact(tmp_path):
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
     resume(tmp_path / "cut")
     assert_same_state(checkpoint(tmp_path / "ref"), checkpoint(tmp_path / "cut"))
+    ref_losses, cut_losses = step_losses(tmp_path / "ref"), step_losses(tmp_path / "cut")
+    assert list(cut_losses) == list(ref_losses) == list(range(8))  # the stop step's row kept
+    assert cut_losses == pytest.approx(ref_losses)
 
 
 def test_a_signal_during_validation_stops_after_the_epoch_end_checkpoint(tmp_path):

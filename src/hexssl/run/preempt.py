@@ -88,6 +88,7 @@ class Preemption(Callback):
     def __init__(self, signals: StopSignals, run_dir: Path, requeue: bool = False) -> None:
         self.signals, self.run_dir, self.requeue = signals, run_dir, requeue
         self.last_step = -1
+        self.saved: str | None = None  # what was saved at the stop step, until it stops
 
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         self.signals.install()
@@ -99,8 +100,16 @@ class Preemption(Callback):
         if trainer.global_step == self.last_step:
             return  # mid gradient accumulation: not a step boundary
         self.last_step = trainer.global_step
-        if self._signalled(trainer, DDP_AGREE_EVERY):
-            raise self.stop_error(self._save(trainer), trainer)
+        if self.saved is None and self._signalled(trainer, DDP_AGREE_EVERY):
+            self.saved = self._save(trainer)
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        # Lightning logs a step's metrics after its on_train_batch_end hooks; stopping here,
+        # before the next batch, keeps the saved step's row in metrics.csv.
+        if self.saved is not None:
+            for logger in trainer.loggers:
+                logger.save()
+            raise self.stop_error(self.saved, trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         # a signal during the epoch's validation; the epoch-end checkpoint is written
@@ -137,7 +146,9 @@ class Preemption(Callback):
         if self.requeue and signum == REQUEUE_SIGNAL:  # once, by the first process
             then = requeue_job() if trainer is None or trainer.is_global_zero else "requeued"
         text = f"stopped by {self.signals.name}: {what}; {then}"
-        return PreemptedError(text, signum)
+        return PreemptedError(
+            text, signum, quiet=trainer is not None and not trainer.is_global_zero
+        )
 
 
 def requeue_job() -> str:
