@@ -32,6 +32,7 @@ from hexssl.losses import (
     InfoNCE,
 )
 from hexssl.losses.memory import saved_square_tensors
+from hexssl.run.machine import machine_summary
 
 RESULTS = Path(__file__).parent / "results"
 LOSSES = {  # the first one is the baseline of the ratios
@@ -127,7 +128,7 @@ def run(
         device=torch.cuda.get_device_name() if device == "cuda" else "cpu",
         threads=torch.get_num_threads(),
         torch=torch.__version__,
-        machine=platform.processor() or platform.machine(),
+        machine=machine_summary() if device == "cpu" else platform.machine(),
         d=128,
         rows=rows,
     )
@@ -137,8 +138,8 @@ def markdown(res: dict) -> str:
     names = list(res["rows"][0]["seconds"])
     others = [k for k in names if k != "infonce"]
     lines = [
-        f"Loss forward+backward, {res['device']} ({res['threads']} threads, torch {res['torch']}), "
-        "D=128, "
+        f"Loss forward+backward, {res['device']} ({res['machine']}; {res['threads']} threads, "
+        f"torch {res['torch']}), D=128, "
         "median ms; ratio = loss / InfoNCE.",
         "",
         "| 2B | InfoNCE ms | " + " | ".join(f"{k} ms (ratio)" for k in others) + " |",

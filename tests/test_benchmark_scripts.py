@@ -50,6 +50,18 @@ def test_benchmark_script_runs(name: str, tmp_path: Path) -> None:
     assert_results(tmp_path, stems)
 
 
+def test_the_committed_loss_speed_covers_hex_and_every_relative_and_names_its_machine() -> None:
+    """Issue 24: the loss benchmark lists the relatives; a result names where it ran."""
+    from hexssl.losses.relatives import RELATIVES
+
+    res = json.loads((ROOT / "benchmarks/results/loss_speed.json").read_text())
+    timed = set(res["rows"][0]["seconds"])
+    assert {"infonce", "hex_paper", "hex_reference", "decoupled_weighted"} <= timed
+    assert set(RELATIVES) <= timed, set(RELATIVES) - timed
+    assert [r["two_b"] for r in res["rows"]] == [256, 512, 1024, 4096]
+    assert "bf16" in res["machine"]  # machine_summary(): CPU, vector unit, native bf16
+
+
 @pytest.mark.skipif(not SHARED_DATA.is_file(), reason="needs ../shared/data (the preset's data)")
 def test_train_speed_runs_and_names_its_machine(tmp_path: Path) -> None:
     args = ["--sizes", "4:16", "--settings", "fp32-cl", "--runs", "raw", "simclr"]
