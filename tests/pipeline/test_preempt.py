@@ -184,21 +184,27 @@ def test_cli_exit_status_and_one_line(tmp_path, capsys, monkeypatch):
 
 
 class _Strategy:
-    def __init__(self) -> None:
-        self.asked = 0
+    """DDP's max all-reduce, with the other process's signal number as ``other``."""
 
-    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+    root_device = torch.device("cpu")
+
+    def __init__(self, other: int = 0) -> None:
+        self.asked, self.other = 0, other
+
+    def reduce(self, value: torch.Tensor, reduce_op: str) -> torch.Tensor:
+        assert reduce_op == "max"
         self.asked += 1
-        return decision
+        return torch.clamp(value, min=self.other)
 
 
 class _DDPTrainer:
     """What Preemption reads of a DDP trainer: world size, global step, the strategy."""
 
     world_size = 2
+    is_global_zero = True
 
-    def __init__(self) -> None:
-        self.global_step, self.strategy = 0, _Strategy()
+    def __init__(self, other: int = 0) -> None:
+        self.global_step, self.strategy = 0, _Strategy(other)
 
 
 def test_ddp_agrees_on_a_stop_every_few_steps_not_every_step(tmp_path):
@@ -218,3 +224,24 @@ def test_ddp_agrees_on_a_stop_every_few_steps_not_every_step(tmp_path):
     assert seen.index(True) + 1 == 2 * DDP_AGREE_EVERY  # honoured at the next agreement
     trainer.global_step = 1
     assert cb._signalled(trainer)  # type: ignore[arg-type]  # train start, epoch end: always asked
+
+
+def test_under_ddp_every_process_takes_the_signal_another_one_received(tmp_path, monkeypatch):
+    """SIGUSR1 reached only the other process: this one (rank 0) stops with SIGUSR1's exit
+    status and, with requeue on, requeues the job; SIGTERM wins over SIGUSR1."""
+    from hexssl.run.preempt import DDP_AGREE_EVERY, Preemption, StopSignals
+
+    monkeypatch.setattr("hexssl.run.preempt.requeue_job", lambda: "requeued SLURM job 7")
+    signals = StopSignals()
+    cb = Preemption(signals, tmp_path, requeue=True)
+    trainer = _DDPTrainer(other=int(signal.SIGUSR1))
+    trainer.global_step = DDP_AGREE_EVERY
+    assert cb._signalled(trainer, DDP_AGREE_EVERY)  # type: ignore[arg-type]
+    err = cb.stop_error("saved", trainer)  # type: ignore[arg-type]
+    assert err.exit_code == 128 + signal.SIGUSR1 and "requeued SLURM job 7" in str(err)
+    assert not err.quiet
+
+    signals.signum = int(signal.SIGUSR1)  # this one got SIGUSR1, the other SIGTERM
+    trainer = _DDPTrainer(other=int(signal.SIGTERM))
+    assert cb._signalled(trainer)  # type: ignore[arg-type]
+    assert cb.stop_error("saved", trainer).exit_code == 143  # type: ignore[arg-type]

@@ -32,6 +32,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -124,12 +125,17 @@ class Preemption(Callback):
         step-boundary check asks only every :data:`DDP_AGREE_EVERY` steps: a stop then
         waits at most that many steps, well inside SLURM's warning and kill delays.
         """
-        hit = self.signals.signum is not None
         if trainer.world_size > 1:
             if trainer.global_step % every:
                 return False
-            hit = trainer.strategy.reduce_boolean_decision(hit, all=False)
-        return hit
+            # one collective: the largest signal number any process got (0: none), so every
+            # process reports the same signal (SIGTERM over SIGUSR1) and rank 0 requeues on
+            # SIGUSR1 even when only another process received it
+            mine = torch.tensor(self.signals.signum or 0, device=trainer.strategy.root_device)
+            agreed = int(trainer.strategy.reduce(mine, reduce_op="max"))
+            if agreed:
+                self.signals.signum = agreed
+        return self.signals.signum is not None
 
     def _save(self, trainer: L.Trainer) -> str:
         ckpts = next(c for c in trainer.callbacks if isinstance(c, RunCheckpoints))  # type: ignore[attr-defined]
