@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -62,11 +63,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def spawn_gloo(target: Callable[[int, int, dict], None], world: int = WORLD) -> dict:
+    """Run ``target(rank, port, out)`` in ``world`` processes; what they put in ``out``."""
+    out = mp.Manager().dict()
+    mp.spawn(target, args=(free_port(), out), nprocs=world, join=True)
+    return {k: out[k] for k in out}
+
+
 @pytest.fixture(scope="module")
 def two_process_results() -> dict:
-    out = mp.Manager().dict()
-    mp.spawn(worker, args=(free_port(), out), nprocs=WORLD, join=True)
-    return {k: out[k] for k in out}
+    return spawn_gloo(worker)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

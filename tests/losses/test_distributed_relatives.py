@@ -8,7 +8,6 @@ import os
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from hexssl.losses import (
     DebiasedDenominator,
@@ -18,7 +17,7 @@ from hexssl.losses import (
 )
 
 from .conftest import clustered
-from .test_distributed import free_port
+from .test_distributed import spawn_gloo
 
 WORLD, B = 2, 12
 CASES = {
@@ -54,9 +53,7 @@ def worker(rank: int, port: int, out: dict) -> None:
 
 @pytest.fixture(scope="module")
 def two_process_results() -> dict:
-    out = mp.Manager().dict()
-    mp.spawn(worker, args=(free_port(), out), nprocs=WORLD, join=True)
-    return {k: out[k] for k in out}
+    return spawn_gloo(worker, WORLD)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

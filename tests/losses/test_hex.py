@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from hexssl.losses import (
     FixedThreshold,
@@ -15,30 +14,14 @@ from hexssl.losses import (
     InfoNCE,
     InfoNCEDenominator,
     contrastive_loss,
-    cross_pairing,
     simclr_pairing,
 )
 from hexssl.losses.thresholds import AdaptiveThreshold, SuperclassOracle
 
 from . import oracle
-from .conftest import clustered
+from .conftest import clustered, pairing_and_sims
 
 T = 0.1
-
-
-def pairing_and_sims(kind: str, b: int = 12, seed: int = 0):
-    z0, z1, _ = clustered(b, seed=seed)
-    if kind == "simclr":
-        p = simclr_pairing(z0, z1)
-    elif kind == "cross":
-        p = cross_pairing(z0, z1)
-    else:
-        queue = clustered(7, seed=seed + 1)[0]
-        p = cross_pairing(z0, z1, queue)
-    s = (F.normalize(p.anchors, dim=1) @ F.normalize(p.candidates, dim=1).T).numpy()
-    pos = p.pos_idx[:, 0].tolist()
-    self_ = None if p.self_idx is None else p.self_idx[:, 0].tolist()
-    return p, s, pos, self_
 
 
 def hex_loss(p, **kw) -> float:

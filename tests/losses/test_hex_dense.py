@@ -7,7 +7,7 @@ import torch
 
 from hexssl.losses import HEXDenominator, InfoNCE
 
-from .conftest import clustered
+from .conftest import assert_same_loss_grads_stats, clustered
 from .test_hex_grad_and_edges import DENOMINATORS, T
 
 HEX_CONFIGS = sorted(k for k, v in DENOMINATORS.items() if v)
@@ -47,10 +47,7 @@ def test_dense_path_equals_sparse_path(name, pairing, queue):
         pytest.skip("no queue with the SimCLR pairing")
     sparse = _loss_and_grads(name, False, pairing, queue)
     dense = _loss_and_grads(name, True, pairing, queue)
-    assert dense[0] == pytest.approx(sparse[0], rel=1e-12, abs=1e-12)
-    torch.testing.assert_close(dense[1], sparse[1], rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(dense[2], sparse[2], rtol=1e-10, atol=1e-12)
-    assert dense[3] == pytest.approx(sparse[3], rel=1e-10, abs=1e-12)
+    assert_same_loss_grads_stats(dense, sparse, grad_rtol=1e-10)
 
 
 @pytest.mark.parametrize("name", ["paper", "paper_uniform", "paper_no_debias", "reference"])

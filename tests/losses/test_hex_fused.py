@@ -9,7 +9,7 @@ from hexssl.losses import HEXDenominator, InfoNCE
 from hexssl.losses.hex import fused_log_denominator
 from hexssl.losses.infonce import exclude_
 
-from .conftest import clustered
+from .conftest import assert_same_loss_grads_stats, clustered
 from .test_hex_dense import HEX_CONFIGS, MORE, _kwargs
 from .test_hex_grad_and_edges import T
 
@@ -32,10 +32,7 @@ def _run(name: str, fused: bool, pairing: str, queue: bool) -> tuple:
 def test_fused_path_equals_dense_path(name, pairing, queue):
     want = _run(name, False, pairing, queue)
     got = _run(name, True, pairing, queue)
-    assert got[0] == pytest.approx(want[0], rel=1e-12, abs=1e-12)
-    torch.testing.assert_close(got[1], want[1], rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(got[2], want[2], rtol=1e-9, atol=1e-12)
-    assert got[3] == pytest.approx(want[3], rel=1e-10, abs=1e-12)
+    assert_same_loss_grads_stats(got, want, grad_rtol=1e-9)
 
 
 def test_fused_path_compiles_as_one_graph():

@@ -21,29 +21,16 @@ from hexssl.losses import (
     InfoNCEDenominator,
     contrastive_loss,
 )
-from hexssl.losses.infonce import cross_pairing, simclr_pairing
+from hexssl.losses.infonce import simclr_pairing
 from hexssl.losses.memory import saved_square_tensors
 from hexssl.losses.relatives import vmf_weights
 
 from . import oracle
 from . import oracle_relatives as rel
-from .conftest import clustered
+from .conftest import clustered, pairing_and_sims
 
 PAIRINGS = ["simclr", "cross", "queue"]
-
-
-def pairing_and_sims(kind: str, b: int = 10, seed: int = 0):
-    z0, z1, _ = clustered(b, seed=seed)
-    if kind == "simclr":
-        p = simclr_pairing(z0, z1)
-    elif kind == "cross":
-        p = cross_pairing(z0, z1)
-    else:
-        p = cross_pairing(z0, z1, clustered(7, seed=seed + 1)[0])
-    s = (F.normalize(p.anchors, dim=1) @ F.normalize(p.candidates, dim=1).T).numpy()
-    pos = p.pos_idx[:, 0].tolist()
-    self_ = None if p.self_idx is None else p.self_idx[:, 0].tolist()
-    return p, s, pos, self_
+B = 10  # samples a view
 
 
 def loss_of(p, t: float, den: torch.nn.Module) -> float:
@@ -54,7 +41,7 @@ def loss_of(p, t: float, den: torch.nn.Module) -> float:
 @pytest.mark.parametrize("kind", PAIRINGS)
 @pytest.mark.parametrize("t", [0.05, 0.1, 0.5])
 def test_decoupled_matches_oracle(kind, t):
-    p, s, pos, self_ = pairing_and_sims(kind, seed=1)
+    p, s, pos, self_ = pairing_and_sims(kind, B, seed=1)
     want = oracle.mean_loss(rel.dcl_anchor_loss, s, pos, self_, t)
     assert loss_of(p, t, DecoupledDenominator()) == pytest.approx(want, rel=1e-10, abs=1e-10)
 
@@ -62,7 +49,7 @@ def test_decoupled_matches_oracle(kind, t):
 @pytest.mark.parametrize("kind", PAIRINGS)
 @pytest.mark.parametrize("sigma", [0.2, 0.5, 2.0])
 def test_decoupled_weighted_matches_oracle(kind, sigma):
-    p, s, pos, self_ = pairing_and_sims(kind, seed=2)
+    p, s, pos, self_ = pairing_and_sims(kind, B, seed=2)
     w = rel.vmf_weights(s, pos, sigma)
     want = sum(rel.dcl_anchor_loss(s, i, pos, self_, 0.1, w[i]) for i in range(len(w))) / len(w)
     got = loss_of(p, 0.1, DecoupledDenominator(sigma=sigma))
@@ -81,7 +68,7 @@ def test_vmf_weights_have_mean_one_and_favour_hard_positives():
 @pytest.mark.parametrize("t", [0.05, 0.2, 1.0])
 def test_decoupled_never_exceeds_infonce(kind, seed, t):
     """log sum_N e^l < log(e^{l_p} + sum_N e^l), anchor by anchor, so also on average."""
-    p, _, _, _ = pairing_and_sims(kind, seed=seed)
+    p, _, _, _ = pairing_and_sims(kind, B, seed=seed)
     sim = F.normalize(p.anchors, dim=1) @ F.normalize(p.candidates, dim=1).T
     dcl = DecoupledDenominator()(sim, t, p.pos_idx, p.self_idx)[0]
     plain = InfoNCEDenominator()(sim, t, p.pos_idx, p.self_idx)[0]
@@ -102,7 +89,7 @@ def test_decoupled_analytic_two_pairs():
 @pytest.mark.parametrize("t", [0.1, 0.5])
 @pytest.mark.parametrize("tau", [0.0, 0.1, 0.4, 0.9])
 def test_debiased_matches_oracle(kind, t, tau):
-    p, s, pos, self_ = pairing_and_sims(kind, seed=3)
+    p, s, pos, self_ = pairing_and_sims(kind, B, seed=3)
     want = oracle.mean_loss(rel.hcl_anchor_loss, s, pos, self_, t, 0.0, tau)
     got = loss_of(p, t, DebiasedDenominator(tau_plus=tau))
     assert got == pytest.approx(want, rel=1e-10, abs=1e-10)
@@ -113,7 +100,7 @@ def test_debiased_matches_oracle(kind, t, tau):
 @pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 2.5])
 @pytest.mark.parametrize("tau", [0.0, 0.1, 0.6])
 def test_hard_matches_oracle(kind, t, beta, tau):
-    p, s, pos, self_ = pairing_and_sims(kind, seed=4)
+    p, s, pos, self_ = pairing_and_sims(kind, B, seed=4)
     want = oracle.mean_loss(rel.hcl_anchor_loss, s, pos, self_, t, beta, tau)
     got = loss_of(p, t, HardNegativeDenominator(beta=beta, tau_plus=tau))
     assert got == pytest.approx(want, rel=1e-10, abs=1e-10)
@@ -122,7 +109,7 @@ def test_hard_matches_oracle(kind, t, beta, tau):
 @pytest.mark.parametrize("den", [DebiasedDenominator(0.3), HardNegativeDenominator(1.0, 0.7)])
 def test_the_floor_is_reached_and_counted(den):
     """A large tau_plus drives the estimate below N e^{-1/T} for some anchors, not all."""
-    p, s, pos, self_ = pairing_and_sims("simclr", seed=0)
+    p, s, pos, self_ = pairing_and_sims("simclr", B, seed=0)
     loss, stats = contrastive_loss(p, 0.5, den)
     est = [rel.hcl_estimate(s, i, pos, self_, 0.5, den.beta, den.tau_plus) for i in range(len(s))]
     at_floor = sum(raw < floor for raw, floor in est) / len(est)
@@ -134,7 +121,7 @@ def test_the_floor_is_reached_and_counted(den):
 @pytest.mark.parametrize("kind", PAIRINGS)
 @pytest.mark.parametrize("t", [0.05, 0.2])
 def test_hard_with_beta_0_and_tau_0_is_infonce(kind, t):
-    p, _, _, _ = pairing_and_sims(kind, seed=5)
+    p, _, _, _ = pairing_and_sims(kind, B, seed=5)
     want = loss_of(p, t, InfoNCEDenominator())
     assert loss_of(p, t, HardNegativeDenominator(beta=0.0, tau_plus=0.0)) == pytest.approx(
         want, rel=1e-12
@@ -145,7 +132,7 @@ def test_hard_with_beta_0_and_tau_0_is_infonce(kind, t):
 @pytest.mark.parametrize("kind", PAIRINGS)
 @pytest.mark.parametrize("tau", [0.0, 0.2])
 def test_hard_with_beta_0_is_debiased(kind, tau):
-    p, _, _, _ = pairing_and_sims(kind, seed=6)
+    p, _, _, _ = pairing_and_sims(kind, B, seed=6)
     want = loss_of(p, 0.2, DebiasedDenominator(tau_plus=tau))
     got = loss_of(p, 0.2, HardNegativeDenominator(beta=0.0, tau_plus=tau))
     assert got == pytest.approx(want, rel=1e-12)
@@ -156,7 +143,7 @@ def test_hard_with_beta_0_is_debiased(kind, tau):
 @pytest.mark.parametrize("beta,tau", [(0.0, 0.0), (0.0, 0.3), (1.0, 0.1), (2.0, 0.0)])
 def test_hex_with_every_negative_a_neighbour_is_hard(kind, beta, tau):
     """HEX_SPEC 4.2 with H(i) = N(i) (eps below -1) and lambda = 1 is HCL's denominator."""
-    p, _, _, _ = pairing_and_sims(kind, seed=7)
+    p, _, _, _ = pairing_and_sims(kind, B, seed=7)
     hex_den = HEXDenominator("fixed", eps0=-2.0, beta=beta, tau_plus=tau, warmup_epochs=0)
     want = loss_of(p, 0.2, hex_den)
     got = loss_of(p, 0.2, HardNegativeDenominator(beta=beta, tau_plus=tau))
@@ -166,7 +153,7 @@ def test_hex_with_every_negative_a_neighbour_is_hard(kind, beta, tau):
 @pytest.mark.parametrize("kind", PAIRINGS)
 def test_hex_reference_with_no_neighbours_is_decoupled(kind):
     """HEX_SPEC 4.4 with an empty H(i) (eps above every min-max-scaled s) is DCL."""
-    p, _, _, _ = pairing_and_sims(kind, seed=8)
+    p, _, _, _ = pairing_and_sims(kind, B, seed=8)
     hex_den = HEXDenominator("fixed", variant="reference", eps0=1.5, warmup_epochs=0)
     assert loss_of(p, 0.2, DecoupledDenominator()) == pytest.approx(
         loss_of(p, 0.2, hex_den), rel=1e-10
