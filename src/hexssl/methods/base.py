@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from hexssl.config import OptimConfig
 from hexssl.errors import NonFiniteLossError
 from hexssl.losses.infonce import InfoNCE
+from hexssl.losses.relatives import RELATIVES
 from hexssl.optim import build_optimizer, cosine_momentum, param_groups, warmup_cosine
 from hexssl.run.hostsync import avoid_host_sync
 from hexssl.run.speed import to_channels_last
@@ -281,8 +282,12 @@ class SSLMethod(L.LightningModule):
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size, sync_dist=True)
         self.log("train/ssl_loss", ssl_loss.detach(), batch_size=batch_size, sync_dist=True)
         self.log("train/epoch_float", self.epoch_float)
+        # HEX's observables under train/hex/; a relative's (floor_share) under its own name
+        group = "hex"
+        if isinstance(self.denominator, tuple(RELATIVES.values())):
+            group = "denominator"
         for key, value in self.hex_stats().items():
-            self.log(f"train/hex/{key}", value, prog_bar=key == "eps")
+            self.log(f"train/{group}/{key}", value, prog_bar=key == "eps")
 
     def hex_stats(self) -> dict[str, Tensor]:
         """HEX_SPEC 8 observables: the mean over every HEX call since the last read.
