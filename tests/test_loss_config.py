@@ -64,6 +64,10 @@ def test_every_contrastive_preset_takes_every_relative(method: str, name: str) -
     "overrides,message",
     [
         (["loss.denominator=decopled"], r"loss.denominator='decopled' is unknown; valid: "),
+        (["loss.denominator=DCL"], r"unknown \(for DCL: loss.denominator=decoupled\); valid"),
+        (["loss.denominator=dclw"], r"\(for DCLW: loss.denominator=decoupled loss.sigma=0.5\)"),
+        (["loss.denominator=hcl"], r"\(for HCL: loss.denominator=hard\)"),
+        (["loss.denominator=hex"], r"\(for HEX: hex.enabled=true\)"),
         (["loss.denominator=decoupled", "hex.enabled=true"], "both replace the InfoNCE"),
         (["loss.sigma=0.5"], r"loss.sigma=0.5 is not read by loss.denominator=infonce"),
         (["loss.denominator=decoupled", "loss.sigma=0"], r"loss.sigma=0.0 must be > 0"),

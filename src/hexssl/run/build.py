@@ -76,6 +76,13 @@ LOSS_KEYS: dict[str, tuple[str, ...]] = {
     "hard": ("beta", "tau_plus", "detach_weights"),
 }
 OPTIONAL_LOSS_KEYS = ("beta", "tau_plus", "sigma", "detach_weights")
+# the papers' (and lightly's) names for them, answered in the error for an unknown name
+PAPER_NAMES = {
+    "dcl": "loss.denominator=decoupled",
+    "dclw": "loss.denominator=decoupled loss.sigma=0.5",
+    "hcl": "loss.denominator=hard",
+    "hex": "hex.enabled=true",
+}
 
 
 def relative_denominator(loss: LossConfig) -> nn.Module | None:
@@ -86,8 +93,10 @@ def relative_denominator(loss: LossConfig) -> nn.Module | None:
     """
     name = loss.denominator
     if name not in LOSS_KEYS:
+        known = PAPER_NAMES.get(str(name).lower())
+        hint = f" (for {str(name).upper()}: {known})" if known else ""
         raise ConfigError(
-            f"loss.denominator={name!r} is unknown; valid: {', '.join(LOSS_KEYS)} "
+            f"loss.denominator={name!r} is unknown{hint}; valid: {', '.join(LOSS_KEYS)} "
             "(HEX itself: hex.enabled=true)"
         )
     reads = LOSS_KEYS[name]
