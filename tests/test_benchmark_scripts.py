@@ -165,3 +165,46 @@ def test_demo_time_runs_the_installed_demo(tmp_path: Path) -> None:
     res = run_limited([*cmd, "--out", str(tmp_path)], cwd=ROOT, cpu_seconds=900, wall_seconds=900)
     assert res.returncode == 0, res.stderr[-3000:]
     assert_results(tmp_path, ["demo_time"])
+
+
+# ------------------------------------------------------------------ the device call
+def test_device_check_dry_run_measures_the_chosen_sections(tmp_path: Path) -> None:
+    """benchmarks/gpu/device_check.py, dry-run on the CPU as before a device call: only
+    the sections asked for run, each lands in gpu_check.json, and the summary is last."""
+    classes = {"cat": "animal", "dog": "animal", "car": "vehicle", "bus": "vehicle"}
+    data = write_tree(tmp_path / "tree", classes, n_train=16, n_val=4)
+    cmd = [sys.executable, str(ROOT / "benchmarks/gpu/device_check.py"), "--dry-run"]
+    cmd += ["--out", str(tmp_path / "out"), "--data", str(data)]
+    sections = ["loss_speed", "train_speed", "train_speed_fused"]
+    res = run_limited([*cmd, "--sections", *sections], cwd=ROOT, cpu_seconds=300, wall_seconds=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = json.loads((tmp_path / "out/gpu_check.json").read_text())
+    assert set(got) == {"environment", *sections}, got.keys()
+    assert {r["loss"] for r in got["loss_speed"]} >= {"infonce", "hex_paper", "decoupled"}
+    assert {r["run"] for r in got["train_speed"]["rows"]} == {"raw", "simclr", "simclr-hex"}
+    fused = {q["run"]: q["hex_on_over_off"] for q in got["train_speed_fused"]["ratios"]}
+    assert fused["simclr-hex-fused"] > 0 and fused["simclr"] is None
+    # the fused run's own files are folded into gpu_check.json: a call returns <= 8 files
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "gpu_check.json", "gpu_check.md", "train_speed_cuda.json", "train_speed_cuda.md"
+    ]  # fmt: skip
+    assert res.stdout.rstrip().endswith("|")  # the summary table is printed last
+
+
+def test_session_script_passes_the_chosen_check_sections(tmp_path: Path) -> None:
+    """session.sh forwards CHECK_SECTIONS to the check (a stand-in Python records it)."""
+    import os
+
+    log = tmp_path / "calls.txt"
+    fake = tmp_path / "python"
+    fake.write_text(
+        f'#!/bin/sh\necho "$@" >> {log}\n'
+        'case "$1" in *study_length.py) echo "0  ";; esac\n'  # nothing left to train
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "CHECK_SECTIONS": "loss_speed train_speed"}
+    cmd = ["bash", "benchmarks/gpu/session.sh", str(tmp_path / "out"), "data.tar.gz", "300"]
+    res = run_limited(cmd, cwd=ROOT, env=env, cpu_seconds=30, wall_seconds=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    check = next(ln for ln in log.read_text().splitlines() if "device_check.py" in ln)
+    assert check.endswith("--sections loss_speed train_speed"), check

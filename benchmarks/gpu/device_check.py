@@ -6,7 +6,7 @@ cut by its time limit still leaves what it measured; the markdown summary is pri
 last. Dry-run on a CPU at toy sizes with ``--dry-run`` (no CUDA: the sections that need
 it record why they were skipped).
 
-    python benchmarks/gpu/device_check.py --out OUT [--budget 200] [--dry-run]
+    python benchmarks/gpu/device_check.py --out OUT [--sections ...] [--dry-run]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from hexssl.run.train import pretrain  # noqa: E402
 from loss_speed import GPU_ONLY, LOSSES, median_time  # noqa: E402
 
 PRESET = ["configs/simclr.yaml", "configs/data/tiny-imagenet-hier50-cpu.yaml"]
+SECTIONS = ("host_syncs", "loss_speed", "train_speed", "gpu_tests", "train_speed_fused")
 
 
 class Results:
@@ -129,21 +130,35 @@ class CountSyncs(Callback):
             torch.cuda.set_sync_debug_mode("default")
 
 
-def train_speed(out: Path, data: str, timeout: int, dry: bool) -> dict[str, Any]:
-    """benchmarks/train_speed.py on CUDA: raw backbone, SimCLR, SimCLR + HEX (ResNet-18
-    width 64, 32 px, batch 512) at bf16 and fp16 with channels_last."""
+def train_speed(
+    out: Path, data: str, timeout: int, dry: bool, fused: bool = False
+) -> dict[str, Any]:
+    """benchmarks/train_speed.py on CUDA: raw backbone, SimCLR and SimCLR + HEX (ResNet-18
+    width 64, 32 px, batch 512) at bf16 and fp16 with channels_last.
+
+    ``fused``: SimCLR and SimCLR + fused HEX (``hex.fused=true``) in a run of their own,
+    so that its compilation cannot cost the plain rows; its files are folded into
+    gpu_check.json (the call returns at most 8 files).
+    """
     size = ["--device", "cpu", "--sizes", "4:16", "--settings", "fp32-cl", "--steps", "1",
             "--warmup", "1"] if dry else [
             "--device", "cuda", "--sizes", "64:512", "--settings", "bf16-cl", "fp16-cl",
             "--steps", "15", "--warmup", "5"]  # fmt: skip
-    cmd = [sys.executable, "benchmarks/train_speed.py", *size, "--runs", "raw", "simclr",
-           "simclr-hex", "--out", str(out), "--tag", "_cuda",
+    runs = ["simclr", "simclr-hex-fused"] if fused else ["raw", "simclr", "simclr-hex"]
+    tag = "_cuda_fused" if fused else "_cuda"
+    small = ", max_train_samples: 64" if dry else ""  # 4 steps of 16 images
+    cmd = [sys.executable, "benchmarks/train_speed.py", *size, "--runs", *runs,
+           "--out", str(out), "--tag", tag,
            "--data-overrides", f"data.root={data}", "data.on_device=true",
-           "data.options={image_size: 32}"]  # fmt: skip
+           f"data.options={{image_size: 32{small}}}"]  # fmt: skip
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if res.returncode:
         raise RuntimeError((res.stdout + res.stderr)[-1500:])
-    return json.loads((out / "train_speed_cuda.json").read_text())
+    result: dict[str, Any] = json.loads((out / f"train_speed{tag}.json").read_text())
+    if fused:
+        for suffix in (".json", ".md"):
+            (out / f"train_speed{tag}{suffix}").unlink()
+    return result
 
 
 def host_syncs(width: int, batch: int, steps: int, dry: bool, data: str) -> dict[str, Any]:
@@ -233,11 +248,17 @@ def markdown(data: dict[str, Any]) -> str:
             f"{syncs['counted_ops_per_step']:.2f}; {syncs['img_per_s']:.0f} img/s",
             "",
         ]
-    speed = data.get("train_speed")
-    if speed:
-        lines += ["| setting | run | img/s |", "|---|---|---|"]
-        lines += [f"| {r['setting']} | {r['run']} | {r['img_per_s']:.0f} |" for r in speed["rows"]]
-        lines.append("")
+    for key in ("train_speed", "train_speed_fused"):
+        if speed := data.get(key):
+            lines += ["| setting | run | img/s | HEX on/off |", "|---|---|---|---|"]
+            ratio = {(q["setting"], q["run"]): q["hex_on_over_off"] for q in speed["ratios"]}
+            for r in speed["rows"]:
+                on_off = ratio.get((r["setting"], r["run"]))
+                lines.append(
+                    f"| {r['setting']} | {r['run']} | {r['img_per_s']:.0f} | "
+                    f"{'' if on_off is None else f'{on_off:.3f}'} |"
+                )
+            lines.append("")
     loss = data.get("loss_speed")
     if loss:
         lines += ["| 2B | loss | ms | ratio | kernels |", "|---|---|---|---|---|"]
@@ -256,19 +277,29 @@ def main() -> None:
     ap.add_argument(
         "--data", default="../shared/data/tiny-imagenet-hier50.tar.gz", help="the study's data"
     )
+    ap.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="what to measure, in this order (default: all; e.g. loss_speed train_speed "
+        "for a call that only re-measures speed)",
+    )
     args = ap.parse_args()
     dry = args.dry_run
     res = Results(args.out)
     res.put("environment", environment())
     width, batch, steps = (8, 32, 3) if dry else (64, 512, 20)
     sizes = [64, 128] if dry else [256, 512, 1024, 2048, 4096, 8192]
-    sections = [
-        ("host_syncs", lambda: host_syncs(width, batch, steps, dry, args.data)),
-        ("loss_speed", lambda: loss_speed(sizes, 2 if dry else 20, "cpu" if dry else "cuda")),
-        ("train_speed", lambda: train_speed(args.out, args.data, 120, dry)),
-        ("gpu_tests", lambda: gpu_tests(args.out, args.test_timeout, dry)),
-    ]
-    for key, fn in sections:
+    sections = {
+        "host_syncs": lambda: host_syncs(width, batch, steps, dry, args.data),
+        "loss_speed": lambda: loss_speed(sizes, 2 if dry else 20, "cpu" if dry else "cuda"),
+        "train_speed": lambda: train_speed(args.out, args.data, 120, dry),
+        "train_speed_fused": lambda: train_speed(args.out, args.data, 150, dry, fused=True),
+        "gpu_tests": lambda: gpu_tests(args.out, args.test_timeout, dry),
+    }
+    for key in args.sections:
+        fn = sections[key]
         start = time.time()
         try:
             res.put(key, fn())

@@ -8,10 +8,12 @@
 #   bash benchmarks/gpu/session.sh OUT DATA.tar.gz [CALL_SECONDS [hex_study.py ARGS...]]
 #
 # CALL_SECONDS (default 580) is the whole call's budget; CHECK_SECONDS (default 230) the
-# check's share (0: no check, the study only); RESULTS (default the committed
-# benchmarks/results/hex_study_gpu) says which runs are done, so a call trains the next
-# ones at the committed length; FORCE_EPOCHS overrides it (the CPU dry run only); DRY=1
-# runs both at toy sizes on a CPU (the dry run before the device).
+# check's share (0: no check, the study only); CHECK_SECTIONS (default all) names the
+# check's sections to run, e.g. "loss_speed train_speed" to re-measure speed only;
+# RESULTS (default the committed benchmarks/results/hex_study_gpu) says which runs are
+# done, so a call trains the next ones at the committed length; FORCE_EPOCHS overrides it
+# (the CPU dry run only); DRY=1 runs both at toy sizes on a CPU (the dry run before the
+# device).
 set -uo pipefail
 OUT=${1:?usage: session.sh OUT DATA.tar.gz [CALL_SECONDS]}
 DATA=${2:?usage: session.sh OUT DATA.tar.gz [CALL_SECONDS]}
@@ -24,15 +26,17 @@ mkdir -p "$OUT"
 dry=()
 [ -n "${DRY:-}" ] && dry=(--dry-run)
 if [ "${CHECK_SECONDS:-230}" -gt 0 ]; then
+  sections=()
+  [ -n "${CHECK_SECTIONS:-}" ] && read -r -a sections <<< "--sections $CHECK_SECTIONS"
   timeout "${CHECK_SECONDS:-230}" "$PY" benchmarks/gpu/device_check.py --out "$OUT" \
-    --data "$DATA" "${dry[@]}" > "$OUT/device_check.log" 2>&1
+    --data "$DATA" "${dry[@]}" "${sections[@]}" > "$OUT/device_check.log" 2>&1
   echo "session.sh: device check exit $? after $(( $(date +%s) - START )) s"
 fi
 LEFT=$(( CALL - ($(date +%s) - START) - 20 ))  # 20 s to pack the results
 # the next runs by the protocol's rule (length fixed by the committed runs, if any); a
-# check that measured no speed (cut, or CHECK_SECONDS=0) falls back to the committed one
-CHECK="$OUT/gpu_check.json"
-[ -f "$CHECK" ] || CHECK=benchmarks/results/gpu/gpu_check.json
+# check that measured no speed (cut, CHECK_SECONDS=0, or CHECK_SECTIONS without
+# host_syncs) falls back to the committed one
+CHECK="$OUT/gpu_check.json,benchmarks/results/gpu/gpu_check.json"
 read -r EPOCHS SEEDS ARMS <<< "$("$PY" benchmarks/gpu/study_length.py "$CHECK" "$LEFT" \
   "${RESULTS:-benchmarks/results/hex_study_gpu}")"
 EPOCHS=${FORCE_EPOCHS:-$EPOCHS}

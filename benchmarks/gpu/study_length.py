@@ -1,12 +1,13 @@
 """The GPU study's length and next runs, by the rule in benchmarks/hex_study_gpu_protocol.yaml.
 
-    python benchmarks/gpu/study_length.py GPU_CHECK.json SECONDS_LEFT [RESULTS_DIR]
+    python benchmarks/gpu/study_length.py GPU_CHECK.json[,FALLBACK.json] SECONDS_LEFT [RESULTS_DIR]
 
 Prints ``EPOCHS SEEDS ARMS`` for benchmarks/gpu/session.sh, e.g. ``60 1 simclr,simclr-dcl``:
 
 - EPOCHS: the length every earlier GPU run used (``protocol_epochs`` of the committed
   results in RESULTS_DIR); with none yet, the largest candidate with
-  3 x 25,000 x E / S + 90 <= SECONDS_LEFT (S: the SimCLR + HEX images/s in GPU_CHECK).
+  3 x 25,000 x E / S + 90 <= SECONDS_LEFT (S: the SimCLR + HEX images/s of the first
+  check file that measured it).
 - the runs not committed yet, in the protocol's order (arms 1-3 seed by seed, then arm
   4), as many as fit SECONDS_LEFT at that speed (one process each).
 Prints ``0`` when nothing fits or the speed is unknown.
@@ -70,10 +71,20 @@ def next_runs(done: set[str], n: int) -> tuple[list[int], list[str]]:
     return (seeds, [ARMS[3]]) if seeds else ([], [])
 
 
-def plan(check: Path, seconds_left: float, results: Path | None) -> str:
-    try:
-        speed = float(json.loads(check.read_text())["host_syncs"]["img_per_s"])
-    except (OSError, KeyError, ValueError, TypeError):
+def measured_speed(checks: list[Path]) -> float | None:
+    """SimCLR + HEX images/s from the first of ``checks`` that measured it (a check cut
+    by its limit, or run without its host_syncs section, leaves a file without it)."""
+    for check in checks:
+        try:
+            return float(json.loads(check.read_text())["host_syncs"]["img_per_s"])
+        except (OSError, KeyError, ValueError, TypeError):
+            continue
+    return None
+
+
+def plan(checks: list[Path], seconds_left: float, results: Path | None) -> str:
+    speed = measured_speed(checks)
+    if speed is None:
         return "0"
     done_files = sorted(results.glob("*-s[0-9].json")) if results and results.is_dir() else []
     lengths = {json.loads(p.read_text()).get("protocol_epochs") for p in done_files}
@@ -88,7 +99,8 @@ def plan(check: Path, seconds_left: float, results: Path | None) -> str:
 
 def main() -> None:
     results = Path(sys.argv[3]) if len(sys.argv) > 3 else None
-    print(plan(Path(sys.argv[1]), float(sys.argv[2]), results))
+    checks = [Path(p) for p in sys.argv[1].split(",")]
+    print(plan(checks, float(sys.argv[2]), results))
 
 
 if __name__ == "__main__":

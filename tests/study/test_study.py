@@ -527,6 +527,26 @@ def test_the_gpu_study_length_rule() -> None:
     assert mod.runs_that_fit(14_399, 580, 60) == 4
 
 
+def test_the_gpu_study_plan_falls_back_to_a_check_that_measured_speed(tmp_path: Path) -> None:
+    """A check cut before its host_syncs section, or run without it, leaves a
+    gpu_check.json without the speed: the committed check's speed plans the runs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "study_length", ROOT / "benchmarks" / "gpu" / "study_length.py"
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    partial = tmp_path / "gpu_check.json"
+    partial.write_text('{"environment": {}, "loss_speed": []}')
+    committed = tmp_path / "committed.json"
+    committed.write_text('{"host_syncs": {"img_per_s": 14399.0}}')
+    assert mod.plan([partial], 421, None) == "0"  # 421 s: the first call's case, 60 epochs
+    assert mod.plan([partial, committed], 421, None) == "60 0 simclr,simclr-hex-paper,simclr-dcl"
+    assert mod.plan([tmp_path / "missing.json", committed], 421, None).startswith("60 0 ")
+
+
 @pytest.mark.slow  # three toy runs at once, ~70 s on 2 cores
 def test_the_gpu_session_trains_the_next_runs_on_cpu(tmp_path: Path) -> None:
     """benchmarks/gpu/session.sh without the check: the rule's next runs, packed."""
