@@ -175,13 +175,19 @@ def test_device_check_dry_run_measures_the_chosen_sections(tmp_path: Path) -> No
     data = write_tree(tmp_path / "tree", classes, n_train=16, n_val=4)
     cmd = [sys.executable, str(ROOT / "benchmarks/gpu/device_check.py"), "--dry-run"]
     cmd += ["--out", str(tmp_path / "out"), "--data", str(data)]
-    sections = ["loss_speed", "train_speed", "train_speed_fused"]
+    sections = ["loss_speed", "train_speed", "train_speed_fused", "step_profile"]
     res = run_limited([*cmd, "--sections", *sections], cwd=ROOT, cpu_seconds=300, wall_seconds=400)
     assert res.returncode == 0, res.stderr[-3000:]
     got = json.loads((tmp_path / "out/gpu_check.json").read_text())
     assert set(got) == {"environment", *sections}, got.keys()
     assert {r["loss"] for r in got["loss_speed"]} >= {"infonce", "hex_paper", "decoupled"}
     assert {r["run"] for r in got["train_speed"]["rows"]} == {"raw", "simclr", "simclr-hex"}
+    profiled = got["step_profile"]
+    assert profiled["simclr-hex"]["cpu_ops_per_step"] > profiled["simclr"]["cpu_ops_per_step"]
+    assert profiled["simclr-hex"]["top"][0]["ms_per_step"] > 0
+    assert len(profiled["grew_with_hex"]) == 15  # the ops HEX made slower, largest first
+    more = [g["more_ms_per_step"] for g in profiled["grew_with_hex"]]
+    assert more == sorted(more, reverse=True)
     fused = {q["run"]: q["hex_on_over_off"] for q in got["train_speed_fused"]["ratios"]}
     assert fused["simclr-hex-fused"] > 0 and fused["simclr"] is None
     # the fused run's own files are folded into gpu_check.json: a call returns <= 8 files

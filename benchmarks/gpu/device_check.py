@@ -35,7 +35,9 @@ from hexssl.run.train import pretrain  # noqa: E402
 from loss_speed import GPU_ONLY, LOSSES, median_time  # noqa: E402
 
 PRESET = ["configs/simclr.yaml", "configs/data/tiny-imagenet-hier50-cpu.yaml"]
-SECTIONS = ("host_syncs", "loss_speed", "train_speed", "gpu_tests", "train_speed_fused")
+SECTIONS = (
+    "host_syncs", "loss_speed", "train_speed", "gpu_tests", "train_speed_fused", "step_profile"
+)  # fmt: skip
 
 
 class Results:
@@ -161,31 +163,40 @@ def train_speed(
     return result
 
 
+def study_size_run(
+    tmp: str, name: str, width: int, batch: int, steps: int, dry: bool, data: str, *extra: str
+) -> Any:
+    """SimCLR at the study's size (toy size in a dry run), ``steps`` + 4 steps, logging
+    only after them, no checkpoints: the config the per-step measurements train."""
+    overrides = [
+        "hex.warmup_epochs=0", f"backbone.kwargs.width={width}", f"data.batch_size={batch}",
+        "trainer.max_epochs=1", "trainer.progress_bar=false",
+        f"trainer.log_every_n_steps={steps + 10}", "trainer.checkpoint_every_n_steps=0",
+        "eval.knn_at_end=false", "eval.purity_every_n_steps=0", f"output_dir={tmp}",
+        f"name={name}", f"data.options.max_train_samples={batch * (steps + 4)}",
+    ]  # fmt: skip
+    if dry:
+        overrides += [
+            "data.dataset=synthetic",
+            "data.root=null",
+            f"data.options={{max_train_samples: {batch * (steps + 4)}}}",
+        ]
+    else:
+        overrides += ["trainer.accelerator=gpu", "trainer.precision=bf16-mixed",
+                      "data.on_device=true", f"data.root={data}"]  # fmt: skip
+    return load_config(PRESET, [*overrides, *extra])
+
+
 def host_syncs(width: int, batch: int, steps: int, dry: bool, data: str) -> dict[str, Any]:
     """SimCLR + HEX at the study's size, logging every 10 steps: syncs per step outside
     logging steps (counted over steps 2 .. 2 + steps, which hold no logging step)."""
     cb = CountSyncs(2, 2 + steps)
     with tempfile.TemporaryDirectory() as tmp:
-        overrides = [
-            "hex.enabled=true", "hex.warmup_epochs=0", f"backbone.kwargs.width={width}",
-            f"data.batch_size={batch}", "trainer.max_epochs=1", "trainer.progress_bar=false",
-            f"trainer.log_every_n_steps={steps + 10}", "trainer.checkpoint_every_n_steps=0",
-            "eval.knn_at_end=false", "eval.purity_every_n_steps=0", f"output_dir={tmp}",
-            "name=syncs", f"data.options.max_train_samples={batch * (steps + 4)}",
-        ]  # fmt: skip
-        if dry:
-            overrides += [
-                "data.dataset=synthetic",
-                "data.root=null",
-                f"data.options={{max_train_samples: {batch * (steps + 4)}}}",
-            ]
-        else:
-            overrides += ["trainer.accelerator=gpu", "trainer.precision=bf16-mixed",
-                          "data.on_device=true", f"data.root={data}"]  # fmt: skip
+        cfg = study_size_run(tmp, "syncs", width, batch, steps, dry, data, "hex.enabled=true")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with cb.counter:
-                pretrain(load_config(PRESET, overrides), [cb])
+                pretrain(cfg, [cb])
     cuda = [w for w in caught if "synchroniz" in str(w.message)]
     return {
         "steps": steps,
@@ -197,6 +208,68 @@ def host_syncs(width: int, batch: int, steps: int, dry: bool, data: str) -> dict
         "cuda_sync_sources": sorted({str(w.message)[:160] for w in cuda})[:10],
         "img_per_s": batch * steps / max(cb.t1 - cb.t0, 1e-9),
     }
+
+
+class ProfileSteps(Callback):
+    """torch.profiler over optimiser steps [first, last) (CPU and, with CUDA, kernels)."""
+
+    def __init__(self, first: int, last: int) -> None:
+        from torch.profiler import ProfilerActivity, profile
+
+        cuda = [ProfilerActivity.CUDA] if torch.cuda.is_available() else []
+        self.first, self.last = first, last
+        self.prof = profile(activities=[ProfilerActivity.CPU, *cuda])
+        self.seconds = 0.0
+
+    def _sync(self) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    def on_train_batch_start(self, trainer: Any, *args: Any) -> None:
+        if trainer.global_step == self.first:
+            self._sync()
+            self.prof.__enter__()
+            self.seconds = -time.perf_counter()
+        elif trainer.global_step == self.last:
+            self._sync()
+            self.seconds += time.perf_counter()
+            self.prof.__exit__(None, None, None)
+
+
+def step_profile(width: int, batch: int, steps: int, dry: bool, data: str) -> dict[str, Any]:
+    """Where a SimCLR + HEX step spends its time, against SimCLR: per step, the wall
+    time, the CUDA kernels launched, the ops with the most device (else CPU) time, and
+    the ops whose time grew the most with HEX. Issue 22's HEX on/off of 1.34 was 3x what
+    the loss alone costs; this says where the rest goes."""
+    out: dict[str, Any] = {"steps": steps, "width": width, "batch": batch}
+    per_op: dict[str, dict[str, tuple[float, float]]] = {}
+    device = torch.cuda.is_available()
+    key = "self_device_time_total" if device else "self_cpu_time_total"
+    for name, extra in (("simclr", "hex.enabled=false"), ("simclr-hex", "hex.enabled=true")):
+        cb = ProfileSteps(2, 2 + steps)
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pretrain(study_size_run(tmp, name, width, batch, steps, dry, data, extra), [cb])
+        events = cb.prof.key_averages()
+        per_op[name] = {
+            e.key[:80]: (e.count / steps, float(getattr(e, key, 0.0)) / steps / 1e3) for e in events
+        }
+        kernels = sum(1 for e in cb.prof.events() if e.device_type.name == "CUDA")
+        top = sorted(per_op[name].items(), key=lambda kv: -kv[1][1])[:15]
+        out[name] = {
+            "ms_per_step": cb.seconds / steps * 1e3,
+            "kernels_per_step": kernels / steps if device else None,
+            "cpu_ops_per_step": sum(e.count for e in events) / steps,
+            "top": [{"op": op, "calls_per_step": c, "ms_per_step": ms} for op, (c, ms) in top],
+        }
+    off, on = per_op["simclr"], per_op["simclr-hex"]
+    grew = {op: (c, ms - off.get(op, (0.0, 0.0))[1], c - off.get(op, (0.0, 0.0))[0])
+            for op, (c, ms) in on.items()}  # fmt: skip
+    out["grew_with_hex"] = [
+        {"op": op, "calls_per_step": c, "more_calls_per_step": dc, "more_ms_per_step": dms}
+        for op, (c, dms, dc) in sorted(grew.items(), key=lambda kv: -kv[1][1])[:15]
+    ]
+    return out
 
 
 def loss_speed(sizes: list[int], repeats: int, device: str) -> list[dict[str, Any]]:
@@ -259,6 +332,22 @@ def markdown(data: dict[str, Any]) -> str:
                     f"{'' if on_off is None else f'{on_off:.3f}'} |"
                 )
             lines.append("")
+    if prof := data.get("step_profile"):
+        off, on = prof["simclr"], prof["simclr-hex"]
+        lines += [
+            f"Step profile (width {prof['width']}, batch {prof['batch']}): SimCLR "
+            f"{off['ms_per_step']:.1f} ms/step, {off['kernels_per_step']} kernels; SimCLR + HEX "
+            f"{on['ms_per_step']:.1f} ms/step, {on['kernels_per_step']} kernels",
+            "",
+            "| op: grew the most with HEX | calls/step | more calls | more ms/step |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {g['op']} | {g['calls_per_step']:.0f} | {g['more_calls_per_step']:+.0f} | "
+            f"{g['more_ms_per_step']:+.2f} |"
+            for g in prof["grew_with_hex"]
+        ]
+        lines.append("")
     loss = data.get("loss_speed")
     if loss:
         lines += ["| 2B | loss | ms | ratio | kernels |", "|---|---|---|---|---|"]
@@ -296,6 +385,7 @@ def main() -> None:
         "loss_speed": lambda: loss_speed(sizes, 2 if dry else 20, "cpu" if dry else "cuda"),
         "train_speed": lambda: train_speed(args.out, args.data, 120, dry),
         "train_speed_fused": lambda: train_speed(args.out, args.data, 150, dry, fused=True),
+        "step_profile": lambda: step_profile(width, batch, min(steps, 5), dry, args.data),
         "gpu_tests": lambda: gpu_tests(args.out, args.test_timeout, dry),
     }
     for key in args.sections:
