@@ -12,8 +12,10 @@
 # check's sections to run, e.g. "loss_speed train_speed" to re-measure speed only;
 # RESULTS (default the committed benchmarks/results/hex_study_gpu) says which runs are
 # done, so a call trains the next ones at the committed length; FORCE_EPOCHS overrides it
-# (the CPU dry run only); DRY=1 runs both at toy sizes on a CPU (the dry run before the
-# device).
+# (the CPU dry run only); DRY=1 runs the check at toy sizes on a CPU (the dry run before
+# the device); the study's runs take their toy CPU settings as hex_study.py arguments
+# after CALL_SECONDS (`--set data.dataset=synthetic trainer.accelerator=cpu ...`, as in
+# tests/study/test_study.py).
 set -uo pipefail
 OUT=${1:?usage: session.sh OUT DATA.tar.gz [CALL_SECONDS]}
 DATA=${2:?usage: session.sh OUT DATA.tar.gz [CALL_SECONDS]}
