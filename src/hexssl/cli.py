@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hexssl import __version__
 from hexssl.errors import ConfigError, NonFiniteLossError, PreemptedError
 from hexssl.run.console import show_warning
 
@@ -189,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="hexssl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    ap.add_argument(
+        "--version", action="version", version=f"hexssl {__version__}",
+        help="print the version and exit (`hexssl env` for torch, CUDA and the CPU)",
+    )  # fmt: skip
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pretrain", help="train a method on a dataset (config + overrides)")
     p.add_argument(

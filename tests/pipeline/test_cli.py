@@ -112,3 +112,12 @@ def test_unknown_method_fails_before_writing(tmp_path, capsys):
     assert code == 2
     assert "simclr" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_version_flag_names_the_installed_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"hexssl {version('hexssl')}"
