@@ -272,17 +272,23 @@ def step_profile(width: int, batch: int, steps: int, dry: bool, data: str) -> di
     return out
 
 
-def loss_speed(sizes: list[int], repeats: int, device: str) -> list[dict[str, Any]]:
+def loss_speed(
+    sizes: list[int], repeats: int, device: str, res: Results | None = None
+) -> list[dict[str, Any]]:
     """Forward + backward of each loss in ``benchmarks/loss_speed.py`` (its timer: CUDA
-    events on a GPU), and the number of CUDA kernels launched (profiler)."""
-    rows = []
+    events on a GPU), and the number of CUDA kernels launched (profiler). The compiled
+    entries compile once per size, so each finished size is saved at once (``res``)."""
+    rows: list[dict[str, Any]] = []
     for b2 in sizes:
         for name, make in (LOSSES | (GPU_ONLY if device == "cuda" else {})).items():
             ms = median_time(make(), b2 // 2, repeats, device) * 1e3
             rows.append({"2B": b2, "loss": name, "ms": ms, "kernels": _kernels(make, b2, device)})
-    base = {r["2B"]: r["ms"] for r in rows if r["loss"] == "infonce"}
-    for r in rows:
-        r["ratio"] = r["ms"] / base[r["2B"]]
+        base = next(r["ms"] for r in rows if r["loss"] == "infonce" and r["2B"] == b2)
+        for r in rows:
+            if r["2B"] == b2:
+                r["ratio"] = r["ms"] / base
+        if res is not None:
+            res.put("loss_speed", rows)
     return rows
 
 
@@ -382,7 +388,7 @@ def main() -> None:
     sizes = [64, 128] if dry else [256, 512, 1024, 2048, 4096, 8192]
     sections = {
         "host_syncs": lambda: host_syncs(width, batch, steps, dry, args.data),
-        "loss_speed": lambda: loss_speed(sizes, 2 if dry else 20, "cpu" if dry else "cuda"),
+        "loss_speed": lambda: loss_speed(sizes, 2 if dry else 20, "cpu" if dry else "cuda", res),
         "train_speed": lambda: train_speed(args.out, args.data, 120, dry),
         "train_speed_fused": lambda: train_speed(args.out, args.data, 150, dry, fused=True),
         "step_profile": lambda: step_profile(width, batch, min(steps, 5), dry, args.data),

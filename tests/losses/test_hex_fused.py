@@ -8,6 +8,7 @@ import torch
 from hexssl.losses import HEXDenominator, InfoNCE
 from hexssl.losses.hex import fused_log_denominator
 from hexssl.losses.infonce import exclude_
+from hexssl.run.hostsync import sync_free_paths
 
 from .conftest import assert_same_loss_grads_stats, clustered
 from .test_hex_dense import HEX_CONFIGS, MORE, _kwargs
@@ -72,3 +73,35 @@ def test_hex_fused_is_a_config_key():
     cfg = load_config(None, ["hex.enabled=true", "hex.fused=true"])
     den = build_denominator(cfg.hex, max_epochs=10)
     assert isinstance(den, HEXDenominator) and den.fused and den.dense
+
+
+@pytest.mark.parametrize("warmup", [0.0, 0.05])
+def test_a_whole_compiled_hex_loss_does_not_recompile_as_training_progresses(warmup):
+    """``torch.compile(InfoNCE(T, HEXDenominator(...)))`` in a user's loop: progress moves
+    at every step and the statistics are read every few calls, yet the loss compiles
+    into a bounded number of graphs (first call of a step or not, warm-up or not; it
+    compiled at every call when progress and the call count were Python numbers that
+    forward read) and gives the eager loss."""
+    graphs = []
+
+    def backend(gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    make = lambda: InfoNCE(T, HEXDenominator("adaptive", dense=True, warmup_epochs=warmup))  # noqa: E731
+    loss, eager = make(), make()
+    compiled = torch.compile(loss, backend=backend, fullgraph=True, dynamic=False)
+    z0, z1, _ = clustered(8, d=6, seed=9)
+    with sync_free_paths():  # the GPU code path (the CPU's index checks read values back)
+        for i in range(12):
+            loss.set_progress(0.01 * i)
+            eager.set_progress(0.01 * i)
+            assert float(compiled(z0, z1)) == pytest.approx(float(eager(z0, z1)), rel=1e-12)
+            if i % 3 == 2:  # a logging step reads the statistics
+                got, want = loss.step_stats(), eager.step_stats()
+                assert float(got[1]) == float(want[1]) == 3
+                assert {k: float(v) for k, v in got[0].items()} == pytest.approx(
+                    {k: float(v) for k, v in want[0].items()}
+                )
+    assert len(graphs) <= (4 if warmup else 2), len(graphs)

@@ -358,11 +358,16 @@ class HEXDenominator(nn.Module):
         self._fused_fn = _compiled(fused_log_denominator, compile_backend) if fused else None
         self.threshold = _make_threshold(threshold, variant, threshold_kwargs)
         self.register_buffer("epoch", torch.tensor(0.0, dtype=torch.float64))
-        self._epoch = 0.0  # host copy of the buffer: reading a GPU buffer would sync
+        # Host copies of the buffer (reading a GPU buffer would sync). forward reads the
+        # float only where the threshold needs progress (fixed schedules) and otherwise
+        # the warm-up flag, which changes once: torch.compile guards on what forward reads,
+        # and a float that changes every step would recompile the loss at every step.
+        self._epoch, self._warm = 0.0, warmup_epochs > 0
 
     def set_progress(self, epoch: float) -> None:
         """Set training progress in (fractional) epochs; drives schedules and warm-up."""
         self._epoch = float(epoch)
+        self._warm = self._epoch < self.warmup_epochs
         self.epoch.fill_(self._epoch)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
@@ -370,6 +375,7 @@ class HEXDenominator(nn.Module):
         saved = state_dict.get(prefix + "epoch")
         if isinstance(saved, Tensor):
             self._epoch = float(saved)  # once, at load
+            self._warm = self._epoch < self.warmup_epochs
 
     def end_step(self) -> None:
         """Once per optimiser step: the threshold's EMA advances, except in warm-up."""
@@ -378,7 +384,7 @@ class HEXDenominator(nn.Module):
     @property
     def in_warmup(self) -> bool:
         """True while the loss is plain InfoNCE (spec 5.3)."""
-        return self._epoch < self.warmup_epochs
+        return self._warm
 
     def forward(
         self, sim: Tensor, temperature: float, pos_idx: Tensor, self_idx: Tensor | None
@@ -394,12 +400,13 @@ class HEXDenominator(nn.Module):
             work = exclude_(sim32.detach() / temperature, pos_idx, self_idx)
         dense = self.dense if self.dense is not None else avoid_host_sync(sim.device)
         n_neg = sim.shape[1] - 1 - (self_idx is not None)  # |N(i)|
+        epoch = self._epoch if self.threshold.uses_progress else 0.0
         if dense:
-            H, eps = self.threshold(sim, pos_idx, self_idx, self._epoch, temperature, work)
+            H, eps = self.threshold(sim, pos_idx, self_idx, epoch, temperature, work)
             n_h = H.sum(dtype=sim32.dtype)
         else:
             rows, cols, eps = self.threshold.neighbours(
-                sim, pos_idx, self_idx, self._epoch, temperature, work
+                sim, pos_idx, self_idx, epoch, temperature, work
             )
             n_h = torch.full((), rows.numel(), dtype=sim32.dtype, device=sim.device)
         if self.in_warmup:  # spec 5.3: plain InfoNCE

@@ -188,7 +188,9 @@ class InfoNCE(nn.Module):
         self.denominator = denominator if denominator is not None else InfoNCEDenominator()
         self.stats: Stats = {}
         self._stat_sums: Stats = {}  # sums over this step's calls (see step_stats)
-        self._stat_calls = 0
+        # a tensor once counted: an int attribute that changes at every call would make
+        # torch.compile recompile the loss at every call
+        self._stat_calls: Tensor | int = 0
 
     def set_progress(self, epoch: float) -> None:
         """Push training progress (fractional epochs) into the denominator."""
@@ -200,7 +202,7 @@ class InfoNCE(nn.Module):
         if callable(end):
             end()
 
-    def step_stats(self) -> tuple[Stats, int]:
+    def step_stats(self) -> tuple[Stats, Tensor | int]:
         """(sum of the statistics over the calls since the last read, number of calls)."""
         out = self._stat_sums, self._stat_calls
         self._stat_sums, self._stat_calls = {}, 0
@@ -211,7 +213,7 @@ class InfoNCE(nn.Module):
         if stats:
             for key, value in stats.items():
                 self._stat_sums[key] = self._stat_sums.get(key, 0.0) + value.detach()
-            self._stat_calls += 1
+            self._stat_calls = self._stat_calls + value.new_ones(())
 
     def forward(
         self,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -105,7 +105,11 @@ class Threshold(nn.Module):
     Subclasses implement :meth:`logit_threshold`, working on ``masked``: the logits
     s / T of the batch with the positive and self columns at -inf, which the HEX loss
     builds anyway. Thresholding there needs no extra copy of the (M, K) matrix.
+    ``uses_progress``: whether the threshold reads the training progress (``epoch``);
+    those that do not are passed 0.0, so that a compiled loss does not depend on it.
     """
+
+    uses_progress: ClassVar[bool] = True
 
     def end_step(self, keep: bool = True) -> None:
         """Called once per optimiser step; stateful thresholds commit their state here."""
@@ -218,6 +222,7 @@ class AdaptiveThreshold(Threshold):
     """
 
     ema_value: Tensor
+    uses_progress = False
 
     def __init__(
         self,
@@ -382,6 +387,8 @@ class SuperclassOracle(Threshold):
     pairing's shapes (M = r * B stacked views; K = M, or the M of every process under
     data parallelism). :meth:`set_labels` gives both explicitly instead.
     """
+
+    uses_progress = False
 
     def __init__(self) -> None:
         super().__init__()

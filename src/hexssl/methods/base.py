@@ -297,7 +297,7 @@ class SSLMethod(L.LightningModule):
         multi-crop 1 + 2 x local crops).
         """
         sums: dict[str, Tensor] = {}
-        calls = 0
+        calls: Tensor | int = 0  # a tensor once a loss has counted calls
         for module in self.modules():
             if isinstance(module, InfoNCE):
                 part, n = module.step_stats()
