@@ -5,8 +5,9 @@ For each size and speed setting this measures
 - ``raw``: the backbone alone, forward of two views of B images + backward + SGD step,
   in the same precision and memory format. Nothing the training step does can be
   faster, so this is the limit;
-- ``simclr``, ``simclr-hex``, ``simclr-hex-fused`` (``hex.fused=true``), ``barlow-hex``:
-  the whole step as ``hexssl pretrain`` runs
+- ``simclr``, ``simclr-hex``, ``simclr-hex-fused`` (``hex.fused=true``), ``simclr-compiled``
+  and ``simclr-hex-compiled`` (``trainer.compile_loss=true``), ``barlow-hex``: the whole
+  step as ``hexssl pretrain`` runs
   it, through the real Trainer, loggers and callbacks: data loading, on-device
   augmentation, forward, loss, backward, LARS, the online probe, logging. HEX runs
   from the first step (no warm-up).
@@ -57,6 +58,9 @@ RUNS: dict[str, list[str]] = {
     "simclr-hex": ["method.name=simclr", "hex.enabled=true"],
     # issue 22: HEX's maths as one torch.compile graph (compiled in the warm-up steps)
     "simclr-hex-fused": ["method.name=simclr", "hex.enabled=true", "hex.fused=true"],
+    # the whole loss compiled (trainer.compile_loss), with HEX and without it
+    "simclr-compiled": ["method.name=simclr", "hex.enabled=false", "trainer.compile_loss=true"],
+    "simclr-hex-compiled": ["method.name=simclr", "hex.enabled=true", "trainer.compile_loss=true"],
     "barlow-hex": ["method.name=barlow", "hex.enabled=true"],
 }
 FULL_TRAIN = 25_000  # tiny-imagenet-hier50's training images, without max_train_samples
@@ -198,7 +202,8 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for (w, b, s, run), r in by.items():
         raw = by.get((w, b, s, "raw"))
-        off = by.get((w, b, s, "simclr"))
+        # HEX on / off compares like with like: a compiled loss against a compiled one
+        off = by.get((w, b, s, "simclr-compiled" if run.endswith("-compiled") else "simclr"))
         base = by.get((w, b, "fp32-nchw", run))
         out.append(
             dict(

@@ -175,7 +175,8 @@ def test_device_check_dry_run_measures_the_chosen_sections(tmp_path: Path) -> No
     data = write_tree(tmp_path / "tree", classes, n_train=16, n_val=4)
     cmd = [sys.executable, str(ROOT / "benchmarks/gpu/device_check.py"), "--dry-run"]
     cmd += ["--out", str(tmp_path / "out"), "--data", str(data)]
-    sections = ["loss_speed", "train_speed", "train_speed_fused", "step_profile"]
+    sections = ["loss_speed", "train_speed", "train_speed_fused", "train_speed_compiled",
+                "step_profile"]  # fmt: skip
     res = run_limited([*cmd, "--sections", *sections], cwd=ROOT, cpu_seconds=300, wall_seconds=400)
     assert res.returncode == 0, res.stderr[-3000:]
     got = json.loads((tmp_path / "out/gpu_check.json").read_text())
@@ -190,6 +191,8 @@ def test_device_check_dry_run_measures_the_chosen_sections(tmp_path: Path) -> No
     assert more == sorted(more, reverse=True)
     fused = {q["run"]: q["hex_on_over_off"] for q in got["train_speed_fused"]["ratios"]}
     assert fused["simclr-hex-fused"] > 0 and fused["simclr"] is None
+    whole = {q["run"]: q["hex_on_over_off"] for q in got["train_speed_compiled"]["ratios"]}
+    assert whole["simclr-hex-compiled"] > 0 and whole["simclr-compiled"] is None
     # the fused run's own files are folded into gpu_check.json: a call returns <= 8 files
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "gpu_check.json", "gpu_check.md", "train_speed_cuda.json", "train_speed_cuda.md"

@@ -36,7 +36,8 @@ from loss_speed import GPU_ONLY, LOSSES, median_time  # noqa: E402
 
 PRESET = ["configs/simclr.yaml", "configs/data/tiny-imagenet-hier50-cpu.yaml"]
 SECTIONS = (
-    "host_syncs", "loss_speed", "train_speed", "gpu_tests", "train_speed_fused", "step_profile"
+    "host_syncs", "loss_speed", "train_speed", "gpu_tests", "train_speed_fused",
+    "train_speed_compiled", "step_profile",
 )  # fmt: skip
 
 
@@ -132,22 +133,27 @@ class CountSyncs(Callback):
             torch.cuda.set_sync_debug_mode("default")
 
 
-def train_speed(
-    out: Path, data: str, timeout: int, dry: bool, fused: bool = False
-) -> dict[str, Any]:
+def train_speed(out: Path, data: str, timeout: int, dry: bool, variant: str = "") -> dict[str, Any]:
     """benchmarks/train_speed.py on CUDA: raw backbone, SimCLR and SimCLR + HEX (ResNet-18
     width 64, 32 px, batch 512) at bf16 and fp16 with channels_last.
 
-    ``fused``: SimCLR and SimCLR + fused HEX (``hex.fused=true``) in a run of their own,
-    so that its compilation cannot cost the plain rows; its files are folded into
-    gpu_check.json (the call returns at most 8 files).
+    ``variant`` "fused": SimCLR and SimCLR + fused HEX (``hex.fused=true``); "compiled":
+    SimCLR and SimCLR + HEX with the whole loss compiled (``trainer.compile_loss``). Each
+    runs on its own, in bf16 only, so that compiling cannot cost the plain rows; their
+    files are folded into gpu_check.json (the call returns at most 8 files).
     """
     size = ["--device", "cpu", "--sizes", "4:16", "--settings", "fp32-cl", "--steps", "1",
             "--warmup", "1"] if dry else [
             "--device", "cuda", "--sizes", "64:512", "--settings", "bf16-cl", "fp16-cl",
             "--steps", "15", "--warmup", "5"]  # fmt: skip
-    runs = ["simclr", "simclr-hex-fused"] if fused else ["raw", "simclr", "simclr-hex"]
-    tag = "_cuda_fused" if fused else "_cuda"
+    runs = {
+        "": ["raw", "simclr", "simclr-hex"],
+        "fused": ["simclr", "simclr-hex-fused"],
+        "compiled": ["simclr-compiled", "simclr-hex-compiled"],
+    }[variant]
+    if variant and not dry:
+        size.remove("fp16-cl")  # bf16 only: the precision of the targets and the study
+    tag = f"_cuda_{variant}" if variant else "_cuda"
     small = ", max_train_samples: 64" if dry else ""  # 4 steps of 16 images
     cmd = [sys.executable, "benchmarks/train_speed.py", *size, "--runs", *runs,
            "--out", str(out), "--tag", tag,
@@ -157,7 +163,7 @@ def train_speed(
     if res.returncode:
         raise RuntimeError((res.stdout + res.stderr)[-1500:])
     result: dict[str, Any] = json.loads((out / f"train_speed{tag}.json").read_text())
-    if fused:
+    if variant:
         for suffix in (".json", ".md"):
             (out / f"train_speed{tag}{suffix}").unlink()
     return result
@@ -327,7 +333,7 @@ def markdown(data: dict[str, Any]) -> str:
             f"{syncs['counted_ops_per_step']:.2f}; {syncs['img_per_s']:.0f} img/s",
             "",
         ]
-    for key in ("train_speed", "train_speed_fused"):
+    for key in ("train_speed", "train_speed_fused", "train_speed_compiled"):
         if speed := data.get(key):
             lines += ["| setting | run | img/s | HEX on/off |", "|---|---|---|---|"]
             ratio = {(q["setting"], q["run"]): q["hex_on_over_off"] for q in speed["ratios"]}
@@ -390,7 +396,8 @@ def main() -> None:
         "host_syncs": lambda: host_syncs(width, batch, steps, dry, args.data),
         "loss_speed": lambda: loss_speed(sizes, 2 if dry else 20, "cpu" if dry else "cuda", res),
         "train_speed": lambda: train_speed(args.out, args.data, 120, dry),
-        "train_speed_fused": lambda: train_speed(args.out, args.data, 150, dry, fused=True),
+        "train_speed_fused": lambda: train_speed(args.out, args.data, 150, dry, "fused"),
+        "train_speed_compiled": lambda: train_speed(args.out, args.data, 150, dry, "compiled"),
         "step_profile": lambda: step_profile(width, batch, min(steps, 5), dry, args.data),
         "gpu_tests": lambda: gpu_tests(args.out, args.test_timeout, dry),
     }

@@ -150,6 +150,9 @@ class TrainerConfig:
     progress_bar: bool = True
     channels_last: bool = True  # NHWC activations: faster convolutions on CPU (AMX) and GPU
     compile: bool = False  # torch.compile the backbone and heads (eager if it fails)
+    # torch.compile each contrastive loss as a whole (threshold, pairing, denominator):
+    # fewer kernel launches on a GPU; one graph per loss on the GPU path (eager if it fails)
+    compile_loss: bool = False
     # GPU settings (no effect on CPU runs): cuDNN picks the fastest convolution algorithm
     # per shape; fp32 matmuls and convolutions use TF32 tensor cores (10-bit mantissa
     # products, fp32 accumulation); deterministic: reproducible kernels (slower), as

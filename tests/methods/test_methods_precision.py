@@ -167,3 +167,27 @@ def test_channels_last_is_skipped_where_torch_cpu_corrupts_memory() -> None:
     apply_speed_settings(method, channels_last=True, compile=False)
     assert not method.channels_last
     assert method.backbone.conv1.weight.is_contiguous()
+
+
+@pytest.mark.parametrize("name", ["simclr", "moco_v2"])
+def test_compile_loss_compiles_each_contrastive_loss_and_keeps_its_value(name: str) -> None:
+    """trainer.compile_loss: every InfoNCE module (HEX inside) runs compiled, with the
+    eager loss; nothing else is compiled and the checkpoint keys do not change."""
+    torch.manual_seed(0)
+    method, dm = build(tiny_config(name, "hex.enabled=true", "hex.warmup_epochs=0"))
+    twin, _ = build(tiny_config(name, "hex.enabled=true", "hex.warmup_epochs=0"))
+    twin.load_state_dict(method.state_dict())
+    images, _, _, _ = first_batch(dm)
+    torch.manual_seed(1)
+    views = method.augmented_views(images)
+    keys = list(method.state_dict())
+    done = apply_speed_settings(method, False, False, backend="eager", compile_loss=True)
+    losses = [n for n, m in method.named_modules() if isinstance(m, InfoNCE)]
+    assert done == losses and losses
+    method.eval()
+    twin.eval()
+    with torch.no_grad():
+        compiled = float(method.ssl_step(views).loss)
+        eager = float(twin.ssl_step(views).loss)
+    assert compiled == pytest.approx(eager, rel=1e-6)
+    assert list(method.state_dict()) == keys

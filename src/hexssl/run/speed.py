@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from hexssl.errors import ConfigError
+from hexssl.losses.infonce import InfoNCE
 
 COMPILED_PARTS = ("backbone", "projector", "predictor")  # the heavy, shape-stable modules
 
@@ -54,22 +55,29 @@ def compile_forward(module: nn.Module, name: str, backend: str | Callable = "ind
 
 
 def apply_speed_settings(
-    model: nn.Module, channels_last: bool, compile: bool, backend: str | Callable = "inductor"
+    model: nn.Module,
+    channels_last: bool,
+    compile: bool,
+    backend: str | Callable = "inductor",
+    compile_loss: bool = False,
 ) -> list[str]:
-    """Set the memory format and compile the backbone and heads; returns what was compiled."""
+    """Set the memory format and compile the backbone and heads (``compile``) and the
+    contrastive losses (``compile_loss``); returns what was compiled."""
     # Test-sized models (ResNet width < 8) stay NCHW, silently: nothing for a user to do.
     channels_last = channels_last and channels_last_is_safe(model)
     if channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if hasattr(model, "channels_last"):
         setattr(model, "channels_last", channels_last)  # inputs follow the weights' layout  # noqa: B010
-    if not compile:
-        return []
     done = []
-    for name in COMPILED_PARTS:
+    for name in COMPILED_PARTS if compile else ():
         part = getattr(model, name, None)
         if isinstance(part, nn.Module):
             compile_forward(part, name, backend)
+            done.append(name)
+    for name, module in model.named_modules() if compile_loss else ():
+        if isinstance(module, InfoNCE):  # HEX or a relative as its denominator, or neither
+            compile_forward(module, f"the loss {name}", backend)
             done.append(name)
     return done
 

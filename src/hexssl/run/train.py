@@ -162,8 +162,8 @@ def prepare(cfg: RunConfig) -> tuple[SSLMethod, Any]:
     dm.setup()
     check_trains_something(cfg, dm)
     method = build_method(cfg, dm)
-    apply_speed_settings(method, cfg.trainer.channels_last, cfg.trainer.compile)
     t = cfg.trainer
+    apply_speed_settings(method, t.channels_last, t.compile, compile_loss=t.compile_loss)
     apply_backend_settings(t.accelerator, t.cudnn_benchmark and not t.deterministic, t.tf32)
     return method, dm
 
