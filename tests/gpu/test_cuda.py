@@ -124,3 +124,28 @@ def test_no_host_sync_inside_a_cuda_training_step(tmp_path, method):
         pretrain(tiny_run(tmp_path, "s", method, *quiet), [SyncErrors()])
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_the_whole_hex_loss_compiles_as_one_graph_on_cuda(no_tf32):
+    """The GPU path has no host read-back: fullgraph capture, eager's loss and gradient,
+    and no recompilation as progress moves (issue 22's whole-loss compile)."""
+    z0, z1, _ = clustered(64, d=32, seed=5)
+    make = lambda: InfoNCE(0.1, HEXDenominator(q=0.9)).cuda()  # noqa: E731
+    loss, eager = make(), make()
+    compiled = torch.compile(loss, fullgraph=True, dynamic=False)
+    a, b = z0.float().cuda().requires_grad_(), z1.float().cuda()
+    for i in range(6):
+        loss.set_progress(1.0 + 0.1 * i)
+        eager.set_progress(1.0 + 0.1 * i)
+        got = compiled(a, b)
+        (grad,) = torch.autograd.grad(got, a)
+        want = eager(a, b)
+        (want_grad,) = torch.autograd.grad(want, a)
+        assert float(got) == pytest.approx(float(want), rel=1e-4)
+        torch.testing.assert_close(grad, want_grad, rtol=1e-3, atol=1e-6)
+
+
+def test_compile_loss_trains_on_cuda(tmp_path):
+    extra = ["hex.enabled=true", "trainer.compile_loss=true", "trainer.precision=bf16-mixed"]
+    summary = pretrain(tiny_run(tmp_path, "c", "simclr", *extra))
+    assert summary["steps"] > 0 and torch.isfinite(torch.tensor(summary["train/loss"]))
