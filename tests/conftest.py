@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.slurm.cluster import require_cluster
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
@@ -42,3 +44,16 @@ def _single_thread(request: pytest.FixtureRequest) -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``slurm`` need a reachable cluster: skipped with the reason without one,
+    failed under CI (``CI=true``), where ``.ci/run`` starts it (tests/slurm/cluster.py)."""
+    if item.get_closest_marker("slurm") is None:
+        return
+    try:
+        why = require_cluster(os.environ.get("CI", "").lower() == "true")
+    except RuntimeError as err:
+        pytest.fail(str(err), pytrace=False)
+    if why:
+        pytest.skip(why)

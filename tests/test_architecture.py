@@ -133,13 +133,20 @@ SIGNALLING_CALLS = {"kill", "killpg", "send_signal", "terminate", "pthread_kill"
 
 def test_no_library_or_benchmark_code_signals_a_process() -> None:
     """Nothing we ship signals a process it did not start: no kill call at all, in Python
-    or shell (campaign.py reads /proc to see whether a claim's process is alive)."""
+    or shell (campaign.py reads /proc to see whether a claim's process is alive; the test
+    cluster's script stops its daemons with `scontrol shutdown` and `munged --stop`)."""
     offenders = []
     for path in [*PACKAGE.rglob("*.py"), *(SRC.parent / "benchmarks").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Attribute) and node.attr in SIGNALLING_CALLS:
                 offenders.append(f"{path.name}:{node.lineno} .{node.attr}")
-    for path in (SRC.parent / "benchmarks").rglob("*.sh"):
+    root = SRC.parent
+    shell = [
+        *(root / "benchmarks").rglob("*.sh"),
+        *(root / "scripts").rglob("*.sh"),
+        root / ".ci/run",
+    ]
+    for path in shell:
         words = {w for line in path.read_text().splitlines() for w in line.split("#")[0].split()}
         offenders += [f"{path.name}: {w}" for w in words & {"kill", "pkill", "killall"}]
     assert not offenders, offenders

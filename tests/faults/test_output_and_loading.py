@@ -29,6 +29,17 @@ NOISE = (
 )
 
 
+def env_with_srun_outside_slurm(tmp_path: Path) -> dict[str, str]:
+    """This environment without SLURM job variables, and an ``srun`` on PATH: a SLURM
+    login node, where Lightning would print a hint about ``srun`` into every run."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "srun").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    return {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}
+
+
 def test_a_run_prints_a_start_line_the_bar_and_a_summary(tmp_path):
     cmd = [
         sys.executable,
@@ -38,7 +49,7 @@ def test_a_run_prints_a_start_line_the_bar_and_a_summary(tmp_path):
         "src/hexssl/configs/simclr-synthetic-demo.yaml",
     ]
     args = [*TINY, "trainer.max_epochs=1", f"output_dir={tmp_path}", "name=q"]
-    res = run_limited([*cmd, *args])
+    res = run_limited([*cmd, *args], env=env_with_srun_outside_slurm(tmp_path))
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
     for word in NOISE:

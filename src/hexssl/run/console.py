@@ -21,6 +21,12 @@ _NOISE = (
     # A mid-epoch resume: the datamodule skips the batches already seen itself
     # (``resume_skip``) and warns on its own when it cannot (lazy datasets).
     r".*ended before the epoch ended and your dataloader is not resumable.*",
+    # Lightning's hint on any machine with `srun` on PATH (a SLURM login node, our test
+    # cluster) for a run outside a SLURM job step. Inside one (SLURM_NTASKS set, as in
+    # every batch script with --ntasks and every `srun`) Lightning picks its SLURM
+    # environment without the hint; `hexssl study --executor slurm` launches runs of
+    # several devices with `srun`.
+    r"The `srun` command is available on your system but is not used.*",
 )
 
 
