@@ -533,16 +533,41 @@ def load_config(paths: ConfigPaths, overrides: list[str] | None = None) -> RunCo
     ]
     layers = [layer for f in files for layer in _read_layers(f)]
     parsed = [parse_override(text) for text in overrides or []]
-    method = _method_name(layers, parsed)
-    data: dict[str, Any] = {}
-    for layer in layers:
-        data = merge(data, layer.keys)
-        data = merge(data, _method_block(layer, method))
+    data = _compose(layers, _method_name(layers, parsed))
     for keys, value in parsed:
         set_path(data, keys, value)
     if files and "name" not in data:
         data["name"] = _auto_name(files, data)
     return validate(from_dict(RunConfig, data))
+
+
+def _compose(layers: list[_Layer], method: str) -> dict[str, Any]:
+    """Merge the layers in order, each followed by its ``by_method`` block for ``method``."""
+    data: dict[str, Any] = {}
+    for layer in layers:
+        data = merge(data, layer.keys)
+        data = merge(data, _method_block(layer, method))
+    return data
+
+
+def compose_presets(
+    paths: Sequence[str | Path], method: str | None = None, default: str | None = None
+) -> dict[str, Any]:
+    """The unvalidated config dict that ``paths`` (files or preset names) compose to.
+
+    ``method`` picks the ``by_method`` blocks (None: the method the files name, else
+    ``default``, else the schema's). Used where more keys are merged on top before the
+    config is validated (a study's arms).
+
+    Example:
+        >>> compose_presets(["synthetic-cpu"], "moco_v2")["method"]["params"]["queue_size"]
+        2048
+    """
+    layers = [layer for p in paths for layer in _read_layers(find_config(p))]
+    if method is None:
+        named = any("name" in (layer.keys.get("method") or {}) for layer in layers)
+        method = _method_name(layers, []) if named or default is None else default
+    return _compose(layers, method)
 
 
 def _read_layers(path: Path) -> list[_Layer]:

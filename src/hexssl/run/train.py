@@ -8,6 +8,7 @@ written, so a bad input leaves nothing behind. Checkpoint files are handled in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -41,6 +42,7 @@ from hexssl.run.checkpoints import (
 from hexssl.run.console import quiet_libraries
 from hexssl.run.eval_jobs import frozen_features, knn_summary
 from hexssl.run.history import METRICS_FILE, RunCSVLogger, trim_metrics
+from hexssl.run.lock import check_unlocked, hold_run_lock
 from hexssl.run.preempt import preemptible
 from hexssl.run.speed import (
     apply_backend_settings,
@@ -305,6 +307,7 @@ def resolve_resume(cfg: RunConfig) -> Path | None:
 
 def pretrain(cfg: RunConfig, extra_callbacks: list[Callback] | None = None) -> dict[str, Any]:
     """Train ``cfg`` (resuming when ``cfg.resume`` asks) and return the run summary."""
+    check_unlocked(cfg.run_dir)  # before "already holds a checkpoint": name the live writer
     return train(cfg, resolve_resume(cfg), extra_callbacks)
 
 
@@ -319,8 +322,21 @@ def train(
 
     A checkpoint of a finished run (its epochs all done) is a no-op that says so.
     """
+    check_output_dir(cfg.run_dir)
+    # one writer per run folder; DDP ranks > 0 write nothing of their own
+    lock = hold_run_lock(cfg.run_dir) if launcher_rank_zero() else contextlib.nullcontext()
+    with lock:
+        return train_locked(cfg, ckpt, extra_callbacks, changes)
+
+
+def train_locked(
+    cfg: RunConfig,
+    ckpt: Path | None,
+    extra_callbacks: list[Callback] | None = None,
+    changes: list[str] | None = None,
+) -> dict[str, Any]:
+    """:func:`train`'s body, run while this process holds the run folder's lock."""
     run_dir = cfg.run_dir
-    check_output_dir(run_dir)
     state = read_checkpoint(ckpt, run_dir) if ckpt else None  # damaged: fails here
     if state is not None and epochs_done(state) >= cfg.trainer.max_epochs:
         return already_finished(cfg, state)
@@ -479,6 +495,7 @@ def resume(
     ``allow_changes``; every resume, and what it changed, is logged in ``resumes.log``.
     """
     run = Path(run_dir)
+    check_unlocked(run)
     if not (run / "config.yaml").is_file():
         raise ConfigError(f"{run} is not a run directory (no config.yaml)")
     if checkpoint == "last" and last_checkpoint(run) is None:

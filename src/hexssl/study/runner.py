@@ -42,7 +42,8 @@ from hexssl.run.atomic import atomic_write_text
 from hexssl.run.machine import machine_summary
 from hexssl.run.train import last_checkpoint, pretrain
 from hexssl.study.evaluation import evaluate_run, export_weights, finite, write_curves
-from hexssl.study.protocol import Protocol, arm_config, run_name, schedule
+from hexssl.study.folder import StudyFolder, fix_protocol
+from hexssl.study.protocol import Protocol, arm_config, resolve_protocol, run_name, schedule
 
 
 class WallClock(Callback):
@@ -150,7 +151,7 @@ def run_one(
         "eval_seconds": round(time.time() - t0, 1),
         "protocol_epochs": study.protocol.epochs,
         "protocol_sha256": study.protocol.sha256,
-        "overrides": study.overrides,
+        "overrides": study.overrides or study.protocol.sources.get("overrides", []),
         **extra,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -168,18 +169,27 @@ def run_one(
     return result
 
 
-def start(study: Study) -> None:
-    """Create the results folder and keep the protocol beside the results."""
-    study.results_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(study.results_dir / "protocol.yaml", study.protocol.path.read_text())
+def start(study: Study) -> Study:
+    """Fix the study's resolved protocol in its results folder; the study to run.
+
+    The protocol (with the study's overrides) is resolved and written to
+    ``<results>/protocol.yaml`` the first time; a folder holding another protocol is
+    refused (:func:`hexssl.study.folder.fix_protocol`). The returned study reads its
+    runs' configs from the resolved protocol.
+    """
+    resolved = resolve_protocol(study.protocol, [], study.overrides)
+    fix_protocol(StudyFolder(study.results_dir), resolved, study.runs_dir)
+    return Study(resolved, study.runs_dir, study.results_dir, study.arms, study.seeds, [])
 
 
 def run_study(study: Study, provenance: dict[str, Any] | None = None) -> list[Path]:
-    """Every run of the schedule without a result, one after another; finished runs skipped.
+    """Every run of the schedule without a result, one after another in this process.
 
-    Returns the result paths of all the study's runs, in schedule order.
+    Finished runs are skipped. Returns the result paths of all the study's runs, in
+    schedule order. (``hexssl study`` runs each in its own process instead, through an
+    executor: :mod:`hexssl.study.executors`.)
     """
-    start(study)
+    study = start(study)
     for arm, seed in study.schedule():
         path = study.result_path(arm, seed)
         if path.is_file():

@@ -1,0 +1,11 @@
+"""Executors of a study's runs, by name (``hexssl study --executor NAME``).
+
+The interface and what an executor must do: :mod:`hexssl.study.executors.base`.
+"""
+
+from hexssl.study.executors.base import EXIT_BUSY, Executor, RunKey, RunRecord
+from hexssl.study.executors.local import LocalExecutor
+
+EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor}
+
+__all__ = ["EXECUTORS", "EXIT_BUSY", "Executor", "LocalExecutor", "RunKey", "RunRecord"]
