@@ -65,8 +65,11 @@ def _error(folder: StudyFolder, arm: str, seed: int, code: int, reason: str) -> 
     return code
 
 
-def run_job(results_dir: str | Path, arm: str, seed: int) -> int:
-    """Train or resume, evaluate and record one run; return the exit status above."""
+def run_job(results_dir: str | Path, arm: str, seed: int, requeue: bool = False) -> int:
+    """Train or resume, evaluate and record one run; return the exit status above.
+
+    ``requeue``: inside a SLURM job, SIGUSR1 also requeues it (``trainer.requeue``).
+    """
     folder = StudyFolder(results_dir)
     try:
         protocol = folder.protocol()
@@ -79,7 +82,7 @@ def run_job(results_dir: str | Path, arm: str, seed: int) -> int:
         print(f"[study] {run_name(arm, seed)}: done already ({folder.result_path(arm, seed)})")
         return EXIT_DONE
     folder.clear_failure(arm, seed)
-    study = Study(protocol, folder.runs_dir(), folder.path, [arm], [seed], [])
+    study = Study(protocol, folder.runs_dir(), folder.path, [arm], [seed], [], requeue)
     return _attempt(folder, study, arm, seed)
 
 
@@ -113,10 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("results_dir", help="a study's results folder (holds protocol.yaml)")
     ap.add_argument("arm", help="an arm of its protocol")
     ap.add_argument("seed", type=int, help="the seed")
+    ap.add_argument("--requeue", action="store_true",
+                    help="in a SLURM job: on SIGUSR1 save, then requeue the job")  # fmt: skip
     args = ap.parse_args(argv)
     if os.environ.get(PARENT_ENV, "").isdigit():
         stop_with_parent(int(os.environ[PARENT_ENV]))
-    return run_job(args.results_dir, args.arm, args.seed)
+    return run_job(args.results_dir, args.arm, args.seed, args.requeue)
 
 
 if __name__ == "__main__":

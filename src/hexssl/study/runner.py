@@ -111,6 +111,9 @@ class Study:
     arms: list[str]
     seeds: list[int]
     overrides: list[str]
+    # SLURM jobs (``python -m hexssl.study.job ... --requeue``): on SIGUSR1 save and
+    # requeue the job (trainer.requeue); a placement setting, not part of the protocol
+    requeue: bool = False
 
     def result_path(self, arm: str, seed: int) -> Path:
         """``<results>/<arm>-s<seed>.json``: present once the run is trained and evaluated."""
@@ -122,7 +125,9 @@ class Study:
 
     def config(self, arm: str, seed: int) -> RunConfig:
         """The complete config of run (arm, seed) under ``runs_dir``."""
-        return arm_config(self.protocol, arm, seed, self.runs_dir, self.overrides)
+        cfg = arm_config(self.protocol, arm, seed, self.runs_dir, self.overrides)
+        cfg.trainer.requeue = cfg.trainer.requeue or self.requeue
+        return cfg
 
 
 def run_one(
