@@ -40,7 +40,7 @@ from hexssl.config import RunConfig
 from hexssl.config import to_dict as config_dict
 from hexssl.run.atomic import atomic_write_text
 from hexssl.run.machine import machine_summary
-from hexssl.run.train import last_checkpoint, pretrain
+from hexssl.run.train import last_checkpoint, launcher_rank_zero, pretrain
 from hexssl.study.evaluation import evaluate_run, export_weights, finite, write_curves
 from hexssl.study.folder import StudyFolder, fix_protocol
 from hexssl.study.protocol import Protocol, arm_config, resolve_protocol, run_name, schedule
@@ -88,16 +88,19 @@ def train_run(cfg: RunConfig, log: Callable[[str], None] = print) -> float:
     if done.is_file():
         return float(json.loads(done.read_text())["seconds"])
     ckpt = last_checkpoint(run_dir)
-    if ckpt is None and run_dir.exists():
+    first = launcher_rank_zero()  # under srun every rank runs this; only the first writes
+    if ckpt is None and run_dir.exists() and first:
         log(f"[study] {cfg.name}: no checkpoint in {run_dir}; starting again in a clean dir")
         shutil.rmtree(run_dir)
-    log(f"[study] {cfg.name}: {'resuming from ' + str(ckpt) if ckpt else 'training'}")
+    if first:
+        log(f"[study] {cfg.name}: {'resuming from ' + str(ckpt) if ckpt else 'training'}")
     cfg = copy.deepcopy(cfg)
     cfg.resume = "auto" if ckpt is not None else None
     clock = WallClock()
     pretrain(cfg, [clock])
     seconds = round(clock.total, 1)
-    atomic_write_text(done, json.dumps({"seconds": seconds}))
+    if first:
+        atomic_write_text(done, json.dumps({"seconds": seconds}))
     return seconds
 
 
@@ -141,6 +144,12 @@ def run_one(
     extra = dict(provenance or {})
     cfg = study.config(arm, seed)
     seconds = train_run(cfg)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # a run of several processes (srun): training's group ends; the first evaluates
+        # alone (collectives in the evaluation, e.g. HEX's threshold, then stay local)
+        torch.distributed.destroy_process_group()
+    if not launcher_rank_zero():
+        return {}
     t0 = time.time()
     metrics = evaluate_run(cfg, study.protocol)
     name = run_name(arm, seed)
