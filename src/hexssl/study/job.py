@@ -34,6 +34,7 @@ import traceback
 from pathlib import Path
 
 from hexssl.errors import ConfigError, NonFiniteLossError, PreemptedError
+from hexssl.run.lock import RunLockedError, hold_run_lock
 from hexssl.study.executors.base import EXIT_BUSY
 from hexssl.study.folder import StudyFolder
 from hexssl.study.protocol import check_arm, check_seeds, run_name
@@ -78,17 +79,18 @@ def run_job(results_dir: str | Path, arm: str, seed: int) -> int:
     if folder.result_path(arm, seed).is_file():
         print(f"[study] {run_name(arm, seed)}: done already ({folder.result_path(arm, seed)})")
         return EXIT_DONE
-    folder.clear_failure(arm, seed)
     study = Study(protocol, folder.runs_dir(), folder.path, [arm], [seed], [])
     return _attempt(folder, study, arm, seed)
 
 
 def _attempt(folder: StudyFolder, study: Study, arm: str, seed: int) -> int:
-    """One attempt at the run, every outcome mapped to its exit status."""
-    from hexssl.run.lock import RunLockedError
-
+    """One attempt at the run under the job's lock, every outcome mapped to its exit status."""
     try:
-        run_one(study, arm, seed)
+        with hold_run_lock(folder.job_lock_dir(arm, seed)):
+            if folder.result_path(arm, seed).is_file():  # finished while we waited
+                return EXIT_DONE
+            folder.clear_failure(arm, seed)
+            run_one(study, arm, seed)
     except PreemptedError as err:
         if not err.quiet:
             print(f"[hexssl] {err}", file=sys.stderr, flush=True)
