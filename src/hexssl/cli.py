@@ -6,6 +6,9 @@ hexssl resume RUN_DIR [key=value ...] [--allow-changes] [--checkpoint last|previ
 hexssl export RUN_DIR --format torchvision|timm|state_dict [--out FILE]
 hexssl knn|linear TARGET... [--data data.KEY=VALUE ...] [--out FILE]  (runs, weights, folders)
 hexssl umap TARGET | report RUN_DIR...
+hexssl study PROTOCOL [DATASET ...] [--arms A ..] [--seeds S ..] [--workers N]
+             [--executor local|slurm] [--set KEY=VALUE ..] [--status | --dry-run]
+hexssl study report RESULTS_DIR | hexssl study --list
 hexssl convert-config THEIR.yaml [--out OURS.yaml] [--as-run]
 hexssl demo
 hexssl env [--json]
@@ -102,6 +105,63 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    if args.list:
+        return _list_protocols()
+    if args.items[:1] == ["report"]:
+        return _study_report(args)
+    if not args.items:
+        raise ConfigError(
+            "study needs a protocol: a YAML file or a shipped name, then dataset presets, "
+            "e.g. hexssl study hex-vs-simclr cifar100 (`hexssl study --list`)"
+        )
+    from hexssl.study.command import (
+        dry_run_text,
+        parse_options,
+        plan_study,
+        run_planned,
+        status_text,
+    )
+
+    plan = plan_study(
+        args.items[0], args.items[1:], arms=args.arms, seeds=args.seeds, overrides=args.set,
+        results=args.results, runs_dir=args.runs_dir, executor=args.executor,
+        executor_options=parse_options(args.slurm, "--slurm"), workers=args.workers,
+    )  # fmt: skip
+    if args.dry_run:
+        print(dry_run_text(plan), end="")
+        return 0
+    if args.status:
+        print(status_text(plan), end="")
+        return 0
+    code = run_planned(plan)
+    print(status_text(plan), end="")
+    if code == 0 and all(plan.folder.result_path(a, s).is_file() for a, s in plan.runs):
+        print(f"[study] all done; the verdict: hexssl study report {plan.folder.path}")
+    return code
+
+
+def _list_protocols() -> int:
+    from hexssl.study.protocol import PROTOCOL_DIR, shipped_protocols
+
+    for name, about in shipped_protocols().items():
+        print(f"{name:<16} {about}")
+    print(f"files: {PROTOCOL_DIR} (copy one to start your own)")
+    print("usage: hexssl study PROTOCOL DATASET_PRESET [--seeds 0 1 2] (`hexssl presets`)")
+    return 0
+
+
+def _study_report(args: argparse.Namespace) -> int:
+    from hexssl.study.report import study_report
+
+    if len(args.items) != 2:
+        raise ConfigError("study report takes one results folder: hexssl study report DIR")
+    out = Path(args.out) if args.out else Path(args.items[1]) / "report"
+    print(study_report(args.items[1], out, args.delta))
+    print(f"(study report and plots in {out})")
+    return 0
+
+
 def check_run_dirs(run_dirs: list[str]) -> None:
     """Refuse report inputs that are not run directories, naming what was expected."""
     for d in map(Path, run_dirs):
@@ -186,6 +246,57 @@ def _eval_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser
     return p
 
 
+STUDY_HELP = """\
+Does HEX help on your data? A paired multi-seed study: every (arm, seed) of a
+protocol trained, evaluated and compared by seed. Runs every run without a result
+(resuming from its checkpoint), each in its own process; rerun it to continue.
+
+  hexssl study hex-vs-simclr cifar100 --seeds 0 1 2            # on this machine
+  hexssl study hex-vs-simclr synthetic-cpu --workers 2 --status
+  hexssl study relatives cifar100 --executor slurm --slurm partition=gpu time=8:00:00
+  hexssl study report studies/hex-vs-simclr-cifar100          # the verdict
+"""
+
+
+def _study_parser(sub: Any) -> None:
+    p = sub.add_parser("study", help="does HEX help on your data? paired multi-seed study",
+                       description=STUDY_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("items", nargs="*", metavar="PROTOCOL [DATASET ...] | report DIR",
+                   help="a protocol (YAML file or shipped name: `hexssl study --list`) and "
+                   "dataset presets or config files composed into every arm; or `report "
+                   "DIR` for a results folder's tables and verdict")  # fmt: skip
+    p.add_argument("--arms", nargs="+", default=None, help="only these arms (default: all)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="these seeds (default: the protocol's); more grow the study")  # fmt: skip
+    p.add_argument("--workers", type=int, default=1,
+                   help="runs at once: local processes sharing the CPU threads, one GPU each "
+                   "when there are several (SLURM: jobs at once)")  # fmt: skip
+    p.add_argument("--executor", default="local", help="where runs execute: local | slurm")
+    p.add_argument("--slurm", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="SLURM resources, e.g. partition=gpu time=8:00:00 gpus=1 cpus=8 "
+                   "mem=32G account=X (see docs/slurm.md)")  # fmt: skip
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="config overrides for every arm (data.root=/data/x "
+                   "trainer.max_epochs=50), or protocol keys as study.KEY (study.epochs=50, "
+                   "study.eval.linear_epochs=20); part of the fixed protocol")  # fmt: skip
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help="results folder (default studies/<protocol>-<datasets>)")  # fmt: skip
+    p.add_argument("--runs-dir", default=None, metavar="DIR",
+                   help="where runs train (checkpoints; default <results>/runs)")  # fmt: skip
+    p.add_argument("--status", action="store_true",
+                   help="one table of done / running / queued / failed runs and the time "
+                   "left; runs nothing")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (runs, resolved configs, where results go); "
+                   "writes nothing")  # fmt: skip
+    p.add_argument("--list", action="store_true", help="list the shipped protocols")
+    p.add_argument("--out", default=None, help="report: output folder (default DIR/report)")
+    p.add_argument("--delta", type=float, default=1.0,
+                   help="report: the difference (points) the verdict sizes seeds for")  # fmt: skip
+    p.set_defaults(func=cmd_study)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="hexssl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -256,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="RUN_DIRS is one study results folder (<arm>-s<seed>.json): paired tables",
     )
     p.set_defaults(func=cmd_report)
+    _study_parser(sub)
     p = sub.add_parser("convert-config", help="translate an authors' HEX/solo-learn YAML")
     p.add_argument("config")
     p.add_argument("--out", default=None)

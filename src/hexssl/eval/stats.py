@@ -167,3 +167,28 @@ def paired_difference(arm: Mapping[int, float], baseline: Mapping[int, float]) -
     diffs = [arm[s] - baseline[s] for s in seeds]
     rel = [100.0 * (arm[s] - baseline[s]) / baseline[s] if baseline[s] else math.nan for s in seeds]
     return PairedDifference(seeds, diffs, [r for r in rel if math.isfinite(r)])
+
+
+def seeds_to_resolve(sd: float, delta: float, max_seeds: int = 10_000) -> int | None:
+    """Paired seeds whose 95 % t-interval would be no wider than ``delta`` on each side.
+
+    The smallest n >= 2 with ``t_{0.975, n-1} * sd / sqrt(n) <= delta``, for ``sd`` the
+    observed standard deviation of the pair differences: at that many seeds, a mean
+    difference of ``delta`` or more would have an interval that excludes 0. This is a
+    precision rule, not a power calculation: if the true difference were exactly
+    ``delta``, that interval would exclude 0 in about half of such studies (for 80 %
+    power, ask for ``delta / 2``, roughly). None when ``sd`` is unknown (fewer than 2
+    pairs) or more than ``max_seeds`` would be needed.
+
+    Example:
+        >>> seeds_to_resolve(1.0, 1.0)  # t / sqrt(n): 1.05 at n = 6, 0.92 at n = 7
+        7
+        >>> seeds_to_resolve(0.0, 1.0), seeds_to_resolve(float("nan"), 1.0)
+        (2, None)
+    """
+    if not math.isfinite(sd) or delta <= 0:
+        return None
+    for n in range(2, max_seeds + 1):
+        if t_quantile_975(n - 1) * sd / math.sqrt(n) <= delta:
+            return n
+    return None

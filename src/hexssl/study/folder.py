@@ -8,9 +8,11 @@ Layout (everything a study writes outside its run directories)::
     <results>/weights/, curves/              its released backbone and emergence curves
     <results>/logs/<arm>-s<seed>.log         the run's output (the executor redirects it)
     <results>/logs/<arm>-s<seed>.failed.json why its last attempt failed (removed on retry)
+    <results>/.running/<arm>-s<seed>/        the run lock of its live job process
 
-A run is done when its JSON exists; running while its run directory holds a live run
-lock (:mod:`hexssl.run.lock`); failed while a failure record exists; otherwise queued.
+A run is done when its JSON exists; running while a live job process holds its run
+lock (:mod:`hexssl.run.lock`; the job's own under ``.running/``, or ``pretrain``'s in the
+run directory); failed while a failure record exists; otherwise queued.
 An executor may know more (a SLURM job pending), which it reports through
 :meth:`hexssl.study.executors.Executor.records`.
 
@@ -63,6 +65,12 @@ class StudyFolder:
     def failure_path(self, arm: str, seed: int) -> Path:
         """``<results>/logs/<arm>-s<seed>.failed.json``: the last attempt's failure."""
         return self.path / LOG_DIR / f"{run_name(arm, seed)}.failed.json"
+
+    def job_lock_dir(self, arm: str, seed: int) -> Path:
+        """``<results>/.running/<arm>-s<seed>``: holds the run lock of a live job process
+        (training and evaluation), so a run is shown running, and trained once, also
+        while it is evaluated."""
+        return self.path / ".running" / run_name(arm, seed)
 
     def run_dir(self, arm: str, seed: int) -> Path:
         """The run's directory (checkpoints, metrics.csv, run lock) under the runs dir."""

@@ -28,7 +28,7 @@ import yaml
 
 from hexssl.eval.plots import IntervalRow, plot_curves, plot_intervals
 from hexssl.eval.report import markdown_table, mean_std
-from hexssl.eval.stats import PairedDifference, holm, paired_difference
+from hexssl.eval.stats import PairedDifference, holm, paired_difference, seeds_to_resolve
 from hexssl.study.evaluation import read_curves
 
 RESULT_NAME = re.compile(r"^(?P<arm>.+)-s(?P<seed>\d+)\.json$")
@@ -56,6 +56,8 @@ CURVES = (  # (column of curves/*.csv, file, title)
     ("train/hex/eps", "emergence_train_eps.png", "eps in training (HEX arms)"),
 )
 CURVE_ARMS = 4  # arms 1-4 of the protocol (the SimCLR family)
+DELTA = 1.0  # the difference (accuracy points) whose seeds the verdict counts, by default
+ALPHA = 0.05  # family-wise: a Holm p below it resolves a difference
 
 
 def load_results(results_dir: str | Path) -> dict[str, dict[int, dict[str, Any]]]:
@@ -167,13 +169,50 @@ def comparisons(
     return out
 
 
+def holm_adjusted(diffs: dict[tuple[str, str, str], PairedDifference]) -> list[float]:
+    """Holm's adjustment of every row's paired-t p-value: the family is the whole table."""
+    return holm([d.p_value for d in diffs.values()])
+
+
+def verdict(arm: str, base: str, d: PairedDifference, p_holm: float, unit: str = "points") -> str:
+    """One plain sentence: the difference and which arm is better, or that none is resolved.
+
+    Example:
+        >>> d = paired_difference({0: 12.0, 1: 13.0, 2: 14.0}, {0: 10.0, 1: 11.0, 2: 11.0})
+        >>> verdict("hex", "simclr", d, 0.01)
+        '+2.33 [+0.90, +3.77] points, hex better'
+        >>> verdict("hex", "simclr", d, 0.2)
+        'no difference resolved at 3 seeds (+2.33 [+0.90, +3.77] points; the interval alone excludes 0, not after Holm)'
+    """  # noqa: E501
+    if d.n < 2:
+        return f"not enough seeds: {d.n} paired; an interval needs at least 2"
+    shown = f"{d.mean:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] {unit}"
+    if p_holm < ALPHA:
+        return f"{shown}, {arm if d.mean > 0 else base} better"
+    note = "; the interval alone excludes 0, not after Holm" if d.excludes_zero else ""
+    return f"no difference resolved at {d.n} seeds ({shown}{note})"
+
+
+def verdict_table(diffs: dict[tuple[str, str, str], PairedDifference], delta: float = DELTA) -> str:
+    """One row per (comparison, metric): difference, Holm p, the sentence, seeds for ``delta``."""
+    header = ["arm - baseline", "metric", "seeds", "Holm p", "verdict",
+              f"seeds to resolve ±{delta:g}"]  # fmt: skip
+    rows = []
+    for ((arm, base, key), d), p_holm in zip(diffs.items(), holm_adjusted(diffs)):
+        need = seeds_to_resolve(d.sd, delta)
+        rows.append([f"{arm} - {base}", key, str(d.n), _p(p_holm), verdict(arm, base, d, p_holm),
+                     "-" if need is None else str(need)])  # fmt: skip
+    if not rows:
+        return "(no comparison has both of its arms yet: nothing to pair)"
+    return markdown_table(header, rows)
+
+
 def difference_table(diffs: dict[tuple[str, str, str], PairedDifference]) -> str:
     """One row per (comparison, metric): per-seed diffs, mean, 95 % t-intervals, verdict."""
     header = ["arm - baseline", "metric", "per seed", "mean", "95 % CI", "relative mean",
               "relative 95 % CI", "CI excludes 0?", "p", "Holm p"]  # fmt: skip
     rows = []
-    adjusted = holm([d.p_value for d in diffs.values()])  # the family: every row
-    for ((arm, base, key), d), p_holm in zip(diffs.items(), adjusted):
+    for ((arm, base, key), d), p_holm in zip(diffs.items(), holm_adjusted(diffs)):
         seeds = ", ".join(f"s{s}: {v:+.2f}" for s, v in zip(d.seeds, d.diffs)) or "-"
         rel = "-" if math.isnan(d.rel_mean) else f"{d.rel_mean:+.1f} %"
         rows.append([
@@ -201,6 +240,22 @@ def difference_plot(
     title = "arm - baseline per seed (x), mean (dot), 95 % t-interval (line)"
     plot_intervals(rows, out_dir / "paired_differences.png", "accuracy points", title)
     return ["![paired differences](paired_differences.png)"]
+
+
+def metric_plots(diffs: dict[tuple[str, str, str], PairedDifference], out_dir: Path) -> list[str]:
+    """One forest plot per metric: every comparison's paired differences in that metric."""
+    names = {key: column for column, key, _ in TABLE}
+    lines = []
+    for key in dict.fromkeys(k for _, _, k in diffs):
+        rows = [IntervalRow(f"{arm} - {base}", d.mean, d.lo, d.hi, tuple(d.diffs),
+                            group=f"{arm} - {base}")
+                for (arm, base, k), d in diffs.items() if k == key and d.n]  # fmt: skip
+        if rows:
+            name = f"paired_differences_{key}.png"
+            title = f"{names.get(key, key)}: arm - baseline per seed (x), mean, 95 % t-interval"
+            plot_intervals(rows, out_dir / name, "accuracy points", title)
+            lines.append(f"![{names.get(key, key)}]({name})")
+    return lines
 
 
 def curve_plots(results_dir: Path, order: list[str], out_dir: Path, seed: int = 0) -> list[str]:
@@ -245,8 +300,12 @@ def transfer_sections(
     return ["## Transfer (kNN on other datasets)", intro, *parts]
 
 
-def study_report(results_dir: str | Path, out_dir: str | Path) -> str:
-    """Write ``<out_dir>/study.md`` (+ PNGs) from the per-run JSON files; return the markdown."""
+def study_report(results_dir: str | Path, out_dir: str | Path, delta: float = DELTA) -> str:
+    """Write ``<out_dir>/study.md`` (+ PNGs) from the per-run JSON files; return the markdown.
+
+    ``delta``: the difference (accuracy points) for which the verdict says how many
+    paired seeds would resolve it at the observed spread.
+    """
     results_dir, out = Path(results_dir), Path(out_dir)
     results = load_results(results_dir)
     if not results:
@@ -264,6 +323,17 @@ def study_report(results_dir: str | Path, out_dir: str | Path) -> str:
         "class / superclass; chance in brackets. Arms marked 'uses labels' are upper "
         "bounds, not self-supervised results.",
         arm_table(results, order, label_using),
+        "## Verdict",
+        "For each comparison and metric: the paired mean difference arm - baseline and its "
+        "95 % t-interval over the seeds, in accuracy points. A difference is resolved when "
+        f"its Holm-adjusted p (over every row of this table) is below {ALPHA}: then the "
+        "chance of any false verdict in the whole table is under 5 %. The last column: "
+        f"the paired seeds at which a 95 % t-interval, at the spread of these pair "
+        f"differences, would be at most ±{delta:g} points wide, the smallest n with "
+        f"t(0.975, n-1) x sd / sqrt(n) <= {delta:g} (a precision rule: a true difference "
+        f"of exactly {delta:g} would be resolved in about half of such studies).",
+        verdict_table(diffs, delta),
+        *metric_plots(diffs, out),
         "## Paired differences",
         "Difference arm - baseline per seed (same seed: same initial backbone, data order "
         "and augmentation stream), its mean and 95 % Student t-interval over the pairs "

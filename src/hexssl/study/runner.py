@@ -39,6 +39,7 @@ from lightning.pytorch.callbacks import Callback
 from hexssl.config import RunConfig
 from hexssl.config import to_dict as config_dict
 from hexssl.run.atomic import atomic_write_text
+from hexssl.run.lock import check_unlocked
 from hexssl.run.machine import machine_summary
 from hexssl.run.train import last_checkpoint, launcher_rank_zero, pretrain
 from hexssl.study.evaluation import evaluate_run, export_weights, finite, write_curves
@@ -87,6 +88,7 @@ def train_run(cfg: RunConfig, log: Callable[[str], None] = print) -> float:
     done = run_dir / TRAIN_DONE
     if done.is_file():
         return float(json.loads(done.read_text())["seconds"])
+    check_unlocked(run_dir)  # never clean the folder of a run another process trains
     ckpt = last_checkpoint(run_dir)
     first = launcher_rank_zero()  # under srun every rank runs this; only the first writes
     if ckpt is None and run_dir.exists() and first:
