@@ -269,9 +269,10 @@ def _study_parser(sub: Any) -> None:
     p.add_argument("--arms", nargs="+", default=None, help="only these arms (default: all)")
     p.add_argument("--seeds", nargs="+", type=int, default=None,
                    help="these seeds (default: the protocol's); more grow the study")  # fmt: skip
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=int, default=None,
                    help="runs at once: local processes sharing the CPU threads, one GPU each "
-                   "when there are several (SLURM: jobs at once)")  # fmt: skip
+                   "when there are several (default 1); SLURM: jobs at once (default: "
+                   "all)")  # fmt: skip
     p.add_argument("--executor", default="local", help="where runs execute: local | slurm")
     p.add_argument("--slurm", nargs="+", default=[], metavar="KEY=VALUE",
                    help="SLURM resources, e.g. partition=gpu time=8:00:00 gpus=1 cpus=8 "

@@ -86,10 +86,14 @@ def plan_study(
     runs_dir: str | Path | None = None,
     executor: str = "local",
     executor_options: dict[str, str] | None = None,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> StudyPlan:
-    """Resolve and check everything a study needs; write nothing (see the module doc)."""
-    if workers < 1:
+    """Resolve and check everything a study needs; write nothing (see the module doc).
+
+    ``workers``: runs at once; by default 1 locally, and every run for an executor that
+    submits to a scheduler (a SLURM array is not throttled unless asked).
+    """
+    if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     for d in datasets:
         find_config(d)  # an unknown preset fails here, naming the presets
@@ -107,6 +111,8 @@ def plan_study(
     runs_path = Path(runs_dir) if runs_dir is not None else folder.runs_dir()
     ex = make_executor(executor, executor_options or {})
     ex.check(folder)
+    if workers is None:
+        workers = 1 if executor == "local" else max(1, len(runs))
     return StudyPlan(resolved, folder, runs_path, runs, ex, workers)
 
 

@@ -70,6 +70,7 @@ OPTION_HELP = {
     "signal": f"seconds before the time limit for SIGUSR1 (default {DEFAULT_SIGNAL_SECONDS})",
     "extra": "further sbatch flags, as one string (e.g. '--qos=high --constraint=a100')",
 }
+ALIASES = {"cpus": "cpus_per_task", "cpus-per-task": "cpus_per_task"}
 QUEUED_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
                  "SUSPENDED", "RESV_DEL_HOLD", "RESIZING"}  # fmt: skip
 RUNNING_STATES = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT"}
@@ -142,12 +143,12 @@ def _optional_int(text: Mapping[str, str], key: str, low: int) -> int | None:
 def parse_options(protocol: Mapping[str, Any], given: Mapping[str, str]) -> SlurmOptions:
     """The options of a protocol's ``slurm:`` section, ``given`` (``--slurm``) winning.
 
-    ``cpus-per-task`` and ``cpus_per_task`` are the same key.
+    ``cpus``, ``cpus-per-task`` and ``cpus_per_task`` are the same key.
 
     Raises:
         ConfigError: an unknown key (with the valid ones) or a bad value.
     """
-    merged = {k.replace("-", "_"): v for k, v in {**protocol, **given}.items()}
+    merged = {ALIASES.get(k, k): v for k, v in {**protocol, **given}.items()}
     for key in merged:
         if key not in OPTION_HELP:
             close = difflib.get_close_matches(key, list(OPTION_HELP), n=1)
@@ -344,21 +345,22 @@ def task_record(
 
 
 # ---------------------------------------------------------------------- sbatch
-def sbatch(args: Sequence[str]) -> str:
-    """Run ``sbatch --parsable ARGS``; the job id it printed.
+def sbatch(flags: Sequence[str], target: str) -> str:
+    """Run ``sbatch --parsable FLAGS TARGET`` (a script, or ``--wrap=...``); the job id.
 
     Raises:
-        ConfigError: sbatch refused (its own message, on one line).
+        ConfigError: sbatch refused (its own message and our flags, on one line).
     """
     try:
-        res = subprocess.run(["sbatch", "--parsable", *args], capture_output=True, text=True,
-                             timeout=SCONTROL_TIMEOUT)  # fmt: skip
+        res = subprocess.run(["sbatch", "--parsable", *flags, target], capture_output=True,
+                             text=True, timeout=SCONTROL_TIMEOUT)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as err:
         raise ConfigError(f"sbatch failed: {err}") from None
     if res.returncode != 0:
         lines = [ln.removeprefix("sbatch: error: ").strip() for ln in res.stderr.splitlines()]
         said = "; ".join(ln for ln in lines if ln) or f"exit {res.returncode}, no message"
-        raise ConfigError(f"sbatch refused the job: {said} (flags: {shlex.join(args[:-1])})")
+        shown = shlex.join(f for f in flags if f != "--test-only")
+        raise ConfigError(f"sbatch refused the job: {said} (flags: {shown})")
     return res.stdout.strip().split(";")[0]
 
 
@@ -404,7 +406,7 @@ class SlurmExecutor(Executor):
         plans = [(shape, group, self._flags(folder, opts, shape, len(group), workers))
                  for shape, group in groups.items()]  # fmt: skip
         for _, _, flags in plans:
-            sbatch(["--test-only", *flags, "--wrap=true"])
+            sbatch(["--test-only", *flags], "--wrap=true")
         for shape, group, flags in plans:
             self._submit(folder, group, shape, flags)
         return 0
@@ -426,7 +428,7 @@ class SlurmExecutor(Executor):
         stamp = time.strftime("%Y%m%d-%H%M%S")
         script = slurm_dir(folder) / f"array-{stamp}-{len(read_submissions(folder))}.sh"
         script.write_text(batch_script(folder, runs, shape))
-        job = sbatch([*flags, str(script)])
+        job = sbatch(flags, str(script))
         append_submission(folder, Submission(job, runs, str(script), flags, time.time()))
         names = " ".join(run_name(*run) for run in runs)
         print(f"[study] submitted SLURM job array {job}: {names} (logs in "
