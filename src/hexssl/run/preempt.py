@@ -24,6 +24,7 @@ import functools
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -149,12 +150,16 @@ class Preemption(Callback):
         then = f"continue with: hexssl resume {self.run_dir}"
         if not (self.run_dir / CKPT_DIR / "last.ckpt").is_file():
             then = "nothing was trained: run the same command again"
+        first = trainer is None or trainer.is_global_zero
+        requeued = first and self.requeue and signum == REQUEUE_SIGNAL
         if self.requeue and signum == REQUEUE_SIGNAL:  # once, by the first process
-            then = requeue_job() if trainer is None or trainer.is_global_zero else "requeued"
+            then = requeue_job() if first else "requeued"
         text = f"stopped by {self.signals.name}: {what}; {then}"
-        return PreemptedError(
-            text, signum, quiet=trainer is not None and not trainer.is_global_zero
-        )
+        if requeued:
+            # SLURM ends a requeued job at once (SIGTERM), likely before the caller prints
+            # this line, after our handlers are gone: say it now, and nothing later
+            print(f"[hexssl] {text}", file=sys.stderr, flush=True)
+        return PreemptedError(text, signum, quiet=requeued or not first)
 
 
 def requeue_job() -> str:
