@@ -56,16 +56,19 @@ WAIT_SECONDS = 240
 
 
 def study(
-    root: Path, name: str, *args: str, overrides: list[str] = TINY
+    root: Path, name: str, *args: str, overrides: list[str] = TINY, path: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``hexssl study ROOT/protocol.yaml synthetic-cpu --set OVERRIDES --results ROOT/NAME
-    ARGS`` with ``root`` as the working directory; one thread per local worker."""
+    ARGS`` with ``root`` as the working directory; one thread per local worker; ``path``:
+    another PATH."""
     protocol = root / "protocol.yaml"
     if not protocol.is_file():
         protocol.write_text(PROTOCOL)
     cmd = [sys.executable, "-m", "hexssl.cli", "study", str(protocol), "synthetic-cpu",
            "--set", *overrides, "--results", str(root / name), *args]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as each SLURM task (1 CPU): same sums
+    if path is not None:
+        env["PATH"] = path
     return run_limited(cmd, cwd=root, env=env, cpu_seconds=600, wall_seconds=WAIT_SECONDS)
 
 
