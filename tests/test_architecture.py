@@ -133,13 +133,22 @@ SIGNALLING_CALLS = {"kill", "killpg", "send_signal", "terminate", "pthread_kill"
 
 def test_no_library_or_benchmark_code_signals_a_process() -> None:
     """Nothing we ship signals a process it did not start: no kill call at all, in Python
-    or shell (campaign.py reads /proc to see whether a claim's process is alive; the test
-    cluster's script stops its daemons with `scontrol shutdown` and `munged --stop`)."""
+    or shell, except the local study executor forwarding SIGTERM to its own job processes
+    (campaign.py reads /proc to see whether a claim's process is alive; the test cluster's
+    script stops its daemons with `scontrol shutdown` and `munged --stop`)."""
     offenders = []
     for path in [*PACKAGE.rglob("*.py"), *(SRC.parent / "benchmarks").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Attribute) and node.attr in SIGNALLING_CALLS:
                 offenders.append(f"{path.name}:{node.lineno} .{node.attr}")
+    # the one exception: the local study executor forwards a stop signal to the job
+    # processes it started itself (Popen objects it holds), so that they save first
+    forward = "local.py:{} .send_signal"
+    local = PACKAGE / "study" / "executors" / "local.py"
+    calls = [n.lineno for n in ast.walk(ast.parse(local.read_text()))
+             if isinstance(n, ast.Attribute) and n.attr == "send_signal"]  # fmt: skip
+    assert len(calls) == 1 and "slot.proc.send_signal(signal.SIGTERM)" in local.read_text()
+    offenders.remove(forward.format(calls[0]))
     root = SRC.parent
     shell = [
         *(root / "benchmarks").rglob("*.sh"),

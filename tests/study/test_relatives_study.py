@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from benchmarks.campaign import Campaign, run_campaign
 
 from hexssl.errors import ConfigError
-from hexssl.study import arm_config, load_protocol, study_report
+from hexssl.study import Study, arm_config, load_protocol, run_study, study_report
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "benchmarks" / "relatives_smoke_protocol.yaml"
@@ -56,7 +55,7 @@ def test_a_nonsense_arm_fails_when_the_protocol_loads(
         load_protocol(bad)
 
 
-def _check_results(c: Campaign, arms: list[str]) -> None:
+def _check_results(c: Study, arms: list[str]) -> None:
     for arm in arms:
         res = json.loads((c.results_dir / f"{arm}-s0.json").read_text())
         name, hex_on = DENOMINATORS[arm]
@@ -70,10 +69,9 @@ def _check_results(c: Campaign, arms: list[str]) -> None:
 def test_every_relative_runs_the_smoke_protocol_and_reports(tmp_path: Path) -> None:
     """All arms, the protocol's 2 epochs, then the study report's paired rows (~20 s)."""
     p = load_protocol(SMOKE)
-    c = Campaign(p, tmp_path / "runs", tmp_path / "res", list(p.arms), [0], [])
-    run_campaign(c)
+    c = Study(p, tmp_path / "runs", tmp_path / "res", list(p.arms), [0], [])
+    run_study(c)
     _check_results(c, list(p.arms))
-    (c.results_dir / "protocol.yaml").write_text(SMOKE.read_text())
     report = study_report(c.results_dir, tmp_path / "report")
     for a, b in p.comparisons:
         assert f"| {a} - {b} | knn_class_top1 |" in report

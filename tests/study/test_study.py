@@ -1,4 +1,5 @@
-"""The HEX study machinery: protocol, pairing of arms by seed, resumable campaign, release."""
+"""The HEX study machinery: protocol, pairing of arms by seed, the in-process runner,
+release, transfer, and our campaign tooling (benchmarks/campaign.py: snapshots, git)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from benchmarks.campaign import (
-    Campaign,
-    campaign_status,
-    format_status,
-    git_commit_paths,
-    run_campaign,
-    schedule,
-)
+from benchmarks.campaign import git_commit_paths
 
 from hexssl.cli import main
 from hexssl.config import RunConfig
 from hexssl.export import load_release
 from hexssl.run.build import build_datamodule, build_method
-from hexssl.study import Study, arm_config, load_protocol, run_study, train_run
+from hexssl.study import Study, arm_config, load_protocol, run_study, schedule, train_run
 from tests.subproc import run_limited
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,7 +94,6 @@ def test_gpu_protocol_is_the_issues_full_width_runs() -> None:
 
 def test_gpu_script_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
     """benchmarks/hex_study_gpu.sh at toy size: one run, results packed in one archive."""
-    import os
     import sys
     import tarfile
 
@@ -126,8 +119,7 @@ def test_gpu_script_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
 
 
 def test_schedule_completes_the_first_comparison_first(protocol) -> None:  # type: ignore[no-untyped-def]
-    c = Campaign(protocol, Path("runs"), Path("res"), list(protocol.arms), [0, 1, 2], [])
-    order = schedule(c)
+    order = schedule(protocol, list(protocol.arms), [0, 1, 2])
     assert order[:6] == [
         ("simclr", 0), ("simclr-hex-paper", 0), ("simclr", 1), ("simclr-hex-paper", 1),
         ("simclr", 2), ("simclr-hex-paper", 2),
@@ -135,8 +127,7 @@ def test_schedule_completes_the_first_comparison_first(protocol) -> None:  # typ
     assert order[6:9] == [("simclr-hex-reference", s) for s in (0, 1, 2)]
     assert sorted(order) == sorted((a, s) for a in protocol.arms for s in (0, 1, 2))
     assert order[-3:] == [("barlow-hex", s) for s in (0, 1, 2)]
-    only = Campaign(protocol, Path("runs"), Path("res"), ["barlow"], [1], [])
-    assert schedule(only) == [("barlow", 1)]
+    assert schedule(protocol, ["barlow"], [1]) == [("barlow", 1)]
 
 
 def test_epochs_is_the_one_knob_and_warmups_follow() -> None:
@@ -189,58 +180,47 @@ def test_a_seed_gives_every_arm_the_same_init_data_order_and_views(protocol) -> 
     assert not torch.equal(other_index, ref_index)
 
 
-# ------------------------------------------------------------------------- campaign
-def test_campaign_end_to_end_resume_and_skip(
-    protocol, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:  # type: ignore[no-untyped-def]
+# ------------------------------------------------------------------ in-process runner
+def test_runner_end_to_end_resume_and_skip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """run_study: a half-trained run resumes; the result, weights and curves are written."""
     p = load_protocol(PROTOCOL, epochs=2)
-    c = Campaign(p, tmp_path / "runs", tmp_path / "res", ["simclr-hex-paper"], [0], TINY)
+    study = Study(p, tmp_path / "runs", tmp_path / "res", ["simclr-hex-paper"], [0], TINY)
     # an interrupted run: trained 1 of 2 epochs, then killed (its last.ckpt stays)
-    half = arm_config(p, "simclr-hex-paper", 0, c.runs_dir, [*TINY, "trainer.max_epochs=1"])
+    half = arm_config(p, "simclr-hex-paper", 0, study.runs_dir, [*TINY, "trainer.max_epochs=1"])
     first_session = train_run(half)
     (half.run_dir / "study_train.json").unlink()
-    run_campaign(c)
+    run_study(study)
     assert "simclr-hex-paper-s0: resuming from" in capsys.readouterr().out
-    res = json.loads((c.results_dir / "simclr-hex-paper-s0.json").read_text())
+    res = json.loads((study.results_dir / "simclr-hex-paper-s0.json").read_text())
     keys = [
-        "arm",
-        "seed",
-        "epochs",
-        "knn_class_top1",
-        "knn_super_top1",
-        "linear_top1",
-        "linear10_top1",
-        "purity_class",
-        "purity_super",
-        "purity_class_chance",
-        "purity_super_chance",
-        "erank_global",
-        "erank_super",
-        "final_eps",
-        "final_neighbour_frac",
-        "seconds",
-        "git_commit",
-        "config",
-    ]
+        "arm", "seed", "epochs", "knn_class_top1", "knn_super_top1", "linear_top1",
+        "linear10_top1", "purity_class", "purity_super", "purity_class_chance",
+        "purity_super_chance", "erank_global", "erank_super", "final_eps",
+        "final_neighbour_frac", "seconds", "config", "protocol_sha256", "overrides",
+    ]  # fmt: skip
     assert all(k in res for k in keys), [k for k in keys if k not in res]
-    assert res["epochs"] == 2 and res["steps"] == 4
+    assert res["epochs"] == 2 and res["steps"] == 4 and res["overrides"] == TINY
     assert res["seconds"] > first_session  # wall time summed over both sessions
     assert res["purity_own_class"] is not None and res["final_eps"] is not None
-    weights = c.results_dir / "weights" / "simclr-hex-paper-s0.pt"
+    fixed = load_protocol(study.results_dir / "protocol.yaml")
+    assert fixed.resolved and res["protocol_sha256"] == fixed.sha256
+    weights = study.results_dir / "weights" / "simclr-hex-paper-s0.pt"
     state = torch.load(weights, weights_only=True)
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
     _, meta = load_release(weights)
     assert meta["backbone"] == {"name": "resnet18", "kwargs": {"stem": "cifar", "width": 4}}
-    curves = (c.results_dir / "curves" / "simclr-hex-paper-s0.csv").read_text().splitlines()
+    curves = (study.results_dir / "curves" / "simclr-hex-paper-s0.csv").read_text().splitlines()
     assert curves[0].startswith("step,val/purity_class") and len(curves) > 3
     # the released file reproduces the run's kNN without the run directory
     assert main(["knn", str(weights), "--data", *TINY[:4]]) == 0
-    mtime = (c.results_dir / "simclr-hex-paper-s0.json").stat().st_mtime_ns
-    run_campaign(c)  # finished: skipped
-    assert (c.results_dir / "simclr-hex-paper-s0.json").stat().st_mtime_ns == mtime
+    mtime = (study.results_dir / "simclr-hex-paper-s0.json").stat().st_mtime_ns
+    run_study(study)  # finished: skipped
+    assert (study.results_dir / "simclr-hex-paper-s0.json").stat().st_mtime_ns == mtime
 
 
-def test_the_library_runner_trains_evaluates_and_skips_without_git(
+def test_the_library_runner_never_starts_git(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """hexssl.study.run_study: results for a user's own arms; it never starts git."""
@@ -257,112 +237,24 @@ def test_the_library_runner_trains_evaluates_and_skips_without_git(
     res = json.loads(path.read_text())
     assert res["source"] == "test" and "git_commit" not in res and res["epochs"] == 1
     assert (study.results_dir / "weights" / "simclr-s0.pt").is_file()
-    assert (study.results_dir / "protocol.yaml").read_text() == PROTOCOL.read_text()
-    mtime = path.stat().st_mtime_ns
-    run_study(study)  # finished: skipped
-    assert path.stat().st_mtime_ns == mtime
-    assert not list(study.runs_dir.glob("*.claim"))
-
-
-def test_two_workers_train_each_run_once(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    p = load_protocol(PROTOCOL, epochs=1)
-    c = Campaign(p, tmp_path / "runs", tmp_path / "res", ["simclr", "simclr-hex-paper"], [0], TINY)
-    stale = c.runs_dir / "simclr-s0.claim"
-    stale.parent.mkdir(parents=True)
-    stale.write_text("999999999")  # left by a killed session: no such process
-    paths = run_campaign(c, workers=2)
-    assert [q.name for q in paths] == ["simclr-s0.json", "simclr-hex-paper-s0.json"]
-    out = capfd.readouterr().out
-    for name in ("simclr-s0", "simclr-hex-paper-s0"):
-        result = json.loads((c.results_dir / f"{name}.json").read_text())
-        assert result["threads"] >= 1 and "bf16" in result["machine"]
-        assert out.count(f"[hexssl] {name}: ") == 2, out  # one start line, one summary line
-    assert "removed stale claim" in out and not list(c.runs_dir.glob("*.claim*"))
+    assert "resolved: true" in (study.results_dir / "protocol.yaml").read_text()
 
 
 def test_every_other_arm_trains_and_evaluates_end_to_end(tmp_path: Path) -> None:
     # simclr and simclr-hex-paper are covered above; these four run in later sessions
     arms = ["simclr-hex-reference", "simclr-oracle", "barlow", "barlow-hex"]
     p = load_protocol(PROTOCOL, epochs=1)
-    c = Campaign(p, tmp_path / "runs", tmp_path / "res", arms, [0], TINY)
-    assert [q.stem for q in run_campaign(c)] == [f"{a}-s0" for a in arms]
+    study = Study(p, tmp_path / "runs", tmp_path / "res", arms, [0], TINY)
+    assert [q.stem for q in run_study(study)] == [f"{a}-s0" for a in arms]
     for arm in arms:
-        res = json.loads((c.results_dir / f"{arm}-s0.json").read_text())
+        res = json.loads((study.results_dir / f"{arm}-s0.json").read_text())
         assert 0.0 <= res["knn_class_top1"] <= 100.0 and res["linear10_top1"] >= 0.0, arm
         # every HEX arm logs its neighbours; the oracle has no threshold, so no eps
         assert (res["final_neighbour_frac"] is None) == (arm == "barlow"), arm
         assert (res["final_eps"] is None) == (arm in ("barlow", "simclr-oracle")), arm
         assert res["label_using"] == (arm == "simclr-oracle"), arm
         assert res["config"]["hex"]["enabled"] == (arm != "barlow"), arm
-        assert (c.results_dir / "weights" / f"{arm}-s0.pt").is_file(), arm
-
-
-def test_a_claim_is_taken_once_and_only_dead_claims_are_removed(tmp_path: Path) -> None:
-    import os
-
-    from benchmarks.campaign import claim_run, remove_stale_claims
-
-    mine, dead = tmp_path / "a.claim", tmp_path / "b.claim"
-    assert claim_run(mine) and not claim_run(mine)  # the second worker backs off
-    assert mine.read_text() == str(os.getpid())
-    dead.write_text("999999999")
-    assert remove_stale_claims(tmp_path) == [dead] and mine.is_file()
-    assert sorted(q.name for q in tmp_path.iterdir()) == ["a.claim"]  # no temp files left
-
-
-# a campaign process (middle) starts a worker, sees it alive, then dies without cleanup
-_MIDDLE = """
-import os, subprocess, sys, time
-worker = subprocess.Popen([sys.executable, "-c", sys.argv[1], str(os.getpid())],
-                          stdout=open(sys.argv[2], "w"), stderr=subprocess.STDOUT)
-while "ready" not in open(sys.argv[2]).read():
-    assert worker.poll() is None, open(sys.argv[2]).read()
-    time.sleep(0.05)
-time.sleep(0.5)
-print("alive" if worker.poll() is None else "dead", flush=True)
-os._exit(0)  # like kill -9: no chance to stop the worker
-"""
-_WORKER = """
-import sys, time
-from benchmarks.campaign import exit_with_parent
-exit_with_parent(int(sys.argv[1]), period=0.05)
-print("ready", flush=True)
-time.sleep(120)
-print("still training", flush=True)
-"""
-
-
-def test_a_worker_stops_when_its_campaign_process_is_killed(tmp_path: Path) -> None:
-    import os
-    import sys
-    import time
-
-    log = tmp_path / "worker.log"
-    middle = subprocess.run(
-        [sys.executable, "-c", _MIDDLE, _WORKER, str(log)], capture_output=True, text=True,
-        timeout=120, env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"},
-    )  # fmt: skip
-    assert middle.stdout.strip() == "alive", middle.stdout + middle.stderr
-    deadline = time.monotonic() + 30
-    while "is gone" not in log.read_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "is gone; stopping" in log.read_text(), log.read_text()
-    assert "still training" not in log.read_text()
-
-
-def test_a_run_claimed_by_a_live_process_is_skipped_with_a_message(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
-    import os
-
-    p = load_protocol(PROTOCOL, epochs=1)
-    c = Campaign(p, tmp_path / "runs", tmp_path / "res", ["simclr"], [0], TINY)
-    claim = c.runs_dir / "simclr-s0.claim"
-    claim.parent.mkdir(parents=True)
-    claim.write_text(str(os.getppid()))  # alive: another campaign trains it
-    run_campaign(c)
-    assert f"skip simclr-s0: process {os.getppid()} trains it" in capfd.readouterr().out
-    assert not (c.results_dir / "simclr-s0.json").exists() and claim.is_file()
+        assert (study.results_dir / "weights" / f"{arm}-s0.pt").is_file(), arm
 
 
 def test_train_run_starts_clean_without_a_checkpoint(protocol, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -442,66 +334,31 @@ def test_snapshot_lets_a_fresh_machine_resume_an_unfinished_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--snapshot copies last.ckpt into the results; a new runs dir resumes from it."""
-    from benchmarks.campaign import inflight_path, snapshot
+    from benchmarks.campaign import inflight_path, restore_inflight, snapshot
 
     p = load_protocol(PROTOCOL, epochs=2)
-    c = Campaign(p, tmp_path / "runs", tmp_path / "res", ["simclr"], [0], TINY)
-    half = arm_config(p, "simclr", 0, c.runs_dir, [*TINY, "trainer.max_epochs=1"])
+    res, runs = tmp_path / "res", tmp_path / "runs"
+    half = arm_config(p, "simclr", 0, runs, [*TINY, "trainer.max_epochs=1"])
     train_run(half)
     (half.run_dir / "study_train.json").unlink()  # as if killed after epoch 1
-    saved = snapshot(c)
-    assert saved[0] == inflight_path(c, "simclr-s0") and saved[0].is_file()
+    saved = snapshot(res, runs, [("simclr", 0)])
+    assert saved[0] == inflight_path(res, "simclr-s0") and saved[0].is_file()
     assert saved[1].name == "simclr-s0.metrics.csv"  # the curves travel with it
-    fresh = Campaign(p, tmp_path / "other-machine", c.results_dir, ["simclr"], [0], TINY)
-    run_campaign(fresh)
+    fresh = tmp_path / "other-machine"
+    assert restore_inflight(res, fresh) == ["simclr-s0"]
+    run_study(Study(p, fresh, res, ["simclr"], [0], TINY))
     out = capsys.readouterr().out
     assert "resuming from the snapshot" in out and "simclr-s0: resuming from" in out
-    assert (c.results_dir / "simclr-s0.json").is_file()
-    assert not any(p.exists() for p in saved)  # a finished run's snapshot is removed
-    assert (fresh.runs_dir / "simclr-s0" / "metrics.csv").is_file()
+    assert (res / "simclr-s0.json").is_file()
+    assert restore_inflight(res, fresh) == []  # the run is done: its snapshot goes
+    assert not any(q.exists() for q in saved)
+    assert (fresh / "simclr-s0" / "metrics.csv").is_file()
 
 
-def test_status_tells_done_training_resumable_snapshot_and_todo(
-    protocol,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
-) -> None:
-    arms = ["simclr", "simclr-hex-paper", "simclr-oracle", "barlow", "barlow-hex"]
-    c = Campaign(protocol, tmp_path / "runs", tmp_path / "res", arms, [0], [])
-    c.results_dir.mkdir(parents=True)
-    (c.results_dir / "simclr-s0.json").write_text("{}")
-    # 100 steps per epoch, 200 img/s at a batch of 256: 128 s per epoch
-    rows = "epoch,step,train/epoch_float,train/img_per_s\n" + "".join(
-        f"{s // 100},{s},{s / 100},200\n" for s in range(100, 1001, 100)
-    )  # the last row: step 1000 = epoch 10.0
-    for name in ("simclr-hex-paper-s0", "simclr-oracle-s0"):
-        (c.runs_dir / name / "checkpoints").mkdir(parents=True)
-        (c.runs_dir / name / "metrics.csv").write_text(rows)
-        (c.runs_dir / name / "checkpoints" / "last.ckpt").write_bytes(b"ckpt")
-    (c.runs_dir / "simclr-hex-paper-s0.claim").write_text(str(os.getpid()))  # alive
-    (c.runs_dir / "simclr-oracle-s0.claim").write_text("999999999")  # a dead worker
-    (c.results_dir / "inflight").mkdir()
-    (c.results_dir / "inflight" / "barlow-s0.inflight.pt").write_bytes(b"ckpt")
-    (c.results_dir / "inflight" / "barlow-s0.metrics.csv").write_text(rows)
-    states = {s.name: s for s in campaign_status(c)}
-    assert states["simclr-s0"].state == "done"
-    assert states["simclr-hex-paper-s0"].state == f"training (pid {os.getpid()})"
-    assert states["simclr-oracle-s0"].state == "resumable"
-    assert states["barlow-s0"].state == "snapshot"
-    assert states["barlow-hex-s0"].state == "todo"
-    ours = states["simclr-hex-paper-s0"]
-    assert ours.epoch == 10.0 and ours.img_per_s == 200.0 and ours.steps_per_epoch == 100.0
-    text = format_status(list(states.values()), epochs=40, batch_size=256)
-    # 30 epochs x 128 s left = 1.07 h each for the three started runs; 40 epochs for todo
-    assert "| simclr-hex-paper-s0 | training (pid" in text and "| 10.0 / 40 | 200 | 1.1 h |" in text
-    assert "| barlow-hex-s0 | todo | 0.0 / 40 | - | 1.4 h |" in text
-    assert "1 of 5 runs done; training left: 4.6 h" in text
-
-
-def test_provenance_without_a_git_program_is_none_not_a_crash(monkeypatch):
+def test_provenance_without_a_git_program_is_not_a_crash(monkeypatch):  # type: ignore[no-untyped-def]
     from benchmarks import campaign
 
     monkeypatch.setenv("PATH", "/nonexistent")
-    assert campaign.git_head() is None
     assert campaign.is_tracked(Path("README.md")) is False
 
 
@@ -550,7 +407,6 @@ def test_the_gpu_study_plan_falls_back_to_a_check_that_measured_speed(tmp_path: 
 @pytest.mark.slow  # three toy runs at once, ~70 s on 2 cores
 def test_the_gpu_session_trains_the_next_runs_on_cpu(tmp_path: Path) -> None:
     """benchmarks/gpu/session.sh without the check: the rule's next runs, packed."""
-    import os
     import sys
     import tarfile
 

@@ -125,14 +125,24 @@ def test_study_report_rebuilds_tables_from_json(tmp_path: Path) -> None:
     assert "0.050 ± 0.000 (chance 0.020 ± 0.000)" in md
     assert "simclr-oracle (uses labels)" in md
     row = next(
-        r for r in md.splitlines() if r.startswith("| simclr-hex-paper - simclr | knn_class")
+        r
+        for r in md.splitlines()
+        if r.startswith("| simclr-hex-paper - simclr | knn_class") and "s0:" in r
     )
     assert "s0: +2.00, s1: +3.00, s2: +1.50" in row and "| +2.17 |" in row
     assert "[+0.27, +4.06]" in row and "+19.2 %" in row and "[+3.54, +34.80] %" in row
     assert row.endswith("yes, above 0 | 0.039 | 0.078 |")  # Holm over the 2 rows
     oracle = next(
-        r for r in md.splitlines() if r.startswith("| simclr-oracle - simclr | knn_class")
+        r
+        for r in md.splitlines()
+        if r.startswith("| simclr-oracle - simclr | knn_class") and "s0:" in r
     )
+    verdict = (  # sd of (2, 3, 1.5) = 0.764: t(0.975, 3) / 2 x 0.764 = 1.22 > 1 at n = 4
+        "| simclr-hex-paper - simclr | knn_class_top1 | 3 | 0.078 | no difference resolved "
+        "at 3 seeds (+2.17 [+0.27, +4.06] points; the interval alone excludes 0, not after "
+        "Holm) | 5 |"
+    )
+    assert verdict in md.splitlines()
     assert "[+0.00, +0.00]" in oracle  # equal arms: CI [0, 0], p 1
     assert oracle.endswith("| no | 1.000 | 1.000 |")
     assert (tmp_path / "out" / "emergence_purity_class.png").stat().st_size > 1000
@@ -199,12 +209,12 @@ def test_study_report_without_transfer_has_no_transfer_section(tmp_path: Path) -
 def test_committed_study_report_is_what_the_committed_jsons_rebuild(
     study: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """docs/<study>/study.md must be `hexssl report --study` of the committed results."""
+    """docs/<study>/study.md must be `hexssl study report` of the committed results."""
     repo = Path(__file__).resolve().parents[2]
     committed = repo / "docs" / study / "study.md"
     monkeypatch.chdir(repo)  # the report names its results folder as given
     rebuilt = study_report(Path("benchmarks/results") / study, tmp_path / "out")
     assert rebuilt == committed.read_text(), (
         f"docs/{study}/study.md is stale: run "
-        f"`hexssl report benchmarks/results/{study} --study --out docs/{study}`"
+        f"`hexssl study report benchmarks/results/{study} --out docs/{study}`"
     )

@@ -317,7 +317,7 @@ def study_report(results_dir: str | Path, out_dir: str | Path, delta: float = DE
     epochs = sorted({str(r.get("epochs")) for runs in results.values() for r in runs.values()})
     parts = [
         "# Does HEX help? Study tables",
-        f"Rebuilt from `{results_dir}` by `hexssl report --study`. Epochs: {', '.join(epochs)}. "
+        f"Rebuilt from `{results_dir}` by `hexssl study report`. Epochs: {', '.join(epochs)}. "
         "Values: mean ± sample std (ddof 1) over seeds. Purity: share of H(i) (adaptive "
         "q = 0.99 on the tensors HEX acts on, random val batches of 256) with the anchor's "
         "class / superclass; chance in brackets. Arms marked 'uses labels' are upper "
