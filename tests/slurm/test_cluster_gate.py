@@ -17,12 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slurm
 def test_the_cluster_runs_a_two_task_job_step() -> None:
-    res = subprocess.run(
-        ["srun", "--ntasks=2", "--time=1", "printenv", "SLURM_PROCID"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    res = run_limited(["srun", "--ntasks=2", "--time=1", "printenv", "SLURM_PROCID"])
     assert res.returncode == 0, res.stderr
     assert sorted(res.stdout.split()) == ["0", "1"]
 

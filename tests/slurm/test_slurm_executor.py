@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from hexssl.errors import ConfigError
@@ -21,6 +19,7 @@ from hexssl.study.executors.slurm import (
 )
 from hexssl.study.folder import StudyFolder
 from tests.slurm.studies import study
+from tests.subproc import run_limited
 
 # two lines of `scontrol show job -o` on the test cluster (shortened): a running task and
 # the pending rest of an array, collapsed into one line
@@ -79,7 +78,7 @@ def test_the_batch_script_execs_each_runs_job_and_srun_for_several_processes(tmp
     )
     script = tmp_path / "array.sh"
     script.write_text(one)
-    checked = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    checked = run_limited(["bash", "-n", str(script)])
     assert checked.returncode == 0, checked.stderr
 
 

@@ -25,6 +25,7 @@ from tests.slurm.studies import (
     task_of,
     wait_until,
 )
+from tests.subproc import run_limited
 
 pytestmark = pytest.mark.slurm
 RUNS = [("simclr", 0), ("simclr-hex", 0), ("simclr", 1), ("simclr-hex", 1)]
@@ -37,7 +38,7 @@ def ok(res: subprocess.CompletedProcess[str]) -> str:
 
 
 def scancel(*args: str) -> None:
-    res = subprocess.run(["scancel", *args], capture_output=True, text=True, timeout=60)
+    res = run_limited(["scancel", *args], wall_seconds=60)
     assert res.returncode == 0, res.stderr
 
 
