@@ -74,7 +74,7 @@ ALIASES = {"cpus": "cpus_per_task", "cpus-per-task": "cpus_per_task"}
 QUEUED_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
                  "SUSPENDED", "RESV_DEL_HOLD", "RESIZING"}  # fmt: skip
 RUNNING_STATES = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT"}
-SCONTROL_TIMEOUT = 60
+SLURM_TIMEOUT = 60  # seconds for one sbatch or scontrol call
 
 
 @dataclass(frozen=True)
@@ -315,7 +315,7 @@ def scontrol_jobs(jobs: Sequence[str]) -> dict[str, TaskState]:
     for job in jobs:
         try:
             res = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True,
-                                 text=True, timeout=SCONTROL_TIMEOUT)  # fmt: skip
+                                 text=True, timeout=SLURM_TIMEOUT)  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as err:
             raise ConfigError(f"cannot read SLURM job {job}: scontrol: {err}") from None
         if res.returncode != 0 and "Invalid job id" not in res.stderr:
@@ -353,7 +353,7 @@ def sbatch(flags: Sequence[str], target: str) -> str:
     """
     try:
         res = subprocess.run(["sbatch", "--parsable", *flags, target], capture_output=True,
-                             text=True, timeout=SCONTROL_TIMEOUT)  # fmt: skip
+                             text=True, timeout=SLURM_TIMEOUT)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as err:
         raise ConfigError(f"sbatch failed: {err}") from None
     if res.returncode != 0:
