@@ -50,7 +50,8 @@ def test_bad_checksum_spec() -> None:
 
 
 def test_official_resources_are_pinned() -> None:
-    assert set(RESOURCES) == {"cifar10", "cifar100", "stl10"}
+    assert set(RESOURCES) == {"cifar10", "cifar100", "stl10", "tiny-imagenet-200"}
     for res in RESOURCES.values():
         algo, digest = parse_checksum(res.checksum)
-        assert algo == "md5" and len(digest) == 32 and res.url.endswith(".tar.gz")
+        assert algo == "md5" and len(digest) == 32 and res.url.endswith((".tar.gz", ".zip"))
+    assert RESOURCES["tiny-imagenet-200"].url == "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
