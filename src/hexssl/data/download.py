@@ -210,13 +210,15 @@ def _stream_to(url: str, tmp: Path, algo: str) -> str:
             bar.finish()
         got = dst.tell()
     if total is not None and got != total:
-        raise ConnectionError(f"got {got} of the {total} bytes announced")
+        raise ConnectionError(f"the connection closed after {got} of the {total} bytes announced")
     return h.hexdigest()
 
 
 def _failure(url: str, err: BaseException, local_hint: str | None) -> DownloadError:
     """One line: the URL, what went wrong, and how to use a copy fetched elsewhere."""
     reason = getattr(err, "reason", None) or err
+    if isinstance(err, urllib.error.HTTPError):
+        reason = f"HTTP {err.code} {err.reason}"
     hint = local_hint or "pass a local path or file:// URL of a copy instead"
     return DownloadError(
         f"cannot download {url} ({reason}); nothing was kept. Offline? Fetch the file "
