@@ -194,3 +194,20 @@ def test_the_study_archive_is_rebuilt_exactly_from_its_images(tmp_path: Path) ->
     assert (result.num_train, result.num_val) == (25000, 2500)
     with tarfile.open(study) as a, tarfile.open(result.path) as b:
         assert a.getnames() == b.getnames()
+
+
+def test_a_recorded_copy_that_is_gone_names_the_build(tmp_path: Path) -> None:
+    """Released weights record the study's copy; from a fresh clone the error says how to
+    build it and where the build goes."""
+    from hexssl.config import ConfigError
+    from hexssl.run.eval_jobs import check_data_root, config_from
+
+    gone = tmp_path / "elsewhere" / ARCHIVE
+    cfg = config_from({}, ["data.dataset=imagefolder", f"data.root={gone}"])
+    with pytest.raises(ConfigError, match=f"no such file.*`hexssl data get {NAME}`") as err:
+        check_data_root(cfg)
+    assert f"data.root={datasets_dir() / ARCHIVE}" in str(err.value)
+    other = config_from({}, ["data.dataset=imagefolder", f"data.root={tmp_path}/pets.tar.gz"])
+    with pytest.raises(ConfigError) as err:
+        check_data_root(other)
+    assert "hexssl data get" not in str(err.value)
