@@ -95,11 +95,11 @@ def test_get_from_a_local_copy_checks_the_official_checksum(tmp_path: Path, caps
     fake = write_tar(tmp_path / "cifar-10-python.tar.gz", {"x": b"not cifar"})
     with pytest.raises(ChecksumError, match="md5 is"):
         get_dataset("cifar10", source=fake, out=tmp_path / "out")
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()
     assert main(["data", "get", "cifar10", "--from", str(fake)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("hexssl: error: ") and err.count("\n") == 1
-    assert not datasets_dir().exists() or list(datasets_dir().iterdir()) == []
+    assert not datasets_dir().exists()
 
 
 def test_get_skips_what_is_already_there_and_list_shows_it(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

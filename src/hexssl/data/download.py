@@ -246,7 +246,9 @@ def fetch(url: str, path: Path, checksum: str | None = None, local_hint: str | N
         return path
     if "://" not in url and not Path(url).expanduser().is_file():
         raise DownloadError(f"{url}: no such file (the local copy to use instead of a download)")
+    new_folder = not path.parent.exists()
     tmp = temp_beside(path)
+    done = False
     try:
         try:
             got = _stream_to(url, tmp, algo)
@@ -259,8 +261,11 @@ def fetch(url: str, path: Path, checksum: str | None = None, local_hint: str | N
                 "truncated; nothing was kept, download again"
             )
         os.replace(tmp, path)
+        done = True
     finally:
         tmp.unlink(missing_ok=True)
+        if new_folder and not done and not any(path.parent.iterdir()):
+            path.parent.rmdir()  # the folder this call made for the file: nothing is kept
     return path
 
 
