@@ -103,7 +103,7 @@ def _get_hier50(folder: Path, source: str | Path | None) -> Got:
     print(f"[hexssl] building {NAME} from {zip_path}", flush=True)
     result = build_hier50(zip_path, out)
     if downloaded:
-        zip_path.unlink()  # 237 MB; the archive holds all that hexssl reads of it
+        zip_path.unlink()  # the archive holds all that hexssl reads of it
     counts = f"{result.num_train} train / {result.num_val} val images"
     if result.matches_study:
         return Got(NAME, out, f"{NAME}: built {out} ({counts}, the study's files exactly)")
