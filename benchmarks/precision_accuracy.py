@@ -37,6 +37,10 @@ from hexssl.run.train import pretrain
 
 RESULTS = Path(__file__).parent / "results"
 PRESET = ["configs/simclr.yaml", "configs/data/tiny-imagenet-hier50-cpu.yaml"]
+# The study's copy of the preset's data, beside the repository (--set data.root=... to change)
+SHARED_DATA = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny-imagenet-hier50.tar.gz"
+)
 SETTINGS = {
     "fp32": ["trainer.precision=32", "trainer.channels_last=false", "trainer.compile=false"],
     "bf16": ["trainer.precision=bf16-mixed", "trainer.channels_last=true", "trainer.compile=false"],
@@ -56,7 +60,8 @@ def train_one(args: argparse.Namespace, setting: str, seed: int) -> dict[str, An
     run = args.out / name
     if not (run / "summary.json").is_file():
         extra = [f"name={name}", f"output_dir={args.out}", f"seed={seed}", "resume=auto"]
-        overrides = [*SETTINGS[setting], *extra, "trainer.progress_bar=false", *args.set]
+        data = f"data.root={SHARED_DATA}"
+        overrides = [*SETTINGS[setting], *extra, data, "trainer.progress_bar=false", *args.set]
         cfg = load_config(args.preset, overrides)
         pretrain(cfg)
     summary = json.loads((run / "summary.json").read_text())

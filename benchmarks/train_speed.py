@@ -44,6 +44,11 @@ from hexssl.run.train import pretrain
 
 RESULTS = Path(__file__).parent / "results"
 PRESET = ["configs/simclr.yaml", "configs/data/tiny-imagenet-hier50-cpu.yaml"]
+# The study's copy of the preset's data, beside the repository (benchmarks only; the
+# preset itself reads `hexssl data get tiny-imagenet-hier50`'s build in the cache).
+SHARED_DATA = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny-imagenet-hier50.tar.gz"
+)
 SETTINGS: dict[str, dict[str, Any]] = {
     "fp32-nchw": {"precision": "32", "channels_last": False, "compile": False},
     "fp32-cl": {"precision": "32", "channels_last": True, "compile": False},
@@ -267,7 +272,10 @@ def main() -> None:
     ap.add_argument(
         "--preset", nargs="+", default=PRESET, help="the config files whose data and heads are used"
     )
-    ap.add_argument("--data-overrides", nargs="*", default=[], help="extra config overrides")
+    ap.add_argument(
+        "--data-overrides", nargs="*", default=[f"data.root={SHARED_DATA}"],
+        help="extra config overrides (default: data.root=<the study's archive in ../shared>)",
+    )  # fmt: skip
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     ap.add_argument("--tag", default="", help="suffix of the result files (e.g. _cuda)")
     args = ap.parse_args()

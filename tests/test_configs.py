@@ -17,11 +17,13 @@ import yaml
 
 from hexssl.backbones import BACKBONES
 from hexssl.config import ConfigError, RunConfig, check_params, load_config, to_dict
+from hexssl.data import build_dataset
 from hexssl.data.datamodule import DEFAULT_SPLITS
 from hexssl.methods import METHODS
 from hexssl.run.build import build_denominator
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
 METHOD_NAMES = ["simclr", "moco_v2", "moco_v3", "nnclr", "byol", "barlow", "vicreg", "all4one"]
 NON_CONTRASTIVE = {"byol", "barlow", "vicreg"}
 DATASETS = [
@@ -162,12 +164,30 @@ def test_recipe_of_each_method_on_each_dataset(
     assert (cfg.optim.lr, cfg.optim.weight_decay) == (lr, wd)
 
 
-def test_tiny_imagenet_reads_the_shared_archive() -> None:
+def test_tiny_imagenet_presets_read_the_dataset_cache() -> None:
     for name, size in (("tiny-imagenet-hier50", 64), ("tiny-imagenet-hier50-cpu", 32)):
         cfg = compose("simclr", name)
-        assert cfg.data.dataset == "imagefolder"
-        assert cfg.data.root == "../shared/data/tiny-imagenet-hier50.tar.gz"
+        assert (cfg.data.dataset, cfg.data.root) == ("tiny-imagenet-hier50", None)
         assert cfg.data.options["image_size"] == size == cfg.data.image_size
+        text = (CONFIGS / "data" / f"{name}.yaml").read_text()
+        assert "hexssl data get tiny-imagenet-hier50" in text  # how to get it, in the preset
+
+
+def test_tiny_imagenet_preset_reads_the_shared_archive_passed_explicitly() -> None:
+    archive = ROOT.parent / "shared" / "data" / "tiny-imagenet-hier50.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"the study's archive is not at {archive} (../shared/data)")
+    cfg = compose("simclr", "tiny-imagenet-hier50-cpu", f"data.root={archive}")
+    options = {k: v for k, v in cfg.data.options.items() if k != "max_train_samples"}
+    ds = build_dataset(cfg.data.dataset, cfg.data.root, "val", **options)  # the val split only
+    assert (len(ds), ds.num_classes, ds.num_superclasses) == (2500, 50, 10)
+    assert ds.image_size == (32, 32)
+
+
+@pytest.mark.parametrize("data", DATA)
+def test_no_dataset_preset_names_a_path_outside_the_package(data: str) -> None:
+    root = compose("simclr", data).data.root
+    assert root is None or (not Path(root).is_absolute() and ".." not in Path(root).parts)
 
 
 # ------------------------------------------------------------------ composition rules

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.data.conftest import write_tiny_zip
 from tests.subproc import run_limited
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,6 +90,12 @@ def test_the_wheel_trains_by_preset_name_from_an_empty_folder(tmp_path: Path) ->
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "summary.json").is_file()
     assert "simclr-synthetic-cpu-hex: simclr hex=on:paper epochs=1 steps=2" in res.stdout
     assert sorted(p.name for p in empty.iterdir()) == ["runs"]
+    # the study's data is built from the package alone (its class list ships as package data)
+    write_tiny_zip(tmp_path / "tiny-imagenet-200.zip")
+    get = [hexssl, "data", "get", "tiny-imagenet-hier50", "--from", "../tiny-imagenet-200.zip"]
+    got = run_limited([*get, "--out", "../data"], cwd=empty, env=env)
+    _ok(got, "hexssl data get tiny-imagenet-hier50")
+    assert (tmp_path / "data" / "tiny-imagenet-hier50.tar.gz").is_file()
 
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX venv layout")

@@ -12,6 +12,7 @@ hexssl study report RESULTS_DIR | hexssl study --list
 hexssl convert-config THEIR.yaml [--out OURS.yaml] [--as-run]
 hexssl demo
 hexssl env [--json]
+hexssl data get NAME [--from FILE] [--out DIR] | data list [--out DIR]
 """
 
 from __future__ import annotations
@@ -204,6 +205,51 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from hexssl.data.get import dataset_status, get_dataset
+
+    if args.data_command == "list":
+        for name, path, present, url in dataset_status(args.out):
+            print(f"{name:22s} {'present' if present else 'missing':8s} {path}  (from {url})")
+        return 0
+    got = get_dataset(args.name, args.source, args.out)
+    print(got.message)
+    if got.warning:
+        print(f"[hexssl] warning: {got.warning}", file=sys.stderr)
+    if args.out is not None:
+        print(f"use it with data.root={args.out}")
+    return 0
+
+
+DATA_NAMES = "cifar10, cifar100, stl10 or tiny-imagenet-hier50"
+DATA_OUT_HELP = (
+    "the folder to put it in, then pass data.root=DIR (default: the dataset cache, "
+    "$HEXSSL_CACHE/datasets or ~/.cache/hexssl/datasets, where the presets look)"
+)
+
+
+def _data_parser(sub: Any) -> None:
+    p = sub.add_parser("data", help="get the presets' datasets (download, checksum, build)")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    g = dsub.add_parser(
+        "get",
+        help=f"download {DATA_NAMES}; tiny-imagenet-hier50 is built from the official "
+        "Tiny-ImageNet-200 zip (the study's 50 classes in 10 superclasses)",
+    )
+    g.add_argument("name", metavar="NAME", help=DATA_NAMES)
+    g.add_argument(
+        "--from",
+        dest="source",
+        metavar="FILE",
+        help="a local copy of the official archive instead of downloading it (e.g. "
+        "cifar-10-python.tar.gz, or tiny-imagenet-200.zip for tiny-imagenet-hier50)",
+    )
+    g.add_argument("--out", metavar="DIR", default=None, help=DATA_OUT_HELP)
+    ls = dsub.add_parser("list", help="where each dataset is, whether it is there, its source")
+    ls.add_argument("--out", metavar="DIR", default=None, help="look in DIR, not the cache")
+    p.set_defaults(func=cmd_data)
+
+
 CHECKPOINT_HELP = (
     "last (default) | previous (the one before last) | a .ckpt file; there is no 'best': "
     "the validation split is the test set for CIFAR/STL-10"
@@ -227,8 +273,8 @@ def _eval_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser
         default=[],
         metavar="data.KEY=VALUE",
         help="evaluate on other images: settings of the data section, e.g. "
-        "--data data.root=../shared/data/cifar10-jpeg.tar.gz (default: the data each "
-        "backbone was trained on)",
+        "--data data.root=cifar10-jpeg.tar.gz (default: the data each backbone was "
+        "trained on)",
     )
     p.add_argument(
         "--checkpoint",
@@ -387,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("env", help="versions, CPU/GPU capabilities, the fastest precision here")
     p.add_argument("--json", action="store_true", help="one JSON object instead of lines")
     p.set_defaults(func=cmd_env)
+    _data_parser(sub)
     return ap
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,3 +163,41 @@ def write_imagenet(root: Path, wnids: list[str], per_class: int = 2) -> None:
                 (d / f"{wnid}_{j}.JPEG").write_bytes(
                     encode((i * 20, j * 50, 90), size=40, fmt="JPEG")
                 )
+
+
+# --------------------------------------------------------------------- Tiny-ImageNet-200
+OTHER_WNID = "n99999999"  # a class of the zip outside the 50 of hier50
+TRAIN_INDICES = (0, 1, 10)  # <wnid>_10 sorts before <wnid>_2: the order is by name
+
+
+def write_tiny_zip(path: Path, skip_val: str | None = None) -> dict[str, bytes]:
+    """A Tiny-ImageNet-200 zip in the official layout with the 50 hier50 classes and one other.
+
+    Each class has the train images ``<wnid>_{0,1,10}.JPEG`` and two val images,
+    ``val_<c>`` and ``val_<c + 100>`` for class number c (so that the name order is not the
+    number order); ``skip_val`` leaves one class without val images. Returns {file name:
+    JPEG bytes} of every image, test images included.
+    """
+    from hexssl.data.tiny_imagenet import hier50_classes
+
+    wnids = [c.wnid for c in hier50_classes()] + [OTHER_WNID]
+    top, images, annotations = "tiny-imagenet-200", {}, []
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{top}/wnids.txt", "".join(f"{w}\n" for w in wnids))
+        zf.writestr(f"{top}/words.txt", "".join(f"{w}\tthing {w}\n" for w in wnids))
+        for c, wnid in enumerate(wnids):
+            for i in TRAIN_INDICES:
+                name = f"{wnid}_{i}.JPEG"
+                images[name] = encode((c * 5, i * 20, 7), fmt="JPEG")
+                zf.writestr(f"{top}/train/{wnid}/images/{name}", images[name])
+            zf.writestr(f"{top}/train/{wnid}/{wnid}_boxes.txt", f"{wnid}_0.JPEG\t0\t0\t7\t7\n")
+            for k in (c, c + 100):
+                name = f"val_{k}.JPEG"
+                images[name] = encode((c * 5, 200, k % 250), fmt="JPEG")
+                zf.writestr(f"{top}/val/images/{name}", images[name])
+                if wnid != skip_val:
+                    annotations.append(f"{name}\t{wnid}\t0\t0\t7\t7\n")
+        zf.writestr(f"{top}/val/val_annotations.txt", "".join(annotations))
+        images["test_0.JPEG"] = encode((1, 2, 3), fmt="JPEG")
+        zf.writestr(f"{top}/test/images/test_0.JPEG", images["test_0.JPEG"])
+    return images

@@ -41,7 +41,7 @@ def test_checksum_mismatch_leaves_nothing(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     with pytest.raises(ChecksumError, match="expected 0000"):
         download(archive.as_uri(), dest, "sha256:" + "0" * 64)
-    assert list(dest.iterdir()) == []
+    assert not dest.exists()  # not even the folder made for the file
 
 
 def test_bad_checksum_spec() -> None:
@@ -50,7 +50,8 @@ def test_bad_checksum_spec() -> None:
 
 
 def test_official_resources_are_pinned() -> None:
-    assert set(RESOURCES) == {"cifar10", "cifar100", "stl10"}
+    assert set(RESOURCES) == {"cifar10", "cifar100", "stl10", "tiny-imagenet-200"}
     for res in RESOURCES.values():
         algo, digest = parse_checksum(res.checksum)
-        assert algo == "md5" and len(digest) == 32 and res.url.endswith(".tar.gz")
+        assert algo == "md5" and len(digest) == 32 and res.url.endswith((".tar.gz", ".zip"))
+    assert RESOURCES["tiny-imagenet-200"].url == "http://cs231n.stanford.edu/tiny-imagenet-200.zip"

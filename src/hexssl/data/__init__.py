@@ -13,7 +13,7 @@ from hexssl.data.datasets import DATASETS, build_dataset
 
 # The download() function stays in hexssl.data.download: re-exporting it here would
 # shadow the submodule of the same name.
-from hexssl.data.download import RESOURCES, ChecksumError, download_dataset
+from hexssl.data.download import RESOURCES, ChecksumError, DownloadError, download_dataset
 from hexssl.data.imagenet import LazyImageFolder, imagenet100_classes
 from hexssl.data.synthetic import make_synthetic
 from hexssl.data.transforms import (
@@ -33,6 +33,7 @@ __all__ = [
     "PRESETS",
     "RESOURCES",
     "ChecksumError",
+    "DownloadError",
     "HexDataModule",
     "Item",
     "LazyImageFolder",

@@ -145,7 +145,8 @@ def missing_dataset_error(
 ) -> FileNotFoundError:
     """A FileNotFoundError that names the expected path, the layout and how to get the data."""
     hint = (
-        f"download it with hexssl.data.download_dataset({name!r}, root) or pass download=True"
+        f"get it with `hexssl data get {name} [--out DIR]` (then data.root=DIR) or "
+        "data.options.download=true"
         if download
         else "point root at a copy in that layout "
         "(hexssl.data.download.download(url, root, checksum) fetches and extracts archives)"
@@ -154,6 +155,19 @@ def missing_dataset_error(
 
 
 def cache_dir() -> Path:
-    """Where decoded datasets are cached: ``$HEXSSL_CACHE`` or ``~/.cache/hexssl``."""
+    """The documented cache: ``$HEXSSL_CACHE``, default ``~/.cache/hexssl``.
+
+    It holds the decoded datasets (tensor files, rebuilt when deleted) and, under
+    :func:`datasets_dir`, the datasets hexssl downloads or builds itself.
+    """
     env = os.environ.get("HEXSSL_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "hexssl"
+
+
+def datasets_dir() -> Path:
+    """Where downloaded and built datasets live when ``data.root`` is not set.
+
+    ``<cache>/datasets`` (see :func:`cache_dir`): CIFAR-10/100 and STL-10 extracted as
+    published, ``tiny-imagenet-hier50.tar.gz`` as ``hexssl data get`` builds it.
+    """
+    return cache_dir() / "datasets"

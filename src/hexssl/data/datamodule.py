@@ -46,8 +46,10 @@ DEFAULT_SPLITS: dict[str, tuple[str, str | None]] = {
     "imagenet100": ("train", "val"),
     "unlabeled": ("train", None),
     "synthetic": ("train", "val"),
+    "tiny-imagenet-hier50": ("train", "val"),
 }
-_COMPUTED_STATS = ("imagefolder", "unlabeled")  # no fixed table: measured on the train set
+# No fixed table: measured on the train set.
+_COMPUTED_STATS = ("imagefolder", "unlabeled", "tiny-imagenet-hier50")
 
 
 def dist_info(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
@@ -258,7 +260,11 @@ class HexDataModule(NamedClasses, L.LightningDataModule):
     def _class_kwargs(self, train: Dataset[Item]) -> dict[str, Any]:
         """Make the eval split use the train split's class order."""
         names = getattr(train, "class_names", None)
-        key = {"imagefolder": "classes", "imagenet": "subset"}.get(self.dataset_name)
+        key = {
+            "imagefolder": "classes",
+            "tiny-imagenet-hier50": "classes",
+            "imagenet": "subset",
+        }.get(self.dataset_name)
         return {key: names} if key and names else {}
 
     def setup(self, stage: str | None = None) -> None:

@@ -27,15 +27,28 @@ from hexssl.data.base import (
     Item,
     TensorImageDataset,
     check_split,
+    datasets_dir,
     missing_dataset_error,
 )
 from hexssl.data.download import download_dataset
 from hexssl.data.folders import read_imagefolder, read_unlabeled
 from hexssl.data.imagenet import read_imagenet, read_imagenet100
+from hexssl.data.scan import is_archive
 from hexssl.data.synthetic import make_synthetic, read_synthetic
+from hexssl.data.tiny_imagenet import read_tiny_imagenet_hier50
 from hexssl.errors import DataError
 
-# Coarse hierarchy for CIFAR-10 and STL-10, the same as ../shared/data's hierarchy.csv.
+# The folder each official archive extracts to; with data.root unset, it lives in the
+# dataset cache (hexssl.data.base.datasets_dir).
+OFFICIAL_FOLDERS = {
+    "cifar10": "cifar-10-batches-py",
+    "cifar100": "cifar-100-python",
+    "stl10": "stl10_binary",
+}
+CIFAR10_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+]  # fmt: skip
+# Coarse hierarchy for CIFAR-10 and STL-10 (the hierarchy.csv of a JPEG copy says the same).
 VEHICLES = frozenset({"airplane", "automobile", "car", "ship", "truck"})
 ANIMAL_VEHICLE = ["animal", "vehicle"]  # sorted, as imagefolder sorts hierarchy.csv's superclasses
 SPLIT_ALIASES = {"val": "test"}  # CIFAR and STL-10 have no val split; evaluate on test
@@ -56,9 +69,16 @@ def _unpickle(path: Path) -> dict[str, Any]:
     return out
 
 
-def _locate(name: str, root: str | Path, folder: str, layout: str, download: bool) -> Path:
-    """The extracted official folder under ``root``; downloads it first if asked."""
-    root = Path(root).expanduser()
+def find_official(name: str, root: str | Path | None) -> Path | None:
+    """The extracted official folder of ``name`` under ``root`` (default: the dataset cache)."""
+    base = Path(root).expanduser() if root is not None else datasets_dir()
+    return _find_dir(base, OFFICIAL_FOLDERS[name])
+
+
+def _locate(name: str, root: str | Path | None, folder: str, layout: str, download: bool) -> Path:
+    """The extracted official folder under ``root`` (default: the dataset cache); downloads
+    it first if asked."""
+    root = Path(root).expanduser() if root is not None else datasets_dir()
     found = _find_dir(root, folder)
     if found is None and download:
         download_dataset(name, root)
@@ -77,6 +97,31 @@ def animal_vehicle_superlabels(class_names: Sequence[str]) -> torch.Tensor:
     return torch.tensor([int(c in VEHICLES) for c in class_names], dtype=torch.long)
 
 
+def _image_folder_copy(root: str | Path | None) -> Path | None:
+    """``root`` when it is an ImageFolder copy (a .tar(.gz), or a tree with train/), else None."""
+    path = Path(root).expanduser() if root is not None else None
+    if path is None or not (is_archive(path) or (path / "train").is_dir()):
+        return None
+    return path
+
+
+def _read_cifar10_folder(path: Path, split: str) -> TensorImageDataset:
+    """CIFAR-10 from an ImageFolder copy (e.g. JPEG): train/ and val/ (the official test split).
+
+    Superlabels come from its hierarchy.csv, else animal / vehicle by class name.
+    """
+    ds = read_imagefolder(path, "val" if split == "test" else split)
+    if ds.class_names != CIFAR10_CLASSES:
+        raise DataError(
+            f"{path}: holds classes {ds.class_names}, not CIFAR-10's {CIFAR10_CLASSES}; "
+            "read other images with data.dataset=imagefolder"
+        )
+    if not ds.superclass_names:
+        supers = animal_vehicle_superlabels(ds.class_names)[ds.labels]
+        ds = TensorImageDataset(ds.images, ds.labels, supers, ds.class_names, ANIMAL_VEHICLE)
+    return ds
+
+
 # ----------------------------------------------------------------------------- CIFAR
 def _cifar_images(data: np.ndarray) -> torch.Tensor:
     """Rows of 3072 bytes (R, G, B planes of 32x32) -> (N, 3, 32, 32) uint8."""
@@ -84,15 +129,20 @@ def _cifar_images(data: np.ndarray) -> torch.Tensor:
 
 
 def read_cifar10(
-    root: str | Path, split: str = "train", download: bool = False
+    root: str | Path | None = None, split: str = "train", download: bool = False
 ) -> TensorImageDataset:
     """CIFAR-10, official python version: ``<root>/cifar-10-batches-py/data_batch_1..5,test_batch``.
 
+    ``root`` ``None`` is the dataset cache (:func:`~hexssl.data.base.datasets_dir`). A
+    ``root`` that is an ImageFolder copy instead (a ``.tar.gz`` or a folder with ``train/``
+    and ``val/`` class folders, e.g. a JPEG copy) is read as such, with the same classes.
     Superlabels: animal (0) / vehicle (1). Splits: "train", "test" ("val" = "test").
     """
     split = check_split(SPLIT_ALIASES.get(split, split), ("train", "test"), "cifar10")
+    if find_official("cifar10", root) is None and (copy := _image_folder_copy(root)):
+        return _read_cifar10_folder(copy, split)
     layout = "official python pickles data_batch_1..5, test_batch, batches.meta"
-    d = _locate("cifar10", root, "cifar-10-batches-py", layout, download)
+    d = _locate("cifar10", root, OFFICIAL_FOLDERS["cifar10"], layout, download)
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     batches = [_unpickle(d / n) for n in names]
     images = _cifar_images(np.concatenate([b["data"] for b in batches]))  # (N, 3, 32, 32)
@@ -103,7 +153,7 @@ def read_cifar10(
 
 
 def read_cifar100(
-    root: str | Path, split: str = "train", download: bool = False
+    root: str | Path | None = None, split: str = "train", download: bool = False
 ) -> TensorImageDataset:
     """CIFAR-100, official python version: ``<root>/cifar-100-python/train, test, meta``.
 
@@ -111,7 +161,7 @@ def read_cifar100(
     """
     split = check_split(SPLIT_ALIASES.get(split, split), ("train", "test"), "cifar100")
     layout = "official python pickles train, test, meta"
-    d = _locate("cifar100", root, "cifar-100-python", layout, download)
+    d = _locate("cifar100", root, OFFICIAL_FOLDERS["cifar100"], layout, download)
     batch, meta = _unpickle(d / split), _unpickle(d / "meta")
     return TensorImageDataset(
         _cifar_images(batch["data"]),
@@ -153,7 +203,7 @@ def _stl_part(d: Path, part: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def read_stl10(
-    root: str | Path, split: str = "train", download: bool = False
+    root: str | Path | None = None, split: str = "train", download: bool = False
 ) -> TensorImageDataset:
     """STL-10 binary version: ``<root>/stl10_binary/{train,test}_{X,y}.bin, unlabeled_X.bin``.
 
@@ -162,7 +212,7 @@ def read_stl10(
     """
     split = check_split(SPLIT_ALIASES.get(split, split), STL10_SPLITS, "stl10")
     layout = "binary train_X.bin, train_y.bin, test_X.bin, test_y.bin, unlabeled_X.bin"
-    d = _locate("stl10", root, "stl10_binary", layout, download)
+    d = _locate("stl10", root, OFFICIAL_FOLDERS["stl10"], layout, download)
     parts = [_stl_part(d, p) for p in split.split("+")]
     images = parts[0][0] if len(parts) == 1 else torch.cat([p[0] for p in parts])
     labels = torch.cat([p[1] for p in parts])
@@ -184,7 +234,10 @@ DATASETS: dict[str, Reader] = {
     "imagenet100": read_imagenet100,
     "unlabeled": read_unlabeled,
     "synthetic": read_synthetic,
+    "tiny-imagenet-hier50": read_tiny_imagenet_hier50,
 }
+# Datasets that need no data.root: built in, or kept in the dataset cache.
+DEFAULT_ROOTED = ("synthetic", "cifar10", "cifar100", "stl10", "tiny-imagenet-hier50")
 
 
 def build_dataset(
@@ -194,7 +247,8 @@ def build_dataset(
 
     Args:
         name: a key of :data:`DATASETS`.
-        root: where the data lives (folder or, for imagefolder/unlabeled, an archive).
+        root: where the data lives (folder or, for imagefolder/unlabeled, an archive);
+            ``None`` for the datasets of :data:`DEFAULT_ROOTED` (the dataset cache).
         split: e.g. "train", "val"/"test", "unlabeled".
         **kw: reader options (e.g. ``image_size``, ``download``, ``n_super``).
 
@@ -204,8 +258,11 @@ def build_dataset(
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {sorted(DATASETS)}")
-    if root is None and name != "synthetic":
-        raise DataError(f"dataset {name!r} needs data.root (only 'synthetic' has no files)")
+    if root is None and name not in DEFAULT_ROOTED:
+        raise DataError(
+            f"dataset {name!r} needs data.root (the datasets {list(DEFAULT_ROOTED)} have a "
+            "default: built in, or in the dataset cache)"
+        )
     check_options(name, kw)
     return DATASETS[name](root, split, **kw)
 

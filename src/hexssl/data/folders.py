@@ -94,7 +94,7 @@ def read_imagefolder(
         workers: decoding threads (default 1; see :func:`decode_many`).
 
     Example:
-        >>> ds = read_imagefolder("../shared/data/cifar10-jpeg.tar.gz", "val")  # doctest: +SKIP
+        >>> ds = read_imagefolder("cifar10-jpeg.tar.gz", "val")  # doctest: +SKIP
         >>> ds.images.shape, ds.superclass_names  # doctest: +SKIP
         (torch.Size([10000, 3, 32, 32]), ['animal', 'vehicle'])
     """

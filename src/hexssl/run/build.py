@@ -184,17 +184,17 @@ def method_class(cfg: RunConfig) -> tuple[type[SSLMethod], Any]:
     return cls, check_params(cfg.method.params, cls.Params(), "method.params.")
 
 
+# Image folders, decoded at data.image_size unless data.options.image_size says otherwise.
+DECODED_AT_SIZE = ("imagefolder", "unlabeled", "tiny-imagenet-hier50")
+
+
 def build_datamodule(
     cfg: RunConfig, rank: int | None = None, world: int | None = None
 ) -> HexDataModule:
     """The data module of a run (uint8 batches; augmentation runs in the method)."""
     d = cfg.data
     options = dict(d.options)
-    if (
-        d.dataset != "synthetic"
-        and "image_size" not in options
-        and d.dataset in ("imagefolder", "unlabeled")
-    ):
+    if "image_size" not in options and d.dataset in DECODED_AT_SIZE:
         options["image_size"] = d.image_size
     if d.dataset in LAZY_CROPPED and "crops" not in options:
         options["crops"] = decode_crops(cfg)

@@ -34,6 +34,7 @@ from hexssl.config import (
     set_path,
     to_dict,
 )
+from hexssl.data.tiny_imagenet import build_hint
 from hexssl.data.transforms import build_augmentation
 from hexssl.eval.features import cached_features, extract_features, file_identity
 from hexssl.eval.knn import config_key, knn_eval
@@ -210,6 +211,7 @@ def check_data_root(cfg: RunConfig, origin: str = "") -> None:
         raise ConfigError(
             f"data.root={root}: no such file or folder{origin}; evaluate on your images "
             "with --data data.root=PATH (an ImageFolder tree or a .tar.gz of one)"
+            + build_hint(root)
         )
 
 
