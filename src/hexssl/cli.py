@@ -319,7 +319,9 @@ def _study_parser(sub: Any) -> None:
                    help="runs at once: local processes sharing the CPU threads, one GPU each "
                    "when there are several (default 1); SLURM: jobs at once (default: "
                    "all)")  # fmt: skip
-    p.add_argument("--executor", default="local", help="where runs execute: local | slurm")
+    p.add_argument("--executor", default=None,
+                   help="where runs execute: local | slurm (default: the one the results "
+                   "folder was started with, else local)")  # fmt: skip
     p.add_argument("--slurm", nargs="+", default=[], metavar="KEY=VALUE",
                    help="SLURM resources, e.g. partition=gpu time=8:00:00 gpus=1 cpus=8 "
                    "mem=32G account=X (see docs/slurm.md)")  # fmt: skip

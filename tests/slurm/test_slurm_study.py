@@ -86,11 +86,12 @@ def test_a_cancelled_job_is_failed_with_its_log_and_only_it_is_resubmitted(tmp_p
         lambda: c.result_path("simclr", 0).is_file() and job_state(c, "simclr", 1) == "CANCELLED",
         c,
     )
-    status = ok(study(tmp_path, "c", *args, "--status", overrides=LONG))
+    # later commands need no --executor: the results folder says which placed its runs
+    status = ok(study(tmp_path, "c", "--arms", "simclr", "--status", overrides=LONG))
     row = next(line for line in status.splitlines() if line.startswith("| simclr-s1 "))
     assert "| failed |" in row and "CANCELLED" in row, status
     assert f"log {c.log_path('simclr', 1)}" in row
-    again = ok(study(tmp_path, "c", *args, overrides=LONG))
+    again = ok(study(tmp_path, "c", "--arms", "simclr", overrides=LONG))
     assert "1 done, 0 running or queued elsewhere, 1 to run" in again
     assert submitted_runs(c) == [[("simclr", 0), ("simclr", 1)], [("simclr", 1)]]
     wait_until("simclr-s1 done", c.result_path("simclr", 1).is_file, c)

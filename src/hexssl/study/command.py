@@ -84,7 +84,7 @@ def plan_study(
     overrides: Sequence[str] = (),
     results: str | Path | None = None,
     runs_dir: str | Path | None = None,
-    executor: str = "local",
+    executor: str | None = None,
     executor_options: dict[str, str] | None = None,
     workers: int | None = None,
 ) -> StudyPlan:
@@ -109,6 +109,9 @@ def plan_study(
     check_seeds(chosen_seeds)
     runs = schedule(resolved, list(arms or resolved.arms), chosen_seeds)
     runs_path = Path(runs_dir) if runs_dir is not None else folder.runs_dir()
+    # the executor that placed the study's runs (study.json) unless another is asked
+    # for: `--status` or a rerun of a SLURM study must see its queued jobs
+    executor = executor or str(folder.record().get("executor") or "local")
     ex = make_executor(executor, executor_options or {})
     ex.check(folder)
     if workers is None:
