@@ -96,6 +96,17 @@ def test_the_wheel_trains_by_preset_name_from_an_empty_folder(tmp_path: Path) ->
     got = run_limited([*get, "--out", "../data"], cwd=empty, env=env)
     _ok(got, "hexssl data get tiny-imagenet-hier50")
     assert (tmp_path / "data" / "tiny-imagenet-hier50.tar.gz").is_file()
+    # a study from the wheel: shipped protocol by name, one run through the job process
+    listed = run_limited([hexssl, "study", "--list"], cwd=empty, env=env)
+    _ok(listed, "hexssl study --list")
+    assert "hex-vs-simclr" in listed.stdout and "relatives" in listed.stdout
+    study = [hexssl, "study", "hex-vs-simclr", "synthetic-cpu", "--arms", "simclr", "--seeds",
+             "0", "--set", *TINY, "method.params.proj_hidden=32", "method.params.proj_out=16",
+             "study.eval.linear_epochs=2", "study.eval.purity_batch_size=16",
+             "study.eval.knn_k=5"]  # fmt: skip
+    _ok(run_limited(study, cwd=empty, env=env, cpu_seconds=240, wall_seconds=240), "study")
+    result = empty / "studies" / "hex-vs-simclr-synthetic-cpu" / "simclr-s0.json"
+    assert result.is_file() and "knn_class_top1" in result.read_text()
 
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX venv layout")
