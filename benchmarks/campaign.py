@@ -109,7 +109,7 @@ def run_one(c: Campaign, arm: str, seed: int) -> dict[str, Any]:
     for p in snapshots:  # the run is done: its session-spanning snapshot goes
         p.unlink(missing_ok=True)
     if c.git_commit:
-        weights = c.results_dir / "weights" / f"{name}.pt"
+        weights = c.results_dir / "weights" / f"{name}.safetensors"
         curves = c.results_dir / "curves" / f"{name}.csv"
         paths = [c.result_path(arm, seed), weights, weights.with_suffix(".json")]
         paths += [c.results_dir / "protocol.yaml"]

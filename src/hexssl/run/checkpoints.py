@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import safetensors
+import safetensors.torch
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
@@ -102,6 +104,37 @@ def load_problem(err: Exception) -> str:
     if "weights_only" in text:  # torch's advice would be to turn the protection off
         return "cannot be loaded safely (it holds objects other than tensors and plain values)"
     return f"cannot be loaded safely ({_short(err)})"
+
+
+def load_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file on the CPU; one ConfigError line otherwise.
+
+    safetensors holds tensors and a JSON header only, so reading it runs no code. The
+    header is checked against the file: a truncated file, a header whose shapes or
+    offsets do not match the data, or a file of another kind are named as such.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a folder, not a file") from None
+    try:
+        state: dict[str, torch.Tensor] = safetensors.torch.load(data)
+    except Exception as err:  # SafetensorError, a bad JSON header, an unknown dtype
+        raise ConfigError(f"{what} {path} {safetensors_problem(err)}") from None
+    return state
+
+
+def safetensors_problem(err: Exception) -> str:
+    """What a failed safetensors read means, as the end of a sentence about the file."""
+    text = str(err).removeprefix("Error while deserializing header: ")
+    if any(w in text for w in ("too small", "invalid header length", "not fully covered")):
+        return f"is truncated or damaged ({text}; an interrupted download or copy?); fetch it again"
+    if "invalid shape" in text or "offset" in text:
+        return (
+            f"is damaged: its header does not match its data ({text}); fetch it again or "
+            "export it again"
+        )
+    return f"is not a readable safetensors file ({_short(err)}); pass the .safetensors file itself"
 
 
 class RunCheckpoints(Callback):
