@@ -39,6 +39,7 @@ WEIGHTS_SUFFIX = ".safetensors"
 HF_CONFIG, HF_WEIGHTS, HF_CARD = "config.json", "model.safetensors", "README.md"
 FORMATS = ("safetensors", "hf", *EXPORT_FORMATS)  # what ``hexssl export --format`` writes
 
+Results = dict[str, dict[str, Any] | None]  # {"knn": ..., "linear": ...} as the run wrote them
 _noted_pickle = False  # the note about .pt releases is printed once per process
 
 
@@ -73,19 +74,19 @@ def export_run(
     src = Path(source)
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
-    if src.suffix == ".json" or is_release(src) or is_hf_folder(src):
+    if src.is_file() or is_hf_folder(src):  # released weights (with or without their JSON)
         if which != "last":
             raise ConfigError(f"--checkpoint {which}: {src} is released weights, not a run")
         state, meta = read_release(src, note=False)  # converting is what the note asks
         dest = Path(out) if out else _default_out(release_stem(src), fmt, src)
-        card = None
+        results: Results = {}
     else:
-        state, meta, card = run_release(src, which)
+        state, meta, results = run_release(src, which)
         dest = Path(out) if out else _default_out(src / "backbone", fmt, src)
     if fmt == "safetensors":
         return write_release(state, dest, meta)
     if fmt == "hf":
-        return write_hf(state, dest, meta, card)
+        return write_hf(state, dest, meta, results)
     backbone = build_release_backbone(meta, src)
     backbone.load_state_dict(_as_float(state))
     atomic_torch_save(_export(backbone, fmt), dest)
@@ -108,8 +109,9 @@ def _default_out(stem: Path, fmt: str, src: Path) -> Path:
     return dest
 
 
-def run_release(run: Path, which: str) -> tuple[dict[str, Tensor], dict[str, Any], str]:
-    """(float32 backbone tensors, release metadata, model card) of a run's checkpoint."""
+def run_release(run: Path, which: str) -> tuple[dict[str, Tensor], dict[str, Any], Results]:
+    """(float32 backbone tensors, release metadata, the run's kNN / linear results for this
+    checkpoint on its own data, where they were computed) of a run's checkpoint."""
     cfg = run_config(run)
     ckpt_file = checkpoint_path(run, which)
     ckpt = load_checkpoint(ckpt_file)
@@ -132,7 +134,7 @@ def run_release(run: Path, which: str) -> tuple[dict[str, Tensor], dict[str, Any
     tag = which if which in ("last", "previous") else Path(which).stem
     results = {kind: _read_json(run / f"{kind}{'' if tag == 'last' else '-' + tag}.json")
                for kind in ("knn", "linear")}  # fmt: skip
-    return state, meta, model_card(meta, results)
+    return state, meta, results
 
 
 def run_provenance(cfg: RunConfig, ckpt: dict[str, Any], which: str) -> dict[str, Any]:
@@ -232,9 +234,10 @@ def write_release(state: dict[str, Tensor], path: Path, meta: dict[str, Any]) ->
 
 
 def write_hf(
-    state: dict[str, Tensor], folder: Path, meta: dict[str, Any], card: str | None = None
+    state: dict[str, Tensor], folder: Path, meta: dict[str, Any], results: Results | None = None
 ) -> Path:
-    """A Hugging Face-style folder: ``config.json``, ``model.safetensors``, ``README.md``."""
+    """A Hugging Face-style folder: ``config.json``, ``model.safetensors``, ``README.md``
+    (the model card, with ``results``: ``{"knn": knn.json, "linear": linear.json}``)."""
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--out {folder} is a file; --format hf writes a folder")
     meta = {**meta, "format": RELEASE_FORMAT, "weights": HF_WEIGHTS, "library_name": "hexssl"}
@@ -242,7 +245,7 @@ def write_hf(
     meta["num_features"] = int(features)
     _write_safetensors(state, folder / HF_WEIGHTS)
     atomic_write_text(folder / HF_CONFIG, json.dumps(meta, indent=2) + "\n")
-    atomic_write_text(folder / HF_CARD, card or model_card(meta, {}))
+    atomic_write_text(folder / HF_CARD, model_card(meta, results or {}))
     return folder
 
 
@@ -415,7 +418,7 @@ def load_release(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ the model card
-def model_card(meta: dict[str, Any], results: dict[str, dict[str, Any] | None]) -> str:
+def model_card(meta: dict[str, Any], results: Results) -> str:
     """The ``README.md`` of an ``hf`` folder: what was trained, how well, how to load it."""
     spec, tr = meta["backbone"], meta["eval_transform"]
     arch = f"{spec['name']} ({', '.join(f'{k}={v}' for k, v in spec.get('kwargs', {}).items())})"
@@ -423,7 +426,7 @@ def model_card(meta: dict[str, Any], results: dict[str, dict[str, Any] | None]) 
     rows = [
         ("backbone", arch),
         ("method", method),
-        ("HEX", _hex_text(meta.get("hex"), meta.get("loss"))),
+        ("HEX", _hex_text(meta.get("hex"), meta.get("loss"), method)),
         ("data", _data_text(meta.get("data"))),
         ("training", _length_text(meta)),
         ("input", f"{tr['image_size']} px, mean {_floats(tr['mean'])}, std {_floats(tr['std'])}"),
@@ -437,8 +440,8 @@ tags: [{", ".join(tags)}]
 
 # {method} backbone trained with hexssl
 
-A {arch} image backbone trained self-supervised with hexssl (a library built around
-HEX, Hierarchical Emergence eXploitation, arXiv:2410.23200). It maps images to
+An image backbone, {arch}, trained self-supervised with hexssl, a library built
+around HEX (Hierarchical Emergence eXploitation, arXiv:2410.23200). It maps images to
 {meta.get("num_features", "D")}-dimensional features.
 
 | | |
@@ -451,7 +454,7 @@ HEX, Hierarchical Emergence eXploitation, arXiv:2410.23200). It maps images to
 
 ## Loading
 
-With hexssl (`pip install hexssl`): the backbone and the transform it was trained with.
+With hexssl installed: the backbone and the transform it was trained with.
 
 ```python
 import torch, hexssl
@@ -477,8 +480,9 @@ net.load_state_dict({{k: v.float() if v.is_floating_point() else v for k, v in s
 t = cfg["eval_transform"]
 mean = torch.tensor(t["mean"]).view(1, 3, 1, 1)
 std = torch.tensor(t["std"]).view(1, 3, 1, 1)
-x = images.float() / 255                  # (B, 3, S, S) with S = t["image_size"]
-feats = net((x - mean) / std)
+x = images.float() / 255                  # uint8 (B, 3, S, S) with S = t["image_size"]
+with torch.no_grad():
+    feats = net((x - mean) / std)
 ```
 """
 
@@ -487,12 +491,23 @@ def _floats(values: Sequence[float]) -> str:
     return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"
 
 
-def _hex_text(hex_cfg: Any, loss: Any) -> str:
+def _hex_text(hex_cfg: Any, loss: Any, method: str) -> str:
     if not isinstance(hex_cfg, dict):
         denominator = loss.get("denominator") if isinstance(loss, dict) else None
         return f"off (denominator: {denominator})" if denominator else "off"
-    keys = ("variant", "threshold", "q", "beta", "tau_plus", "lambda_local", "warmup_epochs")
+    keys = ["variant", "threshold"]
+    if hex_cfg.get("threshold") == "adaptive":
+        keys += ["q", "per_anchor", "ema"]
+    elif hex_cfg.get("threshold") == "fixed":
+        keys += ["eps0", "schedule", "step_down", "epoch_step", "eps_min"]
+    keys += ["beta", "tau_plus", "lambda_local", "warmup_epochs"]
+    if method in ("byol", "barlow", "vicreg"):  # HEX as a weighted extra term (docs/hex.md 6)
+        keys += ["alpha", "temperature"]
     return ", ".join(f"{k} {hex_cfg[k]}" for k in keys if k in hex_cfg)
+
+
+def _count(n: Any, unit: str) -> str | None:
+    return None if n is None else f"{n} {unit}{'' if n == 1 else 's'}"
 
 
 def _data_text(data: Any) -> str:
@@ -503,18 +518,31 @@ def _data_text(data: Any) -> str:
 
 
 def _length_text(meta: dict[str, Any]) -> str:
-    parts = [f"{meta['epochs']} epochs" if "epochs" in meta else None,
-             f"{meta['steps']} steps" if "steps" in meta else None,
+    parts = [_count(meta.get("epochs"), "epoch"), _count(meta.get("steps"), "step"),
              f"batch {meta['batch_size']}" if "batch_size" in meta else None,
              f"seed {meta['seed']}" if "seed" in meta else None]  # fmt: skip
     return ", ".join(p for p in parts if p) or "unknown"
 
 
+def _linear_table(lin: dict[str, Any]) -> list[str]:
+    """Markdown rows: linear probe top-1 per level (rows) and label fraction (columns)."""
+    fractions = list(dict.fromkeys(m.group(2) for k in lin if (m := LINEAR_KEY.match(k))))
+    head = ["linear probe top-1 (%)", *(f"{f}% of the labels" for f in fractions)]
+    rows = [" | ".join(head), "|".join(["---"] * len(head))]
+    for level, name in LEVELS.items():
+        cells = [lin.get(f"linear_{level}_{f}pct_top1") for f in fractions]
+        if any(isinstance(c, float | int) for c in cells):
+            text = [f"{c:.2f}" if isinstance(c, float | int) else "-" for c in cells]
+            rows.append(" | ".join([name, *text]))
+    return rows
+
+
 KNN_KEY = re.compile(r"knn_class_(k\d+_T[\d.]+)_top1$")
+LINEAR_KEY = re.compile(r"linear_(class|super)_(\d+)pct_top1$")
 LEVELS = {"class": "class", "super": "superclass"}
 
 
-def _results_text(results: dict[str, dict[str, Any] | None]) -> str:
+def _results_text(results: Results) -> str:
     lines = []
     knn = results.get("knn")
     if knn:
@@ -524,10 +552,7 @@ def _results_text(results: dict[str, dict[str, Any] | None]) -> str:
         lines.append(f"- kNN top-1 (%, {setting.replace('_', ' ')}): " + ", ".join(cells))
     lin = results.get("linear")
     if lin:
-        cells = [f"{LEVELS[lv]} {k.split('_')[2].replace('pct', '%')} labels {v:.2f}"
-                 for lv in LEVELS for k, v in lin.items()
-                 if k.startswith(f"linear_{lv}_") and k.endswith("_top1")]  # fmt: skip
-        lines.append("- linear probe top-1 (%): " + ", ".join(cells))
+        lines += ["", *_linear_table(lin)]
     if lines:
         lines.insert(0, "On the data it was trained on (val split; the train split is the "
                         "kNN memory bank and the probe's training set):\n")  # fmt: skip

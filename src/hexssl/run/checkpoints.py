@@ -124,12 +124,19 @@ def load_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:
     return state
 
 
+# safetensors' header errors, spaces and underscores removed, lower case (its messages
+# read "incomplete metadata, file not fully covered" or "MetadataIncompleteBuffer")
+TRUNCATED = ("toosmall", "invalidheaderlength", "notfullycovered", "metadataincompletebuffer")
+INCONSISTENT = ("invalidshape", "invalidoffset", "invalidtensorview", "tensorinvalidinfo")
+
+
 def safetensors_problem(err: Exception) -> str:
     """What a failed safetensors read means, as the end of a sentence about the file."""
     text = str(err).removeprefix("Error while deserializing header: ")
-    if any(w in text for w in ("too small", "invalid header length", "not fully covered")):
+    key = re.sub(r"[\s_]", "", text.lower())  # "header too small" or "HeaderTooSmall"
+    if any(w in key for w in TRUNCATED):
         return f"is truncated or damaged ({text}; an interrupted download or copy?); fetch it again"
-    if "invalid shape" in text or "offset" in text:
+    if any(w in key for w in INCONSISTENT):
         return (
             f"is damaged: its header does not match its data ({text}); fetch it again or "
             "export it again"
