@@ -83,12 +83,11 @@ def export_run(
     else:
         state, meta, results = run_release(src, which)
         dest = Path(out) if out else _default_out(src / "backbone", fmt, src)
+    backbone = fitted_backbone(state, meta, src)  # nothing is written from a bad file
     if fmt == "safetensors":
         return write_release(state, dest, meta)
     if fmt == "hf":
         return write_hf(state, dest, meta, results)
-    backbone = build_release_backbone(meta, src)
-    backbone.load_state_dict(_as_float(state))
     atomic_torch_save(_export(backbone, fmt), dest)
     return dest
 
@@ -130,7 +129,6 @@ def run_release(run: Path, which: str) -> tuple[dict[str, Tensor], dict[str, Any
         std.flatten().tolist(),
         run_provenance(cfg, ckpt, which),
     )
-    build_release_backbone(meta, ckpt_file).load_state_dict(state)  # the shapes fit
     tag = which if which in ("last", "previous") else Path(which).stem
     results = {kind: _read_json(run / f"{kind}{'' if tag == 'last' else '-' + tag}.json")
                for kind in ("knn", "linear")}  # fmt: skip
@@ -397,7 +395,12 @@ def load_release(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """
     path = Path(path)
     state, meta = read_release(path)
-    meta_name = release_meta_path(path).name
+    return fitted_backbone(state, meta, path), meta
+
+
+def fitted_backbone(state: dict[str, Tensor], meta: dict[str, Any], path: Path) -> nn.Module:
+    """The backbone ``meta`` names with ``state`` loaded (float32, eval mode); one
+    ConfigError line when the tensors are not finite or do not fit it."""
     broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
         raise ConfigError(
@@ -411,10 +414,10 @@ def load_release(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
         detail = (lines[1] if len(lines) > 1 else lines[0])[:200]
         raise ConfigError(
-            f"{path} does not fit the architecture in {meta_name} ({detail}); keep each "
-            "weights file with the JSON exported with it"
+            f"{path} does not fit the architecture in {release_meta_path(path).name} "
+            f"({detail}); keep each weights file with the JSON exported with it"
         ) from None
-    return backbone.eval(), meta
+    return backbone.eval()
 
 
 # ------------------------------------------------------------------ the model card
