@@ -141,7 +141,10 @@ def safetensors_problem(err: Exception) -> str:
             f"is damaged: its header does not match its data ({text}); fetch it again or "
             "export it again"
         )
-    return f"is not a readable safetensors file ({_short(err)}); pass the .safetensors file itself"
+    return (
+        f"is not a readable safetensors file ({_short(err)}): another kind of file, or a "
+        "damaged one; fetch or export it again"
+    )
 
 
 class RunCheckpoints(Callback):
