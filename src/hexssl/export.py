@@ -44,12 +44,6 @@ _noted_pickle = False  # the note about .pt releases is printed once per process
 
 
 # ------------------------------------------------------------------ hexssl export
-def backbone_state(ckpt: Path) -> dict[str, Tensor]:
-    """The ``backbone.*`` tensors of a Lightning checkpoint, prefix removed."""
-    state = load_checkpoint(ckpt)["state_dict"]
-    return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
-
-
 def export_run(
     source: str | Path, fmt: str, out: str | Path | None = None, which: str = "last"
 ) -> Path:
