@@ -63,7 +63,7 @@ def is_tracked(path: Path) -> bool:
 def run_files(results_dir: Path, name: str) -> list[Path]:
     """The files a finished run wrote into the results folder (JSON, weights, curves)."""
     candidates = [
-        results_dir / f"{name}.json", results_dir / "weights" / f"{name}.pt",
+        results_dir / f"{name}.json", results_dir / "weights" / f"{name}.safetensors",
         results_dir / "weights" / f"{name}.json", results_dir / "curves" / f"{name}.csv",
     ]  # fmt: skip
     return [p for p in candidates if p.is_file()]

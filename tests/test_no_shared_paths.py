@@ -17,12 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 # ../shared itself, its folders named without the dots, or a path built from its name
 SHARED = re.compile(r"\.\./shared\b|\bshared/(data|docs)\b|/\s*[\"']shared[\"']")
 # The one exception, until docs/hex.md replaces it (issue 34 item 2): the README's spec link.
-ALLOWED = {ROOT / "README.md": ["[`HEX_SPEC`](../shared/docs/HEX_SPEC.md)"]}
+ALLOWED: dict[Path, list[str]] = {}  # no exception: the spec link is docs/hex.md
 
 
 def shipped_files() -> list[Path]:
     """Every file of src/ (not bytecode), pyproject.toml and README.md."""
-    src = [p for p in sorted((ROOT / "src").rglob("*")) if p.is_file() and p.suffix != ".pyc"]
+    src = [
+        p
+        for p in sorted((ROOT / "src").rglob("*"))
+        if p.is_file() and p.suffix != ".pyc" and not any(".egg-info" in q for q in p.parts)
+    ]  # egg-info: pip's copy of an older README, rebuilt on install
     return [*src, ROOT / "pyproject.toml", ROOT / "README.md"]
 
 

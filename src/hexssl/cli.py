@@ -3,7 +3,7 @@
 hexssl pretrain PRESET|CONFIG ... [key=value ...] [--print-config]
 hexssl presets
 hexssl resume RUN_DIR [key=value ...] [--allow-changes] [--checkpoint last|previous|FILE]
-hexssl export RUN_DIR --format torchvision|timm|state_dict [--out FILE]
+hexssl export RUN_DIR|WEIGHTS --format safetensors|hf|torchvision|timm|state_dict [--out PATH]
 hexssl knn|linear TARGET... [--data data.KEY=VALUE ...] [--out FILE]  (runs, weights, folders)
 hexssl umap TARGET | report RUN_DIR...
 hexssl study PROTOCOL [DATASET ...] [--arms A ..] [--seeds S ..] [--workers N]
@@ -76,7 +76,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from hexssl.export import export_run
 
     path = export_run(args.run_dir, args.format, args.out, args.checkpoint)
-    print(f"wrote {path}")
+    if args.format == "safetensors":
+        print(f"wrote {path} and its architecture {path.with_suffix('.json')}")
+        if Path(args.run_dir).suffix == ".pt":
+            print(f"({path.name} replaces it: {args.run_dir} can be deleted)")
+    elif args.format == "hf":
+        print(f"wrote {path}/ (config.json, model.safetensors, README.md)")
+    else:
+        print(f"wrote {path}")
     return 0
 
 
@@ -250,6 +257,12 @@ def _data_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_data)
 
 
+EXPORT_CHOICES = ("safetensors", "hf", "torchvision", "timm", "state_dict")
+FORMAT_HELP = (
+    "safetensors: NAME.safetensors + NAME.json (what hexssl knn/linear and load_backbone "
+    "read); hf: a folder with config.json, model.safetensors and a README.md model card; "
+    "torchvision / timm / state_dict (the default): a {name: tensor} .pt for those libraries"
+)
 CHECKPOINT_HELP = (
     "last (default) | previous (the one before last) | a .ckpt file; there is no 'best': "
     "the validation split is the test set for CIFAR/STL-10"
@@ -258,15 +271,16 @@ CHECKPOINT_HELP = (
 
 TARGETS_HELP = (
     "what to evaluate, one or more: a run directory written by `hexssl pretrain`, released "
-    "weights (WEIGHTS.pt, with WEIGHTS.json beside it, e.g. "
-    "benchmarks/results/hex_study/weights/simclr-s0.pt), or a folder of either (e.g. "
+    "weights (WEIGHTS.safetensors with WEIGHTS.json beside it, e.g. "
+    "benchmarks/results/hex_study/weights/simclr-s0.safetensors; a folder written by "
+    "`hexssl export --format hf`; an old WEIGHTS.pt), or a folder of these (e.g. "
     "benchmarks/results/hex_study/weights): the data is read once and one table printed"
 )
 
 
 def _eval_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-    p.add_argument("targets", nargs="*", metavar="RUN_DIR | WEIGHTS.pt | FOLDER", help=TARGETS_HELP)
+    p.add_argument("targets", nargs="*", metavar="RUN_DIR | WEIGHTS | FOLDER", help=TARGETS_HELP)
     p.add_argument(
         "--data",
         nargs="+",
@@ -384,10 +398,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--checkpoint", default="last", help=CHECKPOINT_HELP)
     p.set_defaults(func=cmd_resume)
-    p = sub.add_parser("export", help="write the backbone weights for torchvision/timm")
-    p.add_argument("run_dir")
-    p.add_argument("--format", default="state_dict", choices=["torchvision", "timm", "state_dict"])
-    p.add_argument("--out", default=None, help="output file (default <run>/backbone-<fmt>.pt)")
+    p = sub.add_parser(
+        "export", help="write a backbone as safetensors, an hf folder, or for torchvision/timm"
+    )
+    p.add_argument(
+        "run_dir",
+        metavar="RUN_DIR | WEIGHTS",
+        help="a run directory, or released weights to convert (e.g. an old WEIGHTS.pt)",
+    )
+    p.add_argument("--format", default="state_dict", choices=list(EXPORT_CHOICES), help=FORMAT_HELP)
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output file (a folder for hf); default beside the source: "
+        "<run>/backbone.safetensors, <run>/backbone-hf, <run>/backbone-<fmt>.pt, or "
+        "WEIGHTS.safetensors, WEIGHTS-hf, WEIGHTS-<fmt>.pt",
+    )
     p.add_argument("--checkpoint", default="last", help=CHECKPOINT_HELP)
     p.set_defaults(func=cmd_export)
     k = _eval_parser(sub, "knn", "weighted kNN accuracy on frozen features (class, superclass)")

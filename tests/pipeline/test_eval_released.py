@@ -32,7 +32,7 @@ def release(folder: Path, name: str, seed: int = 0, data: dict | None = None) ->
     torch.manual_seed(seed)
     net = build_backbone("resnet18", **KWARGS).eval()
     extra = {"data": data or DATA}
-    return export_release(net, folder / f"{name}.pt", "resnet18", KWARGS, 16, [0.5] * 3,
+    return export_release(net, folder / f"{name}.safetensors", "resnet18", KWARGS, 16, [0.5] * 3,
                           [0.25] * 3, extra)  # fmt: skip
 
 
@@ -66,8 +66,9 @@ class RunsCode:
 
 def test_a_file_carrying_code_is_refused_and_says_why(weights, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    torch.save({"conv1.weight": RunsCode()}, weights)
-    assert main(["knn", str(weights)]) == 2
+    old = weights.with_suffix(".pt")  # a pickled release, as hexssl wrote them before
+    torch.save({"conv1.weight": RunsCode()}, old)
+    assert main(["knn", str(old)]) == 2
     line = one_error(capsys)
     assert "is refused" in line and "system" in line and "would run code" in line
     assert not (tmp_path / "hexssl-evil-ran").exists()
@@ -113,7 +114,8 @@ def test_data_before_the_weights_and_a_folder_of_weights(tmp_path, capsys):
     assert [row.split()[0] for row in table[3:6]] == ["a-s0", "a-s1", "b-s0"]
     assert "best" not in stdout and "k20_T0.07" not in stdout  # each metric once
     saved = json.loads(out.read_text())
-    assert sorted(Path(k).name for k in saved["results"]) == ["a-s0.pt", "a-s1.pt", "b-s0.pt"]
+    names = ["a-s0.safetensors", "a-s1.safetensors", "b-s0.safetensors"]
+    assert sorted(Path(k).name for k in saved["results"]) == names
     assert all("knn_super_top1" in r for r in saved["results"].values())
 
 

@@ -63,7 +63,7 @@ def _check_results(c: Study, arms: list[str]) -> None:
         assert res["config"]["hex"]["enabled"] is hex_on, arm
         assert 0.0 <= res["knn_class_top1"] <= 100.0 and 0.0 <= res["linear_top1"] <= 100.0, arm
         assert (res["final_eps"] is None) is not hex_on, arm  # relatives have no threshold
-        assert (c.results_dir / "weights" / f"{arm}-s0.pt").is_file(), arm
+        assert (c.results_dir / "weights" / f"{arm}-s0.safetensors").is_file(), arm
 
 
 def test_every_relative_runs_the_smoke_protocol_and_reports(tmp_path: Path) -> None:

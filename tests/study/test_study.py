@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from benchmarks.campaign import git_commit_paths
+from safetensors.torch import load_file
 
 from hexssl.cli import main
 from hexssl.config import RunConfig
@@ -206,8 +207,8 @@ def test_runner_end_to_end_resume_and_skip(
     assert res["purity_own_class"] is not None and res["final_eps"] is not None
     fixed = load_protocol(study.results_dir / "protocol.yaml")
     assert fixed.resolved and res["protocol_sha256"] == fixed.sha256
-    weights = study.results_dir / "weights" / "simclr-hex-paper-s0.pt"
-    state = torch.load(weights, weights_only=True)
+    weights = study.results_dir / "weights" / "simclr-hex-paper-s0.safetensors"
+    state = load_file(weights)  # safetensors: tensors only
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
     _, meta = load_release(weights)
     assert meta["backbone"] == {"name": "resnet18", "kwargs": {"stem": "cifar", "width": 4}}
@@ -236,7 +237,7 @@ def test_the_library_runner_never_starts_git(
     (path,) = run_study(study, provenance={"source": "test"})
     res = json.loads(path.read_text())
     assert res["source"] == "test" and "git_commit" not in res and res["epochs"] == 1
-    assert (study.results_dir / "weights" / "simclr-s0.pt").is_file()
+    assert (study.results_dir / "weights" / "simclr-s0.safetensors").is_file()
     assert "resolved: true" in (study.results_dir / "protocol.yaml").read_text()
 
 
@@ -254,7 +255,7 @@ def test_every_other_arm_trains_and_evaluates_end_to_end(tmp_path: Path) -> None
         assert (res["final_eps"] is None) == (arm in ("barlow", "simclr-oracle")), arm
         assert res["label_using"] == (arm == "simclr-oracle"), arm
         assert res["config"]["hex"]["enabled"] == (arm != "barlow"), arm
-        assert (study.results_dir / "weights" / f"{arm}-s0.pt").is_file(), arm
+        assert (study.results_dir / "weights" / f"{arm}-s0.safetensors").is_file(), arm
 
 
 def test_train_run_starts_clean_without_a_checkpoint(protocol, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -294,8 +295,9 @@ def _release(results: Path, arm: str, seed: int) -> None:
 
     kwargs = {"stem": "cifar", "width": 4}
     net = build_backbone("resnet18", **kwargs)
-    export_release(net, results / "weights" / f"{arm}-s{seed}.pt", "resnet18", kwargs, 16,
-                   [0.5] * 3, [0.25] * 3, {"arm": arm, "seed": seed})  # fmt: skip
+    path = results / "weights" / f"{arm}-s{seed}.safetensors"
+    export_release(net, path, "resnet18", kwargs, 16, [0.5] * 3, [0.25] * 3,
+                   {"arm": arm, "seed": seed})  # fmt: skip
 
 
 def test_transfer_knn_on_another_image_folder(tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
 """HEX: the split InfoNCE denominator (HEX_SPEC 4). The only place the HEX maths lives.
 
+HEX_SPEC is ``docs/hex.md`` in the repository; section numbers refer to it.
+
 For anchor i with logits l_ij = s_ij / T, the denominator is
 
     D_i = pw_i * exp(l_ip) + lambda * Local_i + sum_{j in G(i)} exp(l_ij)

@@ -1,4 +1,4 @@
-"""InfoNCE over anchors x candidates with a pluggable denominator (HEX_SPEC 3).
+"""InfoNCE over anchors x candidates with a pluggable denominator (HEX_SPEC 3, docs/hex.md).
 
     L_i = -l_ip + log D_i,   l_ij = a_i . c_j / T
 

@@ -1,4 +1,4 @@
-"""Neighbour thresholds eps for HEX (HEX_SPEC 5).
+"""Neighbour thresholds eps for HEX (HEX_SPEC 5, i.e. ``docs/hex.md`` section 5).
 
 A threshold turns a similarity matrix into the hierarchical-neighbour mask H. Every rule
 is a pure function of (detached similarities, training progress); the only state is the

@@ -36,6 +36,11 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     _atomic_write(Path(path), True, lambda f: torch.save(obj, f))
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Bytes counterpart of :func:`atomic_torch_save` (e.g. a serialised safetensors file)."""
+    _atomic_write(Path(path), True, lambda f: f.write(data))
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Text-file counterpart of :func:`atomic_torch_save` (UTF-8)."""
     _atomic_write(Path(path), False, lambda f: f.write(text))

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import safetensors
+import safetensors.torch
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
@@ -102,6 +104,47 @@ def load_problem(err: Exception) -> str:
     if "weights_only" in text:  # torch's advice would be to turn the protection off
         return "cannot be loaded safely (it holds objects other than tensors and plain values)"
     return f"cannot be loaded safely ({_short(err)})"
+
+
+def load_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file on the CPU; one ConfigError line otherwise.
+
+    safetensors holds tensors and a JSON header only, so reading it runs no code. The
+    header is checked against the file: a truncated file, a header whose shapes or
+    offsets do not match the data, or a file of another kind are named as such.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a folder, not a file") from None
+    try:
+        state: dict[str, torch.Tensor] = safetensors.torch.load(data)
+    except Exception as err:  # SafetensorError, a bad JSON header, an unknown dtype
+        raise ConfigError(f"{what} {path} {safetensors_problem(err)}") from None
+    return state
+
+
+# safetensors' header errors, spaces and underscores removed, lower case (its messages
+# read "incomplete metadata, file not fully covered" or "MetadataIncompleteBuffer")
+TRUNCATED = ("toosmall", "invalidheaderlength", "notfullycovered", "metadataincompletebuffer")
+INCONSISTENT = ("invalidshape", "invalidoffset", "invalidtensorview", "tensorinvalidinfo")
+
+
+def safetensors_problem(err: Exception) -> str:
+    """What a failed safetensors read means, as the end of a sentence about the file."""
+    text = str(err).removeprefix("Error while deserializing header: ")
+    key = re.sub(r"[\s_]", "", text.lower())  # "header too small" or "HeaderTooSmall"
+    if any(w in key for w in TRUNCATED):
+        return f"is truncated or damaged ({text}; an interrupted download or copy?); fetch it again"
+    if any(w in key for w in INCONSISTENT):
+        return (
+            f"is damaged: its header does not match its data ({text}); fetch it again or "
+            "export it again"
+        )
+    return (
+        f"is not a readable safetensors file ({_short(err)}): another kind of file, or a "
+        "damaged one; fetch or export it again"
+    )
 
 
 class RunCheckpoints(Callback):

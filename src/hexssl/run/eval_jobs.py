@@ -1,9 +1,9 @@
 """Evaluation jobs on trained runs: ``hexssl knn``, ``hexssl linear``, ``hexssl umap``.
 
-The target is a run directory or a released weights file (``export_release``: an fp16
-backbone ``state_dict`` with a JSON naming its architecture). Only the backbone is built
-and loaded, so ``--data`` may point at a dataset with other classes and superclasses
-(transfer evaluation). Features of the frozen backbone are extracted once per (run,
+The target is a run directory or released weights (``hexssl.export``: a ``.safetensors``
+backbone with a JSON naming its architecture, an ``hf`` folder, or an old ``.pt``). Only
+the backbone is built and loaded, so ``--data`` may point at a dataset with other classes
+and superclasses (transfer evaluation). Features of the frozen backbone are extracted once per (run,
 checkpoint, split) and cached under ``<run>/features/``, keyed by the checkpoint's
 content and the data config; every probe then runs on the cache.
 """
@@ -40,7 +40,15 @@ from hexssl.eval.features import cached_features, extract_features, file_identit
 from hexssl.eval.knn import config_key, knn_eval
 from hexssl.eval.linear import fraction_key, linear_eval
 from hexssl.eval.plots import plot_embedding_2d
-from hexssl.export import is_release, load_release
+from hexssl.export import (
+    WEIGHTS_SUFFIX,
+    is_hf_folder,
+    is_release,
+    load_release,
+    release_meta_path,
+    releases_in,
+    weights_beside,
+)
 from hexssl.methods.base import SSLMethod
 from hexssl.run.atomic import atomic_write_text
 from hexssl.run.build import build_datamodule
@@ -305,7 +313,7 @@ def open_release(weights: str | Path) -> tuple[nn.Module, EvalView, dict[str, An
 def open_release_encoder(
     weights: str | Path, overrides: list[str], shared: dict[str, Any] | None = None
 ) -> Encoder:
-    """A released weights file and the data to evaluate it on (default: its training data)."""
+    """Released weights and the data to evaluate them on (default: their training data)."""
     backbone, transform, meta = open_release(weights)
     cfg = config_from({"data": meta.get("data", {})}, overrides)
     size = meta["eval_transform"]["image_size"]
@@ -315,7 +323,7 @@ def open_release_encoder(
             f"{size} px; evaluate at its size"
         )
     where = (
-        f" (the data {Path(weights).with_suffix('.json').name} says it was trained on, a path "
+        f" (the data {release_meta_path(weights).name} says it was trained on, a path "
         f"relative to where it was trained, not found from {Path.cwd()})"
     )
     dm = setup_data(cfg, shared, where if not _sets_root(overrides) else "")
@@ -338,10 +346,10 @@ def open_encoder(
     weights are one file, so it is refused for them.
     """
     path = Path(target)
-    if path.suffix == ".json" and path.with_suffix(".pt").is_file():
+    beside = weights_beside(path) if path.suffix == ".json" else None
+    if beside is not None:
         raise ConfigError(
-            f"{path} is the architecture file of released weights; pass the weights "
-            f"{path.with_suffix('.pt')}"
+            f"{path} is the architecture file of released weights; pass the weights {beside}"
         )
     if path.is_file():
         if not is_release(path):
@@ -355,6 +363,13 @@ def open_encoder(
                 "checkpoints to pick; leave --checkpoint out (it is for run directories)"
             )
         enc = open_release_encoder(path, overrides, shared)
+    elif is_hf_folder(path) and not (path / "config.yaml").is_file():
+        if which is not None:
+            raise ConfigError(
+                f"--checkpoint {which}: {path} is an exported backbone with no checkpoints "
+                "to pick; leave --checkpoint out (it is for run directories)"
+            )
+        enc = open_release_encoder(path, overrides, shared)
     else:
         enc = open_run_encoder(path, overrides, which, shared)
     enc.source = str(path)
@@ -365,8 +380,9 @@ def load_backbone(path: str | Path, checkpoint: str = "last") -> tuple[nn.Module
     """A trained backbone, ready to embed images, and its eval transform.
 
     Args:
-        path: released weights (``WEIGHTS.pt`` with its ``WEIGHTS.json``) or a run
-            directory written by ``hexssl pretrain``.
+        path: released weights (``WEIGHTS.safetensors`` with its ``WEIGHTS.json``, a
+            folder written by ``hexssl export --format hf``, or an old ``WEIGHTS.pt``) or a
+            run directory written by ``hexssl pretrain``.
         checkpoint: for a run directory: ``last``, ``previous`` or a ``.ckpt`` file.
 
     Returns:
@@ -378,7 +394,8 @@ def load_backbone(path: str | Path, checkpoint: str = "last") -> tuple[nn.Module
         transform: (B, 3, H, W) uint8 -> (B, 3, S, S) float; backbone: -> (B, D).
 
     Example:
-        >>> net, transform = load_backbone("benchmarks/results/hex_study/weights/simclr-s0.pt")
+        >>> net, transform = load_backbone(
+        ...     "benchmarks/results/hex_study/weights/simclr-s0.safetensors")
         >>> images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)  # any size
         >>> transform(images).shape  # centre crop and resize to the trained size, normalise
         torch.Size([2, 3, 32, 32])
@@ -387,7 +404,8 @@ def load_backbone(path: str | Path, checkpoint: str = "last") -> tuple[nn.Module
         torch.Size([2, 128])
     """
     p = Path(path)
-    if p.is_file() or p.suffix in (".pt", ".json"):
+    release = p.is_file() or p.suffix in (".pt", ".json", WEIGHTS_SUFFIX)
+    if release or (is_hf_folder(p) and not (p / "config.yaml").is_file()):
         if not p.exists():
             raise FileNotFoundError(f"no such file: {p}")
         backbone, transform, _ = open_release(p)
@@ -458,7 +476,7 @@ def eval_targets(targets: list[str], data: list[str]) -> tuple[list[Path], list[
             )
     if not words:
         raise ConfigError(
-            "name what to evaluate: a run directory, released weights (WEIGHTS.pt) or a "
+            "name what to evaluate: a run directory, released weights (WEIGHTS.safetensors) or a "
             "folder of them, e.g. benchmarks/results/hex_study/weights --data data.root=PATH"
         )
     check_data_overrides(overrides)
@@ -466,10 +484,10 @@ def eval_targets(targets: list[str], data: list[str]) -> tuple[list[Path], list[
 
 
 def looks_like_target(path: Path) -> bool:
-    """A run directory, a ``.pt`` file or a folder holding ``.pt`` files."""
+    """A run directory, a weights file, an ``hf`` folder or a folder holding weights."""
     if path.is_dir():
-        return (path / "config.yaml").is_file() or any(path.glob("*.pt"))
-    return path.suffix == ".pt"
+        return (path / "config.yaml").is_file() or is_hf_folder(path) or bool(releases_in(path))
+    return path.suffix in (".pt", WEIGHTS_SUFFIX)
 
 
 DATA_KEYS = [f.name for f in dataclasses.fields(DataConfig)]
@@ -491,19 +509,17 @@ def check_data_overrides(overrides: list[str]) -> None:
 
 
 def expand_targets(words: list[str]) -> list[Path]:
-    """Run directories and weights files; a folder of them gives each one in it (sorted)."""
-    from hexssl.export import is_release
-
+    """Run directories and released weights; a folder of them gives each one in it (sorted)."""
     out: list[Path] = []
     for word in words:
         path = Path(word)
-        if path.is_dir() and not (path / "config.yaml").is_file():
-            inside = sorted(w for w in path.glob("*.pt") if is_release(w))
+        if path.is_dir() and not (path / "config.yaml").is_file() and not is_hf_folder(path):
+            inside = releases_in(path)
             inside += sorted(d for d in path.iterdir() if (d / "config.yaml").is_file())
             if not inside:
                 raise ConfigError(
                     f"{path} is neither a run directory (no config.yaml) nor a folder of "
-                    "released weights (no WEIGHTS.pt with its WEIGHTS.json)"
+                    "released weights (no WEIGHTS.safetensors with its WEIGHTS.json)"
                 )
             out.extend(inside)
         elif path.exists():
@@ -557,7 +573,8 @@ def features_of(enc: Encoder) -> tuple[Feats, Feats]:
 
 def short_names(sources: list[str]) -> dict[str, str]:
     """Row names: each run's or weights' own name, its full path where two share one."""
-    stems = [Path(s).stem if Path(s).suffix == ".pt" else Path(s).name for s in sources]
+    stems = [Path(s).stem if Path(s).suffix in (".pt", WEIGHTS_SUFFIX) else Path(s).name
+             for s in sources]  # fmt: skip
     return {s: n if stems.count(n) == 1 else s for s, n in zip(sources, stems)}
 
 

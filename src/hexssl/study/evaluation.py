@@ -24,7 +24,7 @@ from hexssl.data.transforms import build_augmentation
 from hexssl.eval.hierarchy import PurityCounts, per_group_effective_rank, purity_counts
 from hexssl.eval.purity import purity_sets
 from hexssl.eval.report import read_metrics
-from hexssl.export import export_release, load_release
+from hexssl.export import export_release, load_release, releases_in
 from hexssl.run.atomic import atomic_write_text
 from hexssl.run.eval_jobs import (
     Encoder,
@@ -151,7 +151,8 @@ def evaluate_run(cfg: RunConfig, protocol: Protocol) -> dict[str, Any]:
 
 
 def export_weights(cfg: RunConfig, path: Path, extra: dict[str, Any]) -> Path:
-    """The run's final backbone as a released fp16 file with its architecture JSON."""
+    """The run's final backbone as released fp16 weights: ``path`` (``NAME.safetensors``)
+    and its architecture JSON ``NAME.json``; returns ``path``."""
 
     enc = open_run_encoder(cfg.run_dir, [])
     aug = enc.transform.augment
@@ -230,7 +231,7 @@ def transfer(
     written = []
     for root in datasets:
         data_modules: dict[int, Any] = {}  # image size -> the dataset, loaded once
-        for weights in sorted((results_dir / "weights").glob("*.pt")):
+        for weights in releases_in(results_dir / "weights"):
             out = results_dir / "transfer" / dataset_tag(root) / f"{weights.stem}.json"
             if out.is_file():
                 continue

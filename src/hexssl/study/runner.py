@@ -5,8 +5,8 @@ with a result JSON is skipped; one with a ``last.ckpt`` resumes from it; any oth
 starts in a clean directory. Each finished run writes at once:
 
 * ``<results>/<arm>-s<seed>.json``: the metrics, the config and the provenance;
-* ``<results>/weights/<arm>-s<seed>.pt`` + ``.json``: the backbone as fp16 with its
-  architecture (evaluate with ``hexssl knn FILE.pt --data ...``);
+* ``<results>/weights/<arm>-s<seed>.safetensors`` + ``.json``: the backbone as fp16 with
+  its architecture (evaluate with ``hexssl knn FILE.safetensors --data ...``);
 * ``<results>/curves/<arm>-s<seed>.csv``: the emergence curves (purity, eps by step).
 
 ``hexssl report <results> --study`` rebuilds the tables from the JSON files. The runner
@@ -155,7 +155,7 @@ def run_one(
     t0 = time.time()
     metrics = evaluate_run(cfg, study.protocol)
     name = run_name(arm, seed)
-    weights = study.results_dir / "weights" / f"{name}.pt"
+    weights = study.results_dir / "weights" / f"{name}.safetensors"
     export_weights(cfg, weights, {"arm": arm, "seed": seed, **extra})
     write_curves(cfg.run_dir, study.results_dir / "curves" / f"{name}.csv")
     result = {
