@@ -26,7 +26,6 @@ import torch
 from torch import Tensor, nn
 
 from hexssl.losses.infonce import NEG_INF, at_least_fp32, exclude_
-from hexssl.losses.relatives import debias
 from hexssl.losses.thresholds import Threshold, build_threshold
 from hexssl.run.hostsync import avoid_host_sync
 
@@ -54,8 +53,9 @@ class _HexLogDenominator(torch.autograd.Function):
 
     Inputs: ``sim`` (M, K) (only to receive the gradient), ``lp`` (M,) positive logits,
     the workspace (logits s / T with positive and self at -inf), the neighbours H as
-    ``rows``/``cols`` (nnz,), the positive's weight ``pw`` (0 or 1), hyperparameters. The workspace
-    becomes E = e^{l - m} on G(i) in place: the only (M, K) float tensor kept.
+    ``rows``/``cols`` (nnz,, row-major), the positive's weight ``pw`` (0 or 1),
+    hyperparameters. The workspace becomes E = e^{l - m} on G(i) in place: the only
+    (M, K) float tensor kept. Per-anchor values are (M,), per-neighbour ones (nnz,).
     """
 
     @staticmethod
@@ -64,26 +64,40 @@ class _HexLogDenominator(torch.autograd.Function):
         pw: float, hp: HParams,
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
         beta, tau, lam, inv_t, _ = hp
-        l_h = ws.logits[rows, cols]  # (nnz,) neighbour logits
-        E, m = _global_exp_(ws.logits, rows, cols, lp)  # (M, K) e^{l - m} on G(i), else 0
-        loc = _local_forward(l_h, rows, lp, beta, tau, inv_t, lam)
-        log_d, log_loc = _combine(E, m, lp, pw, loc, lam)
-        ctx.save_for_backward(E, m, lp, log_d, rows, cols, *loc)
-        ctx.hp, ctx.pw = hp, pw
+        logits = ws.logits
+        l_h = logits[rows, cols]  # (nnz,) neighbour logits
+        logits[rows, cols] = NEG_INF  # (M, K) now -inf outside G(i)
+        m = torch.maximum(logits.amax(1), lp)  # (M,) shift: max over G(i) and the positive
+        E = logits.sub_(m[:, None]).exp_()  # (M, K) e^{l - m} on G(i), else 0
+        log_g = E.sum(1).log_().add_(m)  # (M,) log sum_G e^l
+        loc = _sparse_local(l_h, rows, lp, beta, tau, inv_t, lam)
+        parts = ([lp] if pw else []) + ([loc.log_loc] if lam > 0 else []) + [log_g]
+        log_d = torch.stack(parts, 1).logsumexp(1) if len(parts) > 1 else log_g  # (M,)
+        ctx.save_for_backward(E, m, lp, log_d, rows, cols, *loc.saved())
+        ctx.hp, ctx.pw, ctx.debias = hp, pw, loc.active is not None
+        log_loc = loc.log_loc if lam > 0 else torch.full_like(lp, NEG_INF)
         ctx.mark_non_differentiable(log_loc)
+        ctx.set_materialize_grads(False)  # no zeros for log_loc's (absent) gradient
         return log_d, log_loc
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_d: Tensor, _grad_loc: Tensor) -> tuple[Tensor | None, ...]:
+        if grad_d is None:  # only log_loc (non-differentiable) was used
+            return None, None, None, None, None, None, None
         E, m, lp, log_d, rows, cols, *rest = ctx.saved_tensors
-        loc = LocalTerm(*rest)
         beta, tau, lam, inv_t, detach = ctx.hp
-        g = E * (grad_d * (m - log_d).exp() * inv_t)[:, None]  # (M, K) d/ds on G(i)
+        grad = grad_d * inv_t  # (M,) d/ds = d/dl / T
+        g = E * (m - log_d).exp_().mul_(grad)[:, None]  # (M, K) d/ds on G(i)
+        dpos: Tensor | float = ctx.pw
         if lam > 0 and rows.numel() > 0:
-            coef = _local_coef(loc, log_d, lam, tau) * grad_d * inv_t  # (M,)
-            g[rows, cols] = _local_grad(loc, rows, coef, beta, detach)  # (nnz,)
-        grad_lp = _positive_grad(grad_d, lp, log_d, ctx.pw, loc, lam, tau)
+            loc = SparseLocal.restore(rest, ctx.debias)
+            coef = (loc.log_r - log_d).exp_().mul_(grad)  # (M,) d log D / d log R / T
+            if loc.active is not None:  # the floor has no gradient; tau / (1 - tau) debiasing
+                coef.mul_(loc.active)
+                dpos = (loc.active * loc.n_h).mul_(-lam * tau / (1.0 - tau)).add_(ctx.pw)
+            g[rows, cols] = _sparse_local_grad(loc, rows, coef, beta, detach, lam / (1.0 - tau))
+        grad_lp = (lp - log_d).exp_().mul_(grad_d).mul_(dpos)  # (M,)
         return g, grad_lp, None, None, None, None, None
 
 
@@ -184,14 +198,7 @@ def _dense_local(
     # log R / |H| (an empty H(i) gives -inf - -inf: 0 stands in, log_n makes it -inf below)
     log_q = (log_c - log_a).nan_to_num_(nan=0.0, posinf=math.inf, neginf=-math.inf)
     log_r = log_q + log_n  # (M, 1)
-    if tau == 0:  # no debiasing, no floor
-        return DenseLocal(log_r + _log(lam), log_r, log_a, log_c, n_h, None)
-    # log(R - tau |H| P) = log R + log(1 - x) with x = tau P / (R / |H|); -inf once x >= 1
-    x = (lp1 - log_q).add_(math.log(tau)).exp_()
-    log_raw = x.clamp_max_(1.0).neg_().log1p_().add_(log_r)
-    log_floor = log_n + (math.log1p(-tau) - inv_t)  # log(|H| e^{-1/T} (1 - tau))
-    active = log_raw > log_floor  # bool: multiplies floats as 0 / 1
-    log_loc = torch.maximum(log_raw, log_floor).add_(_log(lam) - math.log1p(-tau))
+    log_loc, active = _debiased(log_q, log_n, log_r, lp1, tau, inv_t, lam)
     return DenseLocal(log_loc, log_r, log_a, log_c, n_h, active)
 
 
@@ -211,97 +218,92 @@ def _dense_local_grad(
     return part_c.sub_(part_a).mul_(coef * (scale * (1.0 + beta)))
 
 
-def _combine(
-    E: Tensor, m: Tensor, lp: Tensor, pw: float, loc: LocalTerm, lam: float
-) -> tuple[Tensor, Tensor]:
-    """(log D_i, log lambda Local_i) from the global exponentials and the local term."""
-    log_g = E.sum(1).log() + m  # (M,) log sum_G e^l, -inf when G(i) is empty
-    log_loc = _log(lam) + loc.log_local  # (M,)
-    parts = [lp, log_loc, log_g] if pw else [log_loc, log_g]  # pw is 0 or 1
-    log_d = torch.stack(parts, 1).logsumexp(1)  # (M,)
-    return log_d, log_loc
+def _debiased(
+    log_q: Tensor, log_n: Tensor, log_r: Tensor, lp: Tensor, tau: float, inv_t: float, lam: float
+) -> tuple[Tensor, Tensor | None]:
+    """(log(lambda Local), active) from log R, log(R / |H|), log |H| (spec 4.2).
+
+    Local = max((R - tau |H| P) / (1 - tau), |H| e^{-1/T}) with P = e^{l_p}:
+    log(R - tau |H| P) = log R + log(1 - x), x = tau P / (R / |H|), -inf once x >= 1,
+    and the max is one ``maximum`` in log space. ``active``: where the debiased value,
+    not the floor, is used (None: tau = 0, no max). Empty H(i) (log_n = -inf) give -inf.
+    """
+    if tau == 0:  # no debiasing, no floor
+        return log_r + _log(lam), None
+    x = (lp - log_q).add_(math.log(tau)).exp_()
+    log_raw = x.clamp_max_(1.0).neg_().log1p_().add_(log_r)
+    log_floor = log_n + (math.log1p(-tau) - inv_t)  # log(|H| e^{-1/T} (1 - tau))
+    active = log_raw > log_floor  # bool: multiplies floats as 0 / 1
+    return torch.maximum(log_raw, log_floor).add_(_log(lam) - math.log1p(-tau)), active
 
 
-def _positive_grad(
-    grad_d: Tensor, lp: Tensor, log_d: Tensor, pw: float, loc: LocalTerm, lam: float,
-    tau: float,
-) -> Tensor:  # fmt: skip
-    """d log D / d l_p: the positive's own term minus the debiasing's (spec 4.2). # (M,)"""
-    dpos = pw - loc.active * (lam * tau / (1.0 - tau)) * loc.n_h
-    return grad_d * (lp - log_d).exp() * dpos
+class SparseLocal(NamedTuple):
+    """Per-anchor (M,) and per-neighbour (nnz,) quantities of the local term (spec 4.2).
 
+    With the row shift m_h = max_H l and d = l - m_h <= 0: A = sum_H e^{b d},
+    C = sum_H e^{(1+b) d} and R = |H| e^{m_h} C / A.
+    """
 
-def _global_exp_(logits: Tensor, rows: Tensor, cols: Tensor, lp: Tensor) -> tuple[Tensor, Tensor]:
-    """In place: E = e^{l - m} on G(i) and 0 elsewhere, m = max over G(i) (lp if empty)."""
-    logits[rows, cols] = NEG_INF  # (M, K) now -inf outside G(i)
-    m = logits.amax(1)  # (M,)
-    m = torch.where(torch.isfinite(m), m, lp.detach())
-    return logits.sub_(m[:, None]).exp_(), m
-
-
-class LocalTerm(NamedTuple):
-    """Per-anchor (M,) and per-neighbour (nnz,) quantities of the local term (spec 4.2)."""
-
-    log_local: Tensor  # (M,) log Local_i, -inf when H(i) is empty
-    log_r: Tensor  # (M,) log R_i
-    log_a: Tensor  # (M,) log sum_H e^{b d}
-    log_c: Tensor  # (M,) log sum_H e^{(1+b) d}
+    log_loc: Tensor  # (M,) log(lambda Local_i), -inf when H(i) is empty
+    log_r: Tensor  # (M,) log R_i, -inf when H(i) is empty
+    log_a: Tensor  # (M,) log A_i
+    log_c: Tensor  # (M,) log C_i
     n_h: Tensor  # (M,) |H(i)|
-    active: Tensor  # (M,) 1 where the debiased value (not the floor) is used
-    d_h: Tensor  # (nnz,) l_ij - max_{H(i)} l, <= 0
+    d_h: Tensor  # (nnz,) l_ij - m_h
+    active: Tensor | None  # (M,) debiased value in use (bool); None: tau = 0
+
+    def saved(self) -> tuple[Tensor, ...]:
+        """The tensors backward reads (``active`` only with debiasing)."""
+        keep = (self.log_r, self.log_a, self.log_c, self.n_h, self.d_h)
+        return keep if self.active is None else (*keep, self.active)
+
+    @staticmethod
+    def restore(saved: list[Tensor], debias: bool) -> SparseLocal:
+        """Inverse of :meth:`saved` (``log_loc`` is not needed by backward)."""
+        log_r, log_a, log_c, n_h, d_h, *active = saved
+        return SparseLocal(log_r, log_r, log_a, log_c, n_h, d_h, active[0] if debias else None)
 
 
-def _segment_logsumexp(x: Tensor, rows: Tensor, m: int) -> Tensor:
-    """log sum over each row's entries of x (entries <= 0, row max 0). (nnz,) -> (m,)"""
-    out = x.new_zeros(m).index_add_(0, rows, x.exp())
-    return out.log()
-
-
-def _local_forward(
+def _sparse_local(
     l_h: Tensor, rows: Tensor, lp: Tensor, beta: float, tau: float, inv_t: float, lam: float
-) -> LocalTerm:
-    """log Local_i = log max((R_i - tau |H| e^{l_p}) / (1 - tau), |H| e^{-1/T}) (spec 4.2).
-
-    R_i = sum_H w_ij e^{l_ij} with w = |H| softmax(beta l) = |H| e^{m_h} C / A, where
-    C = sum_H e^{(1+b) d}, A = sum_H e^{b d} and d = l - m_h (m_h the row max over H).
-    """
+) -> SparseLocal:
+    """The local term from the neighbour logits ``l_h`` (nnz,) of rows ``rows``."""
     m = lp.shape[0]
-    n_h = lp.new_zeros(m).index_add_(0, rows, torch.ones_like(l_h))  # (M,)
+    n_h = torch.bincount(rows, minlength=m).to(lp.dtype)  # (M,) (the CPU path: no sync cost)
     m_h = lp.new_full((m,), NEG_INF).scatter_reduce_(0, rows, l_h, "amax")  # (M,)
-    has_h = n_h > 0
-    m_h = torch.where(has_h, m_h, 0.0)
-    d_h = l_h - m_h[rows]  # (nnz,)
-    if lam == 0:  # switched off: keep only what the positive's gradient reads
-        zero = torch.zeros_like(lp)
-        return LocalTerm(zero + NEG_INF, zero, zero, zero, n_h, zero, d_h)
-    log_a = _segment_logsumexp(beta * d_h, rows, m) if beta > 0 else n_h.log()
-    log_c = _segment_logsumexp((1.0 + beta) * d_h, rows, m)
-    log_a, log_c = torch.where(has_h, log_a, 0.0), torch.where(has_h, log_c, 0.0)
-    log_r = n_h.log() + log_c - log_a + m_h  # (M,)
-    log_local, active = debias(log_r, lp, n_h, tau, inv_t)
-    log_local = torch.where(has_h, log_local, NEG_INF)  # Local_i = 0 for empty H(i)
-    active = (active & has_h).to(lp.dtype)
-    return LocalTerm(log_local, log_r, log_a, log_c, n_h, active, d_h)
+    d_h = l_h - m_h[rows]  # (nnz,) <= 0; rows without neighbours are never read
+    if lam == 0:  # switched off: nothing of it is read
+        return SparseLocal(n_h, n_h, n_h, n_h, n_h, d_h, None)
+    log_n = n_h.log()  # -inf for an empty H(i): every log below then gives -inf there
+    bd = d_h if beta == 1.0 else d_h * beta
+    log_a = _segment_sum(bd.exp(), rows, m).log_() if beta > 0 else log_n
+    log_c = _segment_sum((d_h + bd if beta > 0 else d_h).exp(), rows, m).log_()
+    # log R / |H|; an empty H(i) gives -inf - -inf: 0 stands in, m_h = -inf keeps it -inf
+    log_q = (log_c - log_a).nan_to_num_(nan=0.0, posinf=math.inf, neginf=-math.inf).add_(m_h)
+    log_r = log_q + log_n  # (M,)
+    log_loc, active = _debiased(log_q, log_n, log_r, lp, tau, inv_t, lam)
+    return SparseLocal(log_loc, log_r, log_a, log_c, n_h, d_h, active)
 
 
-def _local_coef(loc: LocalTerm, log_d: Tensor, lam: float, tau: float) -> Tensor:
-    """lambda * dLocal/dR * R / D per anchor. # (M,)"""
-    return loc.active * (lam / (1.0 - tau)) * (loc.log_r - log_d).exp()
+def _segment_sum(x: Tensor, rows: Tensor, m: int) -> Tensor:
+    """Sum of each row's entries. (nnz,) -> (m,)"""
+    return x.new_zeros(m).index_add_(0, rows, x)
 
 
-def _local_grad(loc: LocalTerm, rows: Tensor, coef: Tensor, beta: float, detach: bool) -> Tensor:
-    """coef_i * dR_i/dl_ij / R_i for every neighbour. # (nnz,)
+def _sparse_local_grad(
+    loc: SparseLocal, rows: Tensor, coef: Tensor, beta: float, detach: bool, scale: float
+) -> Tensor:
+    """scale * coef_i * d log R_i / d l_ij for every neighbour. # (nnz,)
 
-    R = |H| C / A, so dR/dl_j / R = (1+b) e^{(1+b) d_j} / C - b e^{b d_j} / A; with
-    detached weights only e^{(1+b) d_j} / C remains.
+    d log R / d l_j = (1+b) e^{(1+b) d_j} / C - b e^{b d_j} / A; with detached weights
+    only e^{(1+b) d_j} / C remains.
     """
-    part_c = ((1.0 + beta) * loc.d_h - loc.log_c[rows]).exp()  # (nnz,)
-    if detach:
-        return part_c * coef[rows]
-    grad = part_c * (1.0 + beta)
-    if beta > 0:
-        grad = grad - beta * (beta * loc.d_h - loc.log_a[rows]).exp()
-    return grad * coef[rows]
+    bd = loc.d_h if beta == 1.0 else loc.d_h * beta
+    part_c = ((loc.d_h + bd if beta > 0 else loc.d_h) - loc.log_c[rows]).exp_()  # (nnz,)
+    if detach or beta == 0:
+        return part_c.mul_((coef * scale)[rows])
+    part_a = (bd - loc.log_a[rows]).exp_().mul_(beta / (1.0 + beta))  # (nnz,)
+    return part_c.sub_(part_a).mul_((coef * (scale * (1.0 + beta)))[rows])
 
 
 def fused_log_denominator(
