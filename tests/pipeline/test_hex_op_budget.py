@@ -6,7 +6,7 @@ counted on the CPU on the GPU code paths (:func:`hexssl.run.hostsync.sync_free_p
 dense neighbour mask, no host syncs) is a timing-free measure of HEX's step cost:
 SimCLR + HEX against SimCLR, the same whole step through the real Trainer (batch fetch,
 augmentation, forward, loss, backward, LARS, probe, hooks). 130 extra ops per step
-before issue 33; 58 after.
+before issue 33; 59 after (58 on CUDA, where the quantile is one ``kthvalue``).
 """
 
 from __future__ import annotations
