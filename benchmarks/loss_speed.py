@@ -3,9 +3,12 @@
 Times the loss alone (embeddings in, gradient out) for SimCLR-style 2B x 2B matrices,
 D = 128 (HEX: adaptive threshold); counts the aten operators of a forward + backward (on
 a GPU each is a kernel launch) and the (2B)^2-sized tensors that autograd keeps for
-backward. Targets: HEX (issue 8) and each relative, decoupled / DCLW / debiased / hard
-(issue 24), <= 1.3x InfoNCE at every size; HEX's op count <= 2x; no extra (2B)^2 float
-tensors.
+backward. The losses of one size are timed alternately (one call of each per repeat),
+so that a machine whose speed drifts favours none. HEX is timed as a training step runs
+it between logging steps, without its statistics (``record_stats = False``); the
+``hex_paper_logged`` entry is a logging step's call, statistics included. Targets: HEX
+(issue 8) and each relative, decoupled / DCLW / debiased / hard (issue 24), <= 1.3x
+InfoNCE at every size; HEX's op count <= 2x; no extra (2B)^2 float tensors.
 
     python benchmarks/loss_speed.py [--sizes 256 512 1024 4096] [--repeats 15]
     python benchmarks/loss_speed.py --device cuda --sizes 256 1024 8192   # CUDA events
@@ -22,7 +25,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from hexssl.losses import (
     DebiasedDenominator,
@@ -32,16 +34,27 @@ from hexssl.losses import (
     InfoNCE,
 )
 from hexssl.losses.memory import saved_square_tensors
+from hexssl.run.hostsync import AtenOpCounter
 from hexssl.run.machine import machine_summary
 
 RESULTS = Path(__file__).parent / "results"
 # every size of every compiled entry is a graph of the one InfoNCE.forward: more than
 # torch's default of 8, after which it would run eagerly and time the wrong thing
 torch._dynamo.config.recompile_limit = 64
+
+
+def hex_loss(stats: bool = False, **kwargs: object) -> InfoNCE:
+    """InfoNCE with a HEX denominator; ``stats``: record the statistics (logging steps)."""
+    den = HEXDenominator("adaptive", **kwargs)  # type: ignore[arg-type]
+    den.record_stats = stats
+    return InfoNCE(0.1, den)
+
+
 LOSSES = {  # the first one is the baseline of the ratios
     "infonce": lambda: InfoNCE(0.1),
-    "hex_paper": lambda: InfoNCE(0.1, HEXDenominator("adaptive", beta=1.0, tau_plus=0.1)),
-    "hex_reference": lambda: InfoNCE(0.1, HEXDenominator("adaptive", variant="reference")),
+    "hex_paper": lambda: hex_loss(beta=1.0, tau_plus=0.1),
+    "hex_paper_logged": lambda: hex_loss(True, beta=1.0, tau_plus=0.1),
+    "hex_reference": lambda: hex_loss(variant="reference"),
     "decoupled": lambda: InfoNCE(0.1, DecoupledDenominator()),
     "decoupled_weighted": lambda: InfoNCE(0.1, DecoupledDenominator(sigma=0.5)),
     "debiased": lambda: InfoNCE(0.1, DebiasedDenominator(tau_plus=0.1)),
@@ -51,11 +64,9 @@ LOSSES = {  # the first one is the baseline of the ratios
 # Compiled on first use per shape: timed on GPUs only (on a 2-core CPU compilation alone
 # takes minutes). The fused HEX path of issue 22: same loss, fewer kernel launches.
 GPU_ONLY = {
-    "hex_paper_fused": lambda: InfoNCE(0.1, HEXDenominator("adaptive", fused=True)),
+    "hex_paper_fused": lambda: hex_loss(fused=True),
     # the whole loss compiled (threshold, pairing, logsumexp and all): one graph per shape
-    "hex_paper_compiled": lambda: torch.compile(
-        InfoNCE(0.1, HEXDenominator("adaptive", beta=1.0, tau_plus=0.1)), dynamic=False
-    ),
+    "hex_paper_compiled": lambda: torch.compile(hex_loss(beta=1.0, tau_plus=0.1), dynamic=False),
     "infonce_compiled": lambda: torch.compile(InfoNCE(0.1), dynamic=False),
 }
 
@@ -79,24 +90,25 @@ def time_once(fn: InfoNCE, z0: torch.Tensor, z1: torch.Tensor) -> float:
 
 
 def median_time(fn: InfoNCE, b: int, repeats: int, device: str = "cpu") -> float:
-    fn = fn.to(device)
+    """Median seconds of one loss's forward + backward (3 warm-up calls first)."""
+    return median_times({"loss": fn}, b, repeats, device)["loss"]
+
+
+def median_times(
+    fns: dict[str, InfoNCE], b: int, repeats: int, device: str = "cpu"
+) -> dict[str, float]:
+    """Median seconds per loss, the losses called alternately (one of each per repeat)."""
+    fns = {name: fn.to(device) for name, fn in fns.items()}
     z0 = torch.randn(b, 128, device=device, requires_grad=True)
     z1 = torch.randn(b, 128, device=device, requires_grad=True)
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(3):  # warm-up
-        time_once(fn, z0, z1)
-    return statistics.median(time_once(fn, z0, z1) for _ in range(repeats))
-
-
-class OpCounter(TorchDispatchMode):
-    """Counts the aten operators dispatched (each one a kernel launch on a GPU)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        self.count += 1
-        return func(*args, **(kwargs or {}))
+        for fn in fns.values():
+            time_once(fn, z0, z1)
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(time_once(fn, z0, z1))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def op_count(fn: InfoNCE, b: int, device: str = "cpu") -> int:
@@ -105,9 +117,9 @@ def op_count(fn: InfoNCE, b: int, device: str = "cpu") -> int:
     z0 = torch.randn(b, 128, device=device, requires_grad=True)
     z1 = torch.randn(b, 128, device=device, requires_grad=True)
     fn(z0, z1).backward()  # warm-up: first-call paths are not counted
-    with OpCounter() as counter:
+    with AtenOpCounter() as counter:
         fn(z0, z1).backward()
-    return counter.count
+    return counter.total
 
 
 def run(
@@ -119,7 +131,7 @@ def run(
     rows = []
     for n in sizes:
         b = n // 2
-        times = {name: median_time(make(), b, repeats, device) for name, make in losses.items()}
+        times = median_times({name: make() for name, make in losses.items()}, b, repeats, device)
         # counted eagerly (on the CPU for memory): not for the compiled GPU-only entries
         counted = {name: make for name, make in losses.items() if name not in GPU_ONLY}
         mem = {name: saved_square_tensors(make(), b) for name, make in counted.items()}

@@ -13,8 +13,15 @@ For each size and speed setting this measures
   from the first step (no warm-up).
 
 A step's time is the interval between consecutive ``on_train_batch_start`` calls, so it
-includes data loading and every hook. Reported: the median over the timed steps after
-the warm-up steps (which absorb torch.compile's compilation). The data is the
+includes data loading and every hook: host (wall) ms per step always, and on CUDA the
+GPU's ms per step from events beside it. No step in the timed window logs (logging and
+its read-backs come after it; the run fails if one did). The runs compared are
+alternated: ``--rounds`` rounds, each running every run once (in reversed order every
+other round, so a drifting machine favours none); reported per run: the median of the
+rounds' medians and their spread ((max - min) / median). The warm-up steps of every
+run absorb torch.compile's compilation. A compiled run that fell back to eager (a
+compiler failure, the recompile limit hit, or on CUDA any graph break) stops the
+script: its number would be an eager one under a compiled name. The data is the
 tiny-imagenet-hier50 CPU preset's (32 px); the machine must be otherwise idle.
 
     python benchmarks/train_speed.py                                   # everything, CPU
@@ -31,10 +38,12 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import lightning as L
 import torch
+import torch._dynamo
+from torch._dynamo.utils import counters
 
 from hexssl.backbones import build_backbone
 from hexssl.config import load_config
@@ -75,14 +84,17 @@ AMP_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 class StepTimer(L.Callback):
     """Time between consecutive training-batch starts (everything a step costs).
 
-    On the CPU: wall time. On CUDA: an event recorded on the stream at each batch start
-    (no synchronisation, which would stall the queue the step relies on), read after
-    the run; in steady state the interval is the step's cost, host or device bound.
+    Host wall time always; on CUDA also an event recorded on the stream at each batch
+    start (no synchronisation, which would stall the queue the step relies on), read
+    after the run: in steady state the event interval is the step's cost on the GPU and
+    the host interval what the host spent issuing it (equal when the host waits for the
+    GPU). Also notes the steps that logged (``SSLMethod.logged_this_step``).
     """
 
     def __init__(self, device: torch.device) -> None:
         self.starts: list[float] = []
         self.events: list[Any] = []
+        self.logged: list[int] = []
         self.device = device
 
     def on_train_batch_start(self, *args: Any) -> None:
@@ -90,20 +102,76 @@ class StepTimer(L.Callback):
             event = torch.cuda.Event(enable_timing=True)
             event.record()
             self.events.append(event)
-        else:
-            self.starts.append(time.perf_counter())
+        self.starts.append(time.perf_counter())
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+        if getattr(pl_module, "logged_this_step", False):
+            self.logged.append(len(self.starts) - 1)
 
     @property
-    def times(self) -> list[float]:
-        if self.events:
-            torch.cuda.synchronize(self.device)
-            pairs = zip(self.events, self.events[1:])
-            return [a.elapsed_time(b) / 1e3 for a, b in pairs]
+    def host_times(self) -> list[float]:
+        """Seconds between consecutive batch starts, on the host."""
         return [b - a for a, b in zip(self.starts, self.starts[1:])]
 
+    @property
+    def gpu_times(self) -> list[float] | None:
+        """Seconds between consecutive batch starts on the GPU stream (None off CUDA)."""
+        if not self.events:
+            return None
+        torch.cuda.synchronize(self.device)
+        return [a.elapsed_time(b) / 1e3 for a, b in zip(self.events, self.events[1:])]
 
-def raw_step_times(width: int, batch: int, setting: dict[str, Any], args: Any) -> list[float]:
-    """Seconds per raw backbone step: 2 views x forward, backward, SGD (momentum 0.9)."""
+
+class Times(TypedDict):
+    """One run's timed steps: ``host`` seconds, ``gpu`` seconds (None off CUDA)."""
+
+    host: list[float]
+    gpu: list[float] | None
+
+
+def step_times(host: list[float], gpu: list[float] | None = None) -> Times:
+    """The timed steps of one run (host and, on CUDA, GPU seconds per step)."""
+    return {"host": host, "gpu": gpu}
+
+
+class CompileFallbackError(SystemExit):
+    """A compiled run ran (partly) eagerly: its timing must not be reported as compiled."""
+
+
+def compiled_run(run: str, setting: dict[str, Any]) -> bool:
+    """Whether ``run`` in ``setting`` compiles anything (model, whole loss or HEX)."""
+    return bool(setting["compile"]) or run.endswith("-compiled") or run.endswith("-fused")
+
+
+def is_compile_fallback(w: warnings.WarningMessage) -> bool:
+    """hexssl's one warning when a compiled part gives up and runs eagerly
+    (``hexssl.run.speed.compile_forward``, ``hex.fused``): "torch.compile ... failed"."""
+    text = str(w.message)
+    return issubclass(w.category, RuntimeWarning) and "torch.compile" in text and "failed" in text
+
+
+def check_compiled(
+    run: str, caught: list[warnings.WarningMessage], graph_breaks: int, strict: bool
+) -> None:
+    """Fail loudly if a compiled run fell back to eager.
+
+    hexssl's compile wrappers warn once and run eagerly when compilation fails, and
+    dynamo raises on its recompile limit here (``fail_on_recompile_limit_hit``), which
+    those wrappers turn into the same warning. ``strict``: graph breaks count too (on
+    CUDA the GPU path compiles as whole graphs; the CPU's sparse HEX path breaks).
+    """
+    fell_back = [str(w.message) for w in caught if is_compile_fallback(w)]
+    if fell_back:
+        raise CompileFallbackError(f"{run}: a compiled run fell back to eager: {fell_back[0]}")
+    if strict and graph_breaks:
+        reasons = sorted(counters["graph_break"])[:3]
+        raise CompileFallbackError(f"{run}: {graph_breaks} graph breaks ({reasons})")
+
+
+def raw_step_times(width: int, batch: int, setting: dict[str, Any], args: Any) -> Times:
+    """Seconds per raw backbone step: 2 views x forward, backward, SGD (momentum 0.9).
+
+    Synchronised per step on CUDA, so host and GPU time are the same wall time here."""
     device = torch.device(args.device)
     net = build_backbone("resnet18", stem="cifar", width=width).to(device)
     # the same guard as training: NHWC hangs or crashes CPU backward of narrow ResNets
@@ -128,7 +196,8 @@ def raw_step_times(width: int, batch: int, setting: dict[str, Any], args: Any) -
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
-    return times[args.warmup :]
+    timed = times[args.warmup :]
+    return step_times(timed, timed if device.type == "cuda" else None)
 
 
 def batch_fraction(preset: list[str], batch: int, n: int, overrides: list[str]) -> float:
@@ -140,9 +209,7 @@ def batch_fraction(preset: list[str], batch: int, n: int, overrides: list[str]) 
     return (n + 0.5) / per_epoch
 
 
-def full_step_times(
-    run: str, width: int, batch: int, setting: dict[str, Any], args: Any
-) -> list[float]:
+def full_step_times(run: str, width: int, batch: int, setting: dict[str, Any], args: Any) -> Times:
     """Seconds per training step of ``hexssl pretrain`` on the preset's data."""
     device = torch.device(args.device)
     timer = StepTimer(device)
@@ -166,36 +233,79 @@ def full_step_times(
                 "trainer.limit_val_batches=0",
                 "trainer.progress_bar=false",
                 "trainer.checkpoint_every_n_steps=0",
+                f"trainer.log_every_n_steps={n + 10}",  # only the run's last step logs
                 "hex.warmup_epochs=0",
                 "eval.knn_at_end=false",
+                "eval.purity_every_n_steps=0",
                 *args.data_overrides,
             ],
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        compiled = compiled_run(run, setting)
+        if compiled:  # count this run's graph breaks; no silent eager after the limit
+            torch._dynamo.reset()
+            counters.clear()
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            torch._dynamo.config.patch(fail_on_recompile_limit_hit=True),
+        ):
+            warnings.simplefilter("always")
             pretrain(cfg, extra_callbacks=[timer])
-    return timer.times[args.warmup :]
+        if compiled:
+            breaks = sum(counters["graph_break"].values())
+            check_compiled(run, caught, breaks, strict=device.type == "cuda")
+    timed = range(args.warmup, args.warmup + args.steps)
+    if any(step in timed for step in timer.logged):
+        raise SystemExit(f"{run}: steps {timer.logged} logged inside the timed window")
+    gpu = timer.gpu_times
+    return step_times(timer.host_times[args.warmup :], gpu[args.warmup :] if gpu else None)
+
+
+def round_order(runs: list[str], rounds: int) -> list[str]:
+    """The runs alternated over ``rounds``: every run once a round, reversed every other
+    round (A B C, C B A, A B C, ...), so that a drifting machine favours no run."""
+    return [run for r in range(rounds) for run in (runs if r % 2 == 0 else runs[::-1])]
+
+
+def summarise(rounds: list[Times]) -> dict[str, Any]:
+    """Median of the rounds' medians (GPU time on CUDA, else host) and their spread."""
+    host = [statistics.median(t["host"]) for t in rounds]
+    gpu = [statistics.median(t["gpu"]) for t in rounds] if rounds[0]["gpu"] else None
+    main = gpu or host
+    med = statistics.median(main)
+    return dict(
+        seconds=med,
+        spread=(max(main) - min(main)) / med,
+        round_seconds=main,
+        host_ms=1e3 * statistics.median(host),
+        gpu_ms=1e3 * statistics.median(gpu) if gpu else None,
+        n=sum(len(t["host"]) for t in rounds),
+    )
 
 
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One row per (size, setting, run) with median seconds per step and images/s."""
+    """One row per (size, setting, run): median seconds per step over alternated rounds."""
     rows = []
     for size in args.sizes:
         width, batch = (int(v) for v in size.split(":"))
         for name in args.settings:
             setting = SETTINGS[name]
-            for run in args.runs:
+            done: dict[str, list[Times]] = {run: [] for run in args.runs}
+            for run in round_order(args.runs, args.rounds):
                 if run == "raw":
-                    times = raw_step_times(width, batch, setting, args)
+                    done[run].append(raw_step_times(width, batch, setting, args))
                 else:
-                    times = full_step_times(run, width, batch, setting, args)
-                med = statistics.median(times)
-                row = dict(width=width, batch=batch, setting=name, run=run, seconds=med)
-                row.update(img_per_s=batch / med, views_per_s=2 * batch / med, n=len(times))
+                    done[run].append(full_step_times(run, width, batch, setting, args))
+            for run in args.runs:
+                row = dict(width=width, batch=batch, setting=name, run=run)
+                row.update(summarise(done[run]))
+                med = row["seconds"]
+                row.update(img_per_s=batch / med, views_per_s=2 * batch / med)
                 rows.append(row)
+                gpu = "" if row["gpu_ms"] is None else f", GPU {row['gpu_ms']:.1f} ms"
                 print(
                     f"w{width} b{batch} {name:16s} {run:11s} {batch / med:8.1f} img/s "
-                    f"({2 * batch / med:8.1f} views/s, median of {len(times)})",
+                    f"(+-{row['spread']:.1%} over {args.rounds} rounds; host "
+                    f"{row['host_ms']:.1f} ms{gpu} per step)",
                     flush=True,
                 )
     return rows
@@ -235,22 +345,27 @@ def fmt(x: float | None, pattern: str) -> str:
 def markdown(res: dict[str, Any]) -> str:
     lines = [
         f"Training-step throughput, {res['device']} ({res['machine']}; {res['threads']} "
-        f"threads, torch {res['torch']}), ResNet-18 CIFAR stem, 32 px, median of "
-        f"{res['steps']} steps after {res['warmup']} warm-up steps. "
-        "img/s = images (2 views each) per second.",
+        f"threads, torch {res['torch']}), ResNet-18 CIFAR stem, 32 px, median over "
+        f"{res.get('rounds', 1)} alternated rounds of each round's median of "
+        f"{res['steps']} steps after {res['warmup']} warm-up steps (GPU time on CUDA). "
+        "img/s = images (2 views each) per second; spread = (max - min) / median of the "
+        "rounds; host ms = host wall time per step.",
         "`of raw` = full step / raw backbone (fwd+bwd+SGD, same precision and layout); "
         "`step time HEX/off` = SimCLR+HEX step time / SimCLR step time; "
         "`vs fp32` = speed-up over fp32 NCHW eager (the old default).",
         "",
-        "| width | batch | setting | run | img/s | of raw | step time HEX/off | vs fp32 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| width | batch | setting | run | img/s | spread | host ms | GPU ms | of raw "
+        "| step time HEX/off | vs fp32 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     extra = {(q["width"], q["batch"], q["setting"], q["run"]): q for q in res["ratios"]}
     for r in res["rows"]:
         q = extra[(r["width"], r["batch"], r["setting"], r["run"])]
         lines.append(
             f"| {r['width']} | {r['batch']} | {r['setting']} | {r['run']} | "
-            f"{r['img_per_s']:.1f} | {fmt(q['of_raw'], '{:.0%}')} | "
+            f"{r['img_per_s']:.1f} | {fmt(r.get('spread'), '{:.1%}')} | "
+            f"{fmt(r.get('host_ms'), '{:.1f}')} | {fmt(r.get('gpu_ms'), '{:.1f}')} | "
+            f"{fmt(q['of_raw'], '{:.0%}')} | "
             f"{fmt(q['hex_on_over_off'], '{:.3f}')} | {fmt(q['speedup_vs_fp32'], '{:.2f}x')} |"
         )
     return "\n".join(lines) + "\n"
@@ -268,6 +383,9 @@ def main() -> None:
     )
     ap.add_argument("--steps", type=int, default=8, help="timed steps per point")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="alternated rounds of every run (>= 3 to compare)"
+    )
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument(
         "--preset", nargs="+", default=PRESET, help="the config files whose data and heads are used"
@@ -287,6 +405,7 @@ def main() -> None:
         machine=machine_summary(),
         steps=args.steps,
         warmup=args.warmup,
+        rounds=args.rounds,
         rows=rows,
         ratios=ratios(rows),
     )

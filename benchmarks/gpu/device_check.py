@@ -32,7 +32,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks"), str(ROOT)]
 from hexssl.config import load_config  # noqa: E402
 from hexssl.run.hostsync import HostSyncCounter  # noqa: E402
 from hexssl.run.train import pretrain  # noqa: E402
-from loss_speed import GPU_ONLY, LOSSES, median_time  # noqa: E402
+from loss_speed import GPU_ONLY, LOSSES, median_times  # noqa: E402
 
 PRESET = ["configs/simclr.yaml", "configs/data/tiny-imagenet-hier50-cpu.yaml"]
 SECTIONS = (
@@ -102,8 +102,9 @@ def gpu_tests(out: Path, timeout: int, dry: bool) -> dict[str, Any]:
 
 
 class CountSyncs(Callback):
-    """Host syncs inside steps [first, last): torch's sync debug mode on CUDA, the
-    op counter of hexssl.run.hostsync everywhere; and the wall time of those steps."""
+    """Host syncs over whole steps [first, last), each from the end of the step before
+    (so the batch fetch and every hook count): torch's sync debug mode on CUDA, the op
+    counter of hexssl.run.hostsync everywhere; and the wall time of those steps."""
 
     def __init__(self, first: int, last: int) -> None:
         self.first, self.last = first, last
@@ -112,30 +113,28 @@ class CountSyncs(Callback):
         self.cuda_warnings = 0
         self.t0 = self.t1 = 0.0
 
-    def on_train_batch_start(self, trainer: Any, *args: Any) -> None:
-        step = trainer.global_step
+    def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+        step = trainer.global_step  # steps done: the next step to run
         on = self.first <= step < self.last
-        if step == self.first:
+        if step in (self.first, self.last):
+            self.counter.active = False
             if torch.cuda.is_available():
+                torch.cuda.set_sync_debug_mode("default")
                 torch.cuda.synchronize()
-            self.t0 = time.perf_counter()
-        if step == self.last:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            self.t1 = time.perf_counter()
+            if step == self.first:
+                self.t0 = time.perf_counter()
+            else:
+                self.t1 = time.perf_counter()
         self.counter.active = on
         if torch.cuda.is_available():
             torch.cuda.set_sync_debug_mode("warn" if on else "default")
 
-    def on_train_batch_end(self, *args: Any) -> None:
-        self.counter.active = False
-        if torch.cuda.is_available():
-            torch.cuda.set_sync_debug_mode("default")
-
 
 def train_speed(out: Path, data: str, timeout: int, dry: bool, variant: str = "") -> dict[str, Any]:
     """benchmarks/train_speed.py on CUDA: raw backbone, SimCLR and SimCLR + HEX (ResNet-18
-    width 64, 32 px, batch 512) at bf16 and fp16 with channels_last.
+    width 64, 32 px, batch 512) at bf16 and fp16 with channels_last, alternated over 3
+    rounds (median of the rounds, spread, host and GPU ms per step; a compiled run that
+    fell back to eager or broke its graph fails the section).
 
     ``variant`` "fused": SimCLR and SimCLR + fused HEX (``hex.fused=true``); "compiled":
     SimCLR and SimCLR + HEX with the whole loss compiled (``trainer.compile_loss``). Each
@@ -143,9 +142,9 @@ def train_speed(out: Path, data: str, timeout: int, dry: bool, variant: str = ""
     files are folded into gpu_check.json (the call returns at most 8 files).
     """
     size = ["--device", "cpu", "--sizes", "4:16", "--settings", "fp32-cl", "--steps", "1",
-            "--warmup", "1"] if dry else [
+            "--warmup", "1", "--rounds", "1"] if dry else [
             "--device", "cuda", "--sizes", "64:512", "--settings", "bf16-cl", "fp16-cl",
-            "--steps", "15", "--warmup", "5"]  # fmt: skip
+            "--steps", "10", "--warmup", "5", "--rounds", "3"]  # fmt: skip
     runs = {
         "": ["raw", "simclr", "simclr-hex"],
         "fused": ["simclr", "simclr-hex-fused"],
@@ -155,6 +154,7 @@ def train_speed(out: Path, data: str, timeout: int, dry: bool, variant: str = ""
         size.remove("fp16-cl")  # bf16 only: the precision of the targets and the study
     tag = f"_cuda_{variant}" if variant else "_cuda"
     small = ", max_train_samples: 64" if dry else ""  # 4 steps of 16 images
+    # a run of 5 + 10 + 1 steps of 512 fits the 48 steps of the 25,000-image epoch
     cmd = [sys.executable, "benchmarks/train_speed.py", *size, "--runs", *runs,
            "--out", str(out), "--tag", tag,
            "--data-overrides", f"data.root={data}", "data.on_device=true",
@@ -282,12 +282,17 @@ def loss_speed(
     sizes: list[int], repeats: int, device: str, res: Results | None = None
 ) -> list[dict[str, Any]]:
     """Forward + backward of each loss in ``benchmarks/loss_speed.py`` (its timer: CUDA
-    events on a GPU), and the number of CUDA kernels launched (profiler). The compiled
+    events on a GPU; the losses called alternately), and the number of CUDA kernels
+    launched (profiler). The compiled
     entries compile once per size, so each finished size is saved at once (``res``)."""
     rows: list[dict[str, Any]] = []
     for b2 in sizes:
-        for name, make in (LOSSES | (GPU_ONLY if device == "cuda" else {})).items():
-            ms = median_time(make(), b2 // 2, repeats, device) * 1e3
+        makes = LOSSES | (GPU_ONLY if device == "cuda" else {})
+        times = median_times(
+            {name: make() for name, make in makes.items()}, b2 // 2, repeats, device
+        )
+        for name, make in makes.items():
+            ms = times[name] * 1e3
             rows.append({"2B": b2, "loss": name, "ms": ms, "kernels": _kernels(make, b2, device)})
         base = next(r["ms"] for r in rows if r["loss"] == "infonce" and r["2B"] == b2)
         for r in rows:
@@ -335,12 +340,18 @@ def markdown(data: dict[str, Any]) -> str:
         ]
     for key in ("train_speed", "train_speed_fused", "train_speed_compiled"):
         if speed := data.get(key):
-            lines += ["| setting | run | img/s | HEX on/off |", "|---|---|---|---|"]
+            lines += [
+                "| setting | run | img/s | spread | host ms | GPU ms | HEX on/off |",
+                "|---|---|---|---|---|---|---|",
+            ]
             ratio = {(q["setting"], q["run"]): q["hex_on_over_off"] for q in speed["ratios"]}
             for r in speed["rows"]:
                 on_off = ratio.get((r["setting"], r["run"]))
+                gpu = r.get("gpu_ms")
                 lines.append(
                     f"| {r['setting']} | {r['run']} | {r['img_per_s']:.0f} | "
+                    f"{r.get('spread', float('nan')):.1%} | {r.get('host_ms', float('nan')):.1f} | "
+                    f"{'' if gpu is None else f'{gpu:.1f}'} | "
                     f"{'' if on_off is None else f'{on_off:.3f}'} |"
                 )
             lines.append("")
@@ -395,9 +406,9 @@ def main() -> None:
     sections = {
         "host_syncs": lambda: host_syncs(width, batch, steps, dry, args.data),
         "loss_speed": lambda: loss_speed(sizes, 2 if dry else 20, "cpu" if dry else "cuda", res),
-        "train_speed": lambda: train_speed(args.out, args.data, 120, dry),
-        "train_speed_fused": lambda: train_speed(args.out, args.data, 150, dry, "fused"),
-        "train_speed_compiled": lambda: train_speed(args.out, args.data, 150, dry, "compiled"),
+        "train_speed": lambda: train_speed(args.out, args.data, 300, dry),
+        "train_speed_fused": lambda: train_speed(args.out, args.data, 300, dry, "fused"),
+        "train_speed_compiled": lambda: train_speed(args.out, args.data, 300, dry, "compiled"),
         "step_profile": lambda: step_profile(width, batch, min(steps, 5), dry, args.data),
         "gpu_tests": lambda: gpu_tests(args.out, args.test_timeout, dry),
     }

@@ -182,9 +182,12 @@ def test_on_device_indexes_the_resident_copy_in_the_same_order() -> None:
     for dm in (host, resident):
         dm.setup()
         _attach(dm, "meta")
-    for a, b in zip(host.train_dataloader(), resident.train_dataloader(), strict=True):
+    loader = resident.train_dataloader()
+    order = loader.sampler.shard().split(16)  # type: ignore[attr-defined]  # host-drawn
+    for a, b, want in zip(host.train_dataloader(), loader, order, strict=True):
         assert a[0].device.type == "cpu" and b[0].device.type == "meta"
-        assert b[0].dtype == torch.uint8 and torch.equal(a[3], b[3])  # same order
+        assert b[3].device.type == "meta"  # the index lives where the images do
+        assert b[0].dtype == torch.uint8 and torch.equal(a[3], want)  # same order
     moved = resident.train_dataloader().dataset.dataset  # type: ignore[attr-defined]
     assert moved is resident.train_eval_dataloader().dataset.dataset  # type: ignore[attr-defined]
     assert resident.train_set.images.device.type == "cpu"  # type: ignore[union-attr]  # kept
@@ -212,5 +215,6 @@ def test_on_device_cuda_batches() -> None:
     )
     dm.setup()
     _attach(dm, "cuda")
-    images, labels, _, _ = next(iter(dm.train_dataloader()))
+    images, labels, _, index = next(iter(dm.train_dataloader()))
     assert images.is_cuda and labels.is_cuda and images.dtype == torch.uint8
+    assert index.is_cuda  # the sampler's indices live on the device (no copy per step)

@@ -105,3 +105,21 @@ def test_a_whole_compiled_hex_loss_does_not_recompile_as_training_progresses(war
                     {k: float(v) for k, v in want[0].items()}
                 )
     assert len(graphs) <= (4 if warmup else 2), len(graphs)
+
+
+def test_the_dense_hex_loss_compiles_forward_and_backward_as_one_graph():
+    """The GPU path (hand-written backward, statistics off as between logging steps)
+    captures with fullgraph=True, backward included, and gives eager's loss and grads."""
+    torch._dynamo.reset()
+    loss = InfoNCE(T, HEXDenominator("adaptive", dense=True))
+    loss.denominator.record_stats = False
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager", dynamic=False)
+    z0, z1, _ = clustered(8, d=6, seed=3)
+    z0.requires_grad_()
+    with sync_free_paths():
+        got = compiled(z0, z1)
+        (got_grad,) = torch.autograd.grad(got, z0)
+        want = loss(z0, z1)
+        (want_grad,) = torch.autograd.grad(want, z0)
+    assert float(got) == pytest.approx(float(want), rel=1e-12)
+    torch.testing.assert_close(got_grad, want_grad)

@@ -100,12 +100,15 @@ def test_build_threshold_unknown_lists_valid():
         build_threshold("Hex_adaptive")
 
 
+@pytest.mark.parametrize("two_stage", [True, False])  # False: narrow rows' one top-k
 @pytest.mark.parametrize("per_anchor", [False, True])
 @pytest.mark.parametrize("spread", ["uniform", "one_cluster"])
 @pytest.mark.parametrize("n_img", [256, 251, 1024])  # 2B = 502 is not a multiple of 8
-def test_sparse_neighbours_equal_dense_mask(per_anchor, spread, n_img):
+def test_sparse_neighbours_equal_dense_mask(per_anchor, spread, n_img, two_stage, monkeypatch):
     # "one_cluster": a third of the batch is near-identical, so those rows have far more
     # neighbours than the top-k window and the dense fallback must take over.
+    if two_stage:  # the block top-k of wide rows, at these small sizes
+        monkeypatch.setattr("hexssl.losses.thresholds.TWO_STAGE_MIN_WIDTH", 0)
     torch.manual_seed(1)
     z = torch.randn(n_img, 16)
     if spread == "one_cluster":

@@ -91,6 +91,10 @@ class TensorImageDataset(NamedClasses, Dataset[Item]):
     def get_batch(self, index: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Whole batch by tensor indexing (no per-item collate).
 
+        ``index`` should live on the images' device (the loader's sampler puts it there):
+        a CPU index into GPU-resident images is copied from pageable memory at every
+        call, which stalls the host.
+
         Shape:
             index: (B,) long -> ((B, 3, H, W) uint8, (B,), (B,), (B,))
         """

@@ -67,6 +67,12 @@ class ShardedBatchSampler(DistributedSampler[Tensor]):
     size, and rank r takes positions r, r + world, ... Then the shard is cut into batches;
     with ``drop_last`` the short final batch is dropped.
 
+    The permutation is drawn on the host (the same for every device, so runs and resumes
+    match across machines) and, for data resident on an accelerator, moved there once
+    per epoch without blocking: the batches are slices of it on the device. Indexing
+    GPU-resident images with a CPU index would copy it from pageable memory and stall
+    the host at every step.
+
     Args:
         num_samples: dataset length.
         batch_size: indices per batch.
@@ -75,6 +81,7 @@ class ShardedBatchSampler(DistributedSampler[Tensor]):
         seed: base seed, shared by all ranks.
         rank: this process's rank (default: torch.distributed or 0).
         world_size: number of processes (default: torch.distributed or 1).
+        device: where the yielded indices live: the device of the data they index.
 
     Shape:
         yields: (B,) long
@@ -94,6 +101,7 @@ class ShardedBatchSampler(DistributedSampler[Tensor]):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        device: torch.device | str = "cpu",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -101,6 +109,7 @@ class ShardedBatchSampler(DistributedSampler[Tensor]):
         super().__init__(range(num_samples), w, r, shuffle, seed, drop_last)  # type: ignore[arg-type]
         self.batch_size = batch_size
         self.length = num_samples
+        self.device = torch.device(device)
 
     def shard(self) -> Tensor:
         """This rank's indices for the current epoch. Shape: (num_samples_per_rank,)."""
@@ -115,7 +124,7 @@ class ShardedBatchSampler(DistributedSampler[Tensor]):
 
     def __iter__(self) -> Iterator[Tensor]:
         # A generator: the permutation is drawn at the first next(), after set_epoch().
-        batches = self.shard().split(self.batch_size)
+        batches = to_device_async(self.shard(), self.device).split(self.batch_size)
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches = batches[:-1]
         yield from batches[self._take_skip() :]
@@ -132,6 +141,15 @@ class ShardedBatchSampler(DistributedSampler[Tensor]):
     def __len__(self) -> int:
         n = self.num_samples
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+
+def to_device_async(t: Tensor, device: torch.device) -> Tensor:
+    """``t`` on ``device`` without stalling the host: pinned, then a non-blocking copy."""
+    if device.type == "cpu":
+        return t
+    if device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
 
 
 class BatchFetcher(Dataset[Batch]):
@@ -163,7 +181,9 @@ def tensor_loader(
     rank: int | None, world_size: int | None, pin_memory: bool,
 ) -> DataLoader[Batch]:  # fmt: skip
     """Fast loader over an in-memory dataset (no workers needed)."""
-    sampler = ShardedBatchSampler(len(ds), batch_size, shuffle, drop_last, seed, rank, world_size)
+    sampler = ShardedBatchSampler(
+        len(ds), batch_size, shuffle, drop_last, seed, rank, world_size, ds.images.device
+    )
     fetch = BatchFetcher(ds)
     return DataLoader(
         fetch,

@@ -73,7 +73,7 @@ def global_mean(values: Tensor) -> Tensor:
 
     Shape: (n,) -> ().
     """
-    v = values.detach()
+    v = values.detach() if values.requires_grad else values
     v = v if v.dtype == torch.float64 else v.float()
     if not is_distributed():
         return v.mean() if v.numel() else v.new_tensor(0.0)

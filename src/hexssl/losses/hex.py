@@ -28,7 +28,6 @@ import torch
 from torch import Tensor, nn
 
 from hexssl.losses.infonce import NEG_INF, at_least_fp32, exclude_
-from hexssl.losses.relatives import debias
 from hexssl.losses.thresholds import Threshold, build_threshold
 from hexssl.run.hostsync import avoid_host_sync
 
@@ -56,36 +55,51 @@ class _HexLogDenominator(torch.autograd.Function):
 
     Inputs: ``sim`` (M, K) (only to receive the gradient), ``lp`` (M,) positive logits,
     the workspace (logits s / T with positive and self at -inf), the neighbours H as
-    ``rows``/``cols`` (nnz,), ``pos_weight`` (M,) 0/1, hyperparameters. The workspace
-    becomes E = e^{l - m} on G(i) in place: the only (M, K) float tensor kept.
+    ``rows``/``cols`` (nnz,, row-major), the positive's weight ``pw`` (0 or 1),
+    hyperparameters. The workspace becomes E = e^{l - m} on G(i) in place: the only
+    (M, K) float tensor kept. Per-anchor values are (M,), per-neighbour ones (nnz,).
     """
 
     @staticmethod
     def forward(
         ctx: Any, sim: Tensor, lp: Tensor, ws: Workspace, rows: Tensor, cols: Tensor,
-        pos_weight: Tensor, hp: HParams,
+        pw: float, hp: HParams,
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
         beta, tau, lam, inv_t, _ = hp
-        l_h = ws.logits[rows, cols]  # (nnz,) neighbour logits
-        E, m = _global_exp_(ws.logits, rows, cols, lp)  # (M, K) e^{l - m} on G(i), else 0
-        loc = _local_forward(l_h, rows, lp, beta, tau, inv_t, lam)
-        log_d, log_loc = _combine(E, m, lp, pos_weight, loc, lam)
-        ctx.save_for_backward(E, m, lp, pos_weight, log_d, rows, cols, *loc)
-        ctx.hp = hp
+        logits = ws.logits
+        l_h = logits[rows, cols]  # (nnz,) neighbour logits
+        logits[rows, cols] = NEG_INF  # (M, K) now -inf outside G(i)
+        m = torch.maximum(logits.amax(1), lp)  # (M,) shift: max over G(i) and the positive
+        E = logits.sub_(m[:, None]).exp_()  # (M, K) e^{l - m} on G(i), else 0
+        log_g = E.sum(1).log_().add_(m)  # (M,) log sum_G e^l
+        loc = _sparse_local(l_h, rows, lp, beta, tau, inv_t, lam)
+        parts = ([lp] if pw else []) + ([loc.log_loc] if lam > 0 else []) + [log_g]
+        log_d = torch.stack(parts, 1).logsumexp(1) if len(parts) > 1 else log_g  # (M,)
+        ctx.save_for_backward(E, m, lp, log_d, rows, cols, *loc.saved())
+        ctx.hp, ctx.pw, ctx.debias = hp, pw, loc.active is not None
+        log_loc = loc.log_loc if lam > 0 else torch.full_like(lp, NEG_INF)
         ctx.mark_non_differentiable(log_loc)
+        ctx.set_materialize_grads(False)  # no zeros for log_loc's (absent) gradient
         return log_d, log_loc
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_d: Tensor, _grad_loc: Tensor) -> tuple[Tensor | None, ...]:
-        E, m, lp, pos_weight, log_d, rows, cols, *rest = ctx.saved_tensors
-        loc = LocalTerm(*rest)
+        if grad_d is None:  # only log_loc (non-differentiable) was used
+            return None, None, None, None, None, None, None
+        E, m, lp, log_d, rows, cols, *rest = ctx.saved_tensors
         beta, tau, lam, inv_t, detach = ctx.hp
-        g = E * (grad_d * (m - log_d).exp() * inv_t)[:, None]  # (M, K) d/ds on G(i)
+        grad = grad_d * inv_t  # (M,) d/ds = d/dl / T
+        g = E * (m - log_d).exp_().mul_(grad)[:, None]  # (M, K) d/ds on G(i)
+        dpos: Tensor | float = ctx.pw
         if lam > 0 and rows.numel() > 0:
-            coef = _local_coef(loc, log_d, lam, tau) * grad_d * inv_t  # (M,)
-            g[rows, cols] = _local_grad(loc, rows, coef, beta, detach)  # (nnz,)
-        grad_lp = _positive_grad(grad_d, lp, log_d, pos_weight, loc, lam, tau)
+            loc = SparseLocal.restore(rest, ctx.debias)
+            coef = (loc.log_r - log_d).exp_().mul_(grad)  # (M,) d log D / d log R / T
+            if loc.active is not None:  # the floor has no gradient; tau / (1 - tau) debiasing
+                coef.mul_(loc.active)
+                dpos = (loc.active * loc.n_h).mul_(-lam * tau / (1.0 - tau)).add_(ctx.pw)
+            g[rows, cols] = _sparse_local_grad(loc, rows, coef, beta, detach, lam / (1.0 - tau))
+        grad_lp = (lp - log_d).exp_().mul_(grad_d).mul_(dpos)  # (M,)
         return g, grad_lp, None, None, None, None, None
 
 
@@ -93,172 +107,205 @@ class _HexLogDenominatorDense(torch.autograd.Function):
     """The same log D_i as :class:`_HexLogDenominator`, with H as a dense (M, K) mask.
 
     No data-dependent shapes, so no host synchronisation (no ``nonzero``): the path for
-    GPUs, where a sync stalls the queue and an (M, K) mask is cheap. Keeps E, the
-    neighbour offsets d (-inf outside H) and H for backward.
+    GPUs, where a sync stalls the queue, an (M, K) mask is cheap and every op is a kernel
+    launch. So it is written for few ops: per-anchor values stay (M, 1), torch's own
+    ``logsumexp`` does the shifting of the local sums, and debiasing and floor fold into
+    one ``maximum`` (see :class:`DenseLocal`). Keeps E, the neighbour logits (-inf
+    outside H) and H for backward.
     """
 
     @staticmethod
     def forward(
-        ctx: Any, sim: Tensor, lp: Tensor, ws: Workspace, H: Tensor, pos_weight: Tensor,
-        hp: HParams,
-    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        ctx: Any, sim: Tensor, lp: Tensor, ws: Workspace, H: Tensor, pw: float, hp: HParams
+    ) -> tuple[Tensor, Tensor]:
         beta, tau, lam, inv_t, _ = hp
-        l_h = ws.logits.masked_fill(~H, NEG_INF)  # (M, K) neighbour logits, -inf elsewhere
-        ws.logits.masked_fill_(H, NEG_INF)  # (M, K) now -inf outside G(i)
-        E, m = _global_exp_dense_(ws.logits, lp)
-        loc = _local_forward_dense(l_h, H, lp, beta, tau, inv_t, lam)
-        log_d, log_loc = _combine(E, m, lp, pos_weight, loc, lam)
-        ctx.save_for_backward(E, m, lp, pos_weight, log_d, H, *loc)
-        ctx.hp = hp
+        logits, lp1 = ws.logits, lp[:, None]  # (M, K), (M, 1)
+        l_h = logits.masked_fill(~H, NEG_INF)  # (M, K) neighbour logits, -inf elsewhere
+        logits.masked_fill_(H, NEG_INF)  # (M, K) now -inf outside G(i)
+        # the shift: max over G(i) and the positive, so no row is all -inf
+        m = torch.maximum(logits.amax(1, keepdim=True), lp1)  # (M, 1)
+        E = logits.sub_(m).exp_()  # (M, K) e^{l - m} on G(i), 0 elsewhere
+        log_g = E.sum(1, keepdim=True).log_().add_(m)  # (M, 1) log sum_G e^l
+        loc = _dense_local(l_h, H, lp1, beta, tau, inv_t, lam)
+        parts = ([lp1] if pw else []) + ([loc.log_loc] if lam > 0 else []) + [log_g]
+        log_d = torch.cat(parts, 1).logsumexp(1, keepdim=True) if len(parts) > 1 else log_g
+        ctx.save_for_backward(E, l_h, H, m, lp1, log_d, *loc.saved())
+        ctx.hp, ctx.pw, ctx.debias = hp, pw, loc.active is not None
+        log_loc = loc.log_loc if lam > 0 else torch.full_like(lp1, NEG_INF)  # (M, 1)
         ctx.mark_non_differentiable(log_loc)
-        return log_d, log_loc
+        ctx.set_materialize_grads(False)  # no zeros for log_loc's (absent) gradient
+        return log_d.view(-1), log_loc
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_d: Tensor, _grad_loc: Tensor) -> tuple[Tensor | None, ...]:
-        E, m, lp, pos_weight, log_d, H, *rest = ctx.saved_tensors
-        loc = LocalTerm(*rest)
+        E, l_h, H, m, lp1, log_d, *rest = ctx.saved_tensors
+        if grad_d is None:  # only log_loc (non-differentiable) was used
+            return None, None, None, None, None, None
         beta, tau, lam, inv_t, detach = ctx.hp
-        g = E * (grad_d * (m - log_d).exp() * inv_t)[:, None]  # (M, K) d/ds on G(i)
+        grad_d = grad_d[:, None]  # (M, 1)
+        grad = grad_d * inv_t  # d/ds = d/dl / T
+        g = E * (m - log_d).exp_().mul_(grad)  # (M, K) d/ds on G(i)
+        dpos: Tensor | float = ctx.pw
         if lam > 0:
-            coef = _local_coef(loc, log_d, lam, tau) * grad_d * inv_t  # (M,)
-            g = torch.where(H, _local_grad_dense(loc, coef, beta, detach), g)
-        grad_lp = _positive_grad(grad_d, lp, log_d, pos_weight, loc, lam, tau)
+            loc = DenseLocal.restore(rest, ctx.debias)
+            coef = (loc.log_r - log_d).exp_().mul_(grad)  # (M, 1) d log D / d log R / T
+            if loc.active is not None:  # the floor has no gradient; tau / (1 - tau) debiasing
+                coef.mul_(loc.active)
+                dpos = (loc.active * loc.n_h).mul_(-lam * tau / (1.0 - tau)).add_(ctx.pw)
+            local = _dense_local_grad(l_h, loc, coef, beta, detach, lam / (1.0 - tau))
+            g = torch.where(H, local, g)
+        grad_lp = (lp1 - log_d).exp_().mul_(grad_d).mul_(dpos).view(-1)  # (M,)
         return g, grad_lp, None, None, None, None
 
 
-def _combine(
-    E: Tensor, m: Tensor, lp: Tensor, pos_weight: Tensor, loc: LocalTerm, lam: float
-) -> tuple[Tensor, Tensor]:
-    """(log D_i, log lambda Local_i) from the global exponentials and the local term."""
-    log_g = E.sum(1).log() + m  # (M,) log sum_G e^l, -inf when G(i) is empty
-    log_loc = _log(lam) + loc.log_local  # (M,)
-    log_d = torch.stack([pos_weight.log() + lp, log_loc, log_g], 1).logsumexp(1)  # (M,)
-    return log_d, log_loc
+class DenseLocal(NamedTuple):
+    """Per-anchor (M, 1) quantities of the local term on the dense path (spec 4.2).
+
+    With A = sum_H e^{b l}, C = sum_H e^{(1+b) l}, R = |H| C / A (the weights
+    w = |H| softmax(b l) give sum_H w e^l = |H| C / A) and P = e^{l_p}:
+    Local = max((R - tau |H| P) / (1 - tau), |H| e^{-1/T}).
+    """
+
+    log_loc: Tensor  # log(lambda Local_i), -inf when H(i) is empty
+    log_r: Tensor  # log R_i, -inf when H(i) is empty
+    log_a: Tensor  # log A_i (log |H| when beta = 0)
+    log_c: Tensor  # log C_i
+    n_h: Tensor  # |H(i)|
+    active: Tensor | None  # True where the debiased value, not the floor, is used; None: tau = 0
+
+    def saved(self) -> tuple[Tensor, ...]:
+        """The tensors backward reads (``active`` only with debiasing)."""
+        keep = (self.log_r, self.log_a, self.log_c, self.n_h)
+        return keep if self.active is None else (*keep, self.active)
+
+    @staticmethod
+    def restore(saved: list[Tensor], debias: bool) -> DenseLocal:
+        """Inverse of :meth:`saved` (``log_loc`` is not needed by backward)."""
+        log_r, log_a, log_c, n_h, *active = saved
+        return DenseLocal(log_r, log_r, log_a, log_c, n_h, active[0] if debias else None)
 
 
-def _positive_grad(
-    grad_d: Tensor, lp: Tensor, log_d: Tensor, pos_weight: Tensor, loc: LocalTerm, lam: float,
-    tau: float,
-) -> Tensor:  # fmt: skip
-    """d log D / d l_p: the positive's own term minus the debiasing's (spec 4.2). # (M,)"""
-    dpos = pos_weight - loc.active * (lam * tau / (1.0 - tau)) * loc.n_h
-    return grad_d * (lp - log_d).exp() * dpos
+def _dense_local(
+    l_h: Tensor, H: Tensor, lp1: Tensor, beta: float, tau: float, inv_t: float, lam: float
+) -> DenseLocal:
+    """The local term from the neighbour logits ``l_h`` (M, K) (-inf outside H)."""
+    n_h = H.sum(1, keepdim=True, dtype=lp1.dtype)  # (M, 1)
+    if lam == 0:  # switched off: nothing of it is read
+        return DenseLocal(n_h, n_h, n_h, n_h, n_h, None)
+    log_n = n_h.log()  # -inf for an empty H(i): every log below then gives -inf there
+    bl = l_h if beta == 1.0 else l_h * beta  # (M, K)
+    log_a = bl.logsumexp(1, keepdim=True) if beta > 0 else log_n
+    log_c = (l_h + bl if beta > 0 else l_h).logsumexp(1, keepdim=True)
+    # log R / |H| (an empty H(i) gives -inf - -inf: 0 stands in, log_n makes it -inf below)
+    log_q = (log_c - log_a).nan_to_num_(nan=0.0, posinf=math.inf, neginf=-math.inf)
+    log_r = log_q + log_n  # (M, 1)
+    log_loc, active = _debiased(log_q, log_n, log_r, lp1, tau, inv_t, lam)
+    return DenseLocal(log_loc, log_r, log_a, log_c, n_h, active)
 
 
-def _global_exp_dense_(logits: Tensor, lp: Tensor) -> tuple[Tensor, Tensor]:
-    """In place: E = e^{l - m} on G(i) (``logits`` is -inf elsewhere), m its row max."""
-    m = logits.amax(1)  # (M,)
-    m = torch.where(torch.isfinite(m), m, lp.detach())
-    return logits.sub_(m[:, None]).exp_(), m
+def _dense_local_grad(
+    l_h: Tensor, loc: DenseLocal, coef: Tensor, beta: float, detach: bool, scale: float
+) -> Tensor:
+    """scale * coef_i * d log R_i / d l_ij on H (garbage elsewhere: the caller masks). # (M, K)
+
+    d log R / d l_j = (1+b) e^{(1+b) l_j} / C - b e^{b l_j} / A; with detached weights
+    only e^{(1+b) l_j} / C remains. Both fractions are <= 1 (no overflow at small T).
+    """
+    bl = l_h if beta == 1.0 else l_h * beta
+    part_c = ((l_h + bl if beta > 0 else l_h) - loc.log_c).exp_()  # (M, K)
+    if detach or beta == 0:
+        return part_c.mul_(coef * scale)
+    part_a = (bl - loc.log_a).exp_().mul_(beta / (1.0 + beta))  # (M, K)
+    return part_c.sub_(part_a).mul_(coef * (scale * (1.0 + beta)))
 
 
-def _global_exp_(logits: Tensor, rows: Tensor, cols: Tensor, lp: Tensor) -> tuple[Tensor, Tensor]:
-    """In place: E = e^{l - m} on G(i) and 0 elsewhere, m = max over G(i) (lp if empty)."""
-    logits[rows, cols] = NEG_INF  # (M, K) now -inf outside G(i)
-    m = logits.amax(1)  # (M,)
-    m = torch.where(torch.isfinite(m), m, lp.detach())
-    return logits.sub_(m[:, None]).exp_(), m
+def _debiased(
+    log_q: Tensor, log_n: Tensor, log_r: Tensor, lp: Tensor, tau: float, inv_t: float, lam: float
+) -> tuple[Tensor, Tensor | None]:
+    """(log(lambda Local), active) from log R, log(R / |H|), log |H| (spec 4.2).
+
+    Local = max((R - tau |H| P) / (1 - tau), |H| e^{-1/T}) with P = e^{l_p}:
+    log(R - tau |H| P) = log R + log(1 - x), x = tau P / (R / |H|), -inf once x >= 1,
+    and the max is one ``maximum`` in log space. ``active``: where the debiased value,
+    not the floor, is used (None: tau = 0, no max). Empty H(i) (log_n = -inf) give -inf.
+    """
+    if tau == 0:  # no debiasing, no floor
+        return log_r + _log(lam), None
+    x = (lp - log_q).add_(math.log(tau)).exp_()
+    log_raw = x.clamp_max_(1.0).neg_().log1p_().add_(log_r)
+    log_floor = log_n + (math.log1p(-tau) - inv_t)  # log(|H| e^{-1/T} (1 - tau))
+    active = log_raw > log_floor  # bool: multiplies floats as 0 / 1
+    return torch.maximum(log_raw, log_floor).add_(_log(lam) - math.log1p(-tau)), active
 
 
-class LocalTerm(NamedTuple):
-    """Per-anchor (M,) and per-neighbour (nnz,) quantities of the local term (spec 4.2)."""
+class SparseLocal(NamedTuple):
+    """Per-anchor (M,) and per-neighbour (nnz,) quantities of the local term (spec 4.2).
 
-    log_local: Tensor  # (M,) log Local_i, -inf when H(i) is empty
-    log_r: Tensor  # (M,) log R_i
-    log_a: Tensor  # (M,) log sum_H e^{b d}
-    log_c: Tensor  # (M,) log sum_H e^{(1+b) d}
+    With the row shift m_h = max_H l and d = l - m_h <= 0: A = sum_H e^{b d},
+    C = sum_H e^{(1+b) d} and R = |H| e^{m_h} C / A.
+    """
+
+    log_loc: Tensor  # (M,) log(lambda Local_i), -inf when H(i) is empty
+    log_r: Tensor  # (M,) log R_i, -inf when H(i) is empty
+    log_a: Tensor  # (M,) log A_i
+    log_c: Tensor  # (M,) log C_i
     n_h: Tensor  # (M,) |H(i)|
-    active: Tensor  # (M,) 1 where the debiased value (not the floor) is used
-    d_h: Tensor  # (nnz,) l_ij - max_{H(i)} l, <= 0
+    d_h: Tensor  # (nnz,) l_ij - m_h
+    active: Tensor | None  # (M,) debiased value in use (bool); None: tau = 0
+
+    def saved(self) -> tuple[Tensor, ...]:
+        """The tensors backward reads (``active`` only with debiasing)."""
+        keep = (self.log_r, self.log_a, self.log_c, self.n_h, self.d_h)
+        return keep if self.active is None else (*keep, self.active)
+
+    @staticmethod
+    def restore(saved: list[Tensor], debias: bool) -> SparseLocal:
+        """Inverse of :meth:`saved` (``log_loc`` is not needed by backward)."""
+        log_r, log_a, log_c, n_h, d_h, *active = saved
+        return SparseLocal(log_r, log_r, log_a, log_c, n_h, d_h, active[0] if debias else None)
 
 
-def _segment_logsumexp(x: Tensor, rows: Tensor, m: int) -> Tensor:
-    """log sum over each row's entries of x (entries <= 0, row max 0). (nnz,) -> (m,)"""
-    out = x.new_zeros(m).index_add_(0, rows, x.exp())
-    return out.log()
-
-
-def _local_forward(
+def _sparse_local(
     l_h: Tensor, rows: Tensor, lp: Tensor, beta: float, tau: float, inv_t: float, lam: float
-) -> LocalTerm:
-    """log Local_i = log max((R_i - tau |H| e^{l_p}) / (1 - tau), |H| e^{-1/T}) (spec 4.2).
-
-    R_i = sum_H w_ij e^{l_ij} with w = |H| softmax(beta l) = |H| e^{m_h} C / A, where
-    C = sum_H e^{(1+b) d}, A = sum_H e^{b d} and d = l - m_h (m_h the row max over H).
-    """
+) -> SparseLocal:
+    """The local term from the neighbour logits ``l_h`` (nnz,) of rows ``rows``."""
     m = lp.shape[0]
-    n_h = lp.new_zeros(m).index_add_(0, rows, torch.ones_like(l_h))  # (M,)
+    n_h = torch.bincount(rows, minlength=m).to(lp.dtype)  # (M,) (the CPU path: no sync cost)
     m_h = lp.new_full((m,), NEG_INF).scatter_reduce_(0, rows, l_h, "amax")  # (M,)
-    has_h = n_h > 0
-    m_h = torch.where(has_h, m_h, 0.0)
-    d_h = l_h - m_h[rows]  # (nnz,)
-    if lam == 0:  # switched off: keep only what the positive's gradient reads
-        zero = torch.zeros_like(lp)
-        return LocalTerm(zero + NEG_INF, zero, zero, zero, n_h, zero, d_h)
-    log_a = _segment_logsumexp(beta * d_h, rows, m) if beta > 0 else n_h.log()
-    log_c = _segment_logsumexp((1.0 + beta) * d_h, rows, m)
-    log_a, log_c = torch.where(has_h, log_a, 0.0), torch.where(has_h, log_c, 0.0)
-    log_r = n_h.log() + log_c - log_a + m_h  # (M,)
-    log_local, active = debias(log_r, lp, n_h, tau, inv_t)
-    log_local = torch.where(has_h, log_local, NEG_INF)  # Local_i = 0 for empty H(i)
-    active = (active & has_h).to(lp.dtype)
-    return LocalTerm(log_local, log_r, log_a, log_c, n_h, active, d_h)
+    d_h = l_h - m_h[rows]  # (nnz,) <= 0; rows without neighbours are never read
+    if lam == 0:  # switched off: nothing of it is read
+        return SparseLocal(n_h, n_h, n_h, n_h, n_h, d_h, None)
+    log_n = n_h.log()  # -inf for an empty H(i): every log below then gives -inf there
+    bd = d_h if beta == 1.0 else d_h * beta
+    log_a = _segment_sum(bd.exp(), rows, m).log_() if beta > 0 else log_n
+    log_c = _segment_sum((d_h + bd if beta > 0 else d_h).exp(), rows, m).log_()
+    # log R / |H|; an empty H(i) gives -inf - -inf: 0 stands in, m_h = -inf keeps it -inf
+    log_q = (log_c - log_a).nan_to_num_(nan=0.0, posinf=math.inf, neginf=-math.inf).add_(m_h)
+    log_r = log_q + log_n  # (M,)
+    log_loc, active = _debiased(log_q, log_n, log_r, lp, tau, inv_t, lam)
+    return SparseLocal(log_loc, log_r, log_a, log_c, n_h, d_h, active)
 
 
-def _local_coef(loc: LocalTerm, log_d: Tensor, lam: float, tau: float) -> Tensor:
-    """lambda * dLocal/dR * R / D per anchor. # (M,)"""
-    return loc.active * (lam / (1.0 - tau)) * (loc.log_r - log_d).exp()
+def _segment_sum(x: Tensor, rows: Tensor, m: int) -> Tensor:
+    """Sum of each row's entries. (nnz,) -> (m,)"""
+    return x.new_zeros(m).index_add_(0, rows, x)
 
 
-def _local_grad(loc: LocalTerm, rows: Tensor, coef: Tensor, beta: float, detach: bool) -> Tensor:
-    """coef_i * dR_i/dl_ij / R_i for every neighbour. # (nnz,)
+def _sparse_local_grad(
+    loc: SparseLocal, rows: Tensor, coef: Tensor, beta: float, detach: bool, scale: float
+) -> Tensor:
+    """scale * coef_i * d log R_i / d l_ij for every neighbour. # (nnz,)
 
-    R = |H| C / A, so dR/dl_j / R = (1+b) e^{(1+b) d_j} / C - b e^{b d_j} / A; with
-    detached weights only e^{(1+b) d_j} / C remains.
+    d log R / d l_j = (1+b) e^{(1+b) d_j} / C - b e^{b d_j} / A; with detached weights
+    only e^{(1+b) d_j} / C remains.
     """
-    part_c = ((1.0 + beta) * loc.d_h - loc.log_c[rows]).exp()  # (nnz,)
-    if detach:
-        return part_c * coef[rows]
-    grad = part_c * (1.0 + beta)
-    if beta > 0:
-        grad = grad - beta * (beta * loc.d_h - loc.log_a[rows]).exp()
-    return grad * coef[rows]
-
-
-def _local_forward_dense(
-    l_h: Tensor, H: Tensor, lp: Tensor, beta: float, tau: float, inv_t: float, lam: float
-) -> LocalTerm:
-    """:func:`_local_forward` on a dense mask: ``l_h`` (M, K) is -inf outside H.
-
-    The returned ``d_h`` is (M, K), -inf outside H.
-    """
-    n_h = H.sum(1, dtype=lp.dtype)  # (M,)
-    has_h = n_h > 0
-    m_h = torch.where(has_h, l_h.amax(1), 0.0)  # (M,)
-    d_h = l_h - m_h[:, None]  # (M, K)
-    if lam == 0:
-        zero = torch.zeros_like(lp)
-        return LocalTerm(zero + NEG_INF, zero, zero, zero, n_h, zero, d_h)
-    log_a = (beta * d_h).logsumexp(1) if beta > 0 else n_h.log()
-    log_c = ((1.0 + beta) * d_h).logsumexp(1)
-    log_a, log_c = torch.where(has_h, log_a, 0.0), torch.where(has_h, log_c, 0.0)
-    log_r = n_h.log() + log_c - log_a + m_h  # (M,)
-    log_local, active = debias(log_r, lp, n_h, tau, inv_t)
-    log_local = torch.where(has_h, log_local, NEG_INF)
-    active = (active & has_h).to(lp.dtype)
-    return LocalTerm(log_local, log_r, log_a, log_c, n_h, active, d_h)
-
-
-def _local_grad_dense(loc: LocalTerm, coef: Tensor, beta: float, detach: bool) -> Tensor:
-    """:func:`_local_grad` on the dense (M, K) offsets; 0 outside H. # (M, K)"""
-    part_c = ((1.0 + beta) * loc.d_h - loc.log_c[:, None]).exp()
-    if detach:
-        return part_c * coef[:, None]
-    grad = part_c * (1.0 + beta)
-    if beta > 0:
-        grad = grad - beta * (beta * loc.d_h - loc.log_a[:, None]).exp()
-    return grad * coef[:, None]
+    bd = loc.d_h if beta == 1.0 else loc.d_h * beta
+    part_c = ((loc.d_h + bd if beta > 0 else loc.d_h) - loc.log_c[rows]).exp_()  # (nnz,)
+    if detach or beta == 0:
+        return part_c.mul_((coef * scale)[rows])
+    part_a = (bd - loc.log_a[rows]).exp_().mul_(beta / (1.0 + beta))  # (nnz,)
+    return part_c.sub_(part_a).mul_((coef * (scale * (1.0 + beta)))[rows])
 
 
 def fused_log_denominator(
@@ -333,6 +380,7 @@ class HEXDenominator(nn.Module):
     """
 
     epoch: Tensor
+    takes_pos_logit = True  # contrastive_loss passes s_ip / T (it gathers it anyway)
 
     def __init__(
         self,
@@ -359,6 +407,9 @@ class HEXDenominator(nn.Module):
         )
         self._fused_fn = _compiled(fused_log_denominator, compile_backend) if fused else None
         self.threshold = _make_threshold(threshold, variant, threshold_kwargs)
+        # statistics cost ops (GPU launches) and are read at logging steps only: the
+        # training loop switches them off in between (SSLMethod.push_record_stats)
+        self.record_stats = True
         self.register_buffer("epoch", torch.tensor(0.0, dtype=torch.float64))
         # Host copies of the buffer (reading a GPU buffer would sync). forward reads the
         # float only where the threshold needs progress (fixed schedules) and otherwise
@@ -370,7 +421,11 @@ class HEXDenominator(nn.Module):
         """Set training progress in (fractional) epochs; drives schedules and warm-up."""
         self._epoch = float(epoch)
         self._warm = self._epoch < self.warmup_epochs
+
+    def _save_to_state_dict(self, destination: Any, prefix: str, keep_vars: bool) -> None:
+        # the buffer follows the host value when saved, not at every step (one op less)
         self.epoch.fill_(self._epoch)
+        super()._save_to_state_dict(destination, prefix, keep_vars)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args)
@@ -389,54 +444,82 @@ class HEXDenominator(nn.Module):
         return self._warm
 
     def forward(
-        self, sim: Tensor, temperature: float, pos_idx: Tensor, self_idx: Tensor | None
+        self,
+        sim: Tensor,
+        temperature: float,
+        pos_idx: Tensor,
+        self_idx: Tensor | None,
+        pos_logit: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """log D_i for every anchor and the spec 8 statistics.
+        """log D_i for every anchor and the spec 8 statistics (only if ``record_stats``).
+
+        ``pos_logit`` (M,): s_ip / T when the caller has it (``contrastive_loss``
+        gathers it for the numerator anyway); otherwise it is gathered here.
 
         Shape:
             sim: (M, K) cosine similarities; pos_idx, self_idx: (M, 1). Returns (M,).
         """
         sim32 = at_least_fp32(sim)
-        lp = sim32.gather(1, pos_idx).squeeze(1) / temperature  # (M,) positive logits
-        with torch.no_grad():  # the one (M, K) work buffer: logits on N(i), -inf elsewhere
-            work = exclude_(sim32.detach() / temperature, pos_idx, self_idx)
-        dense = self.dense if self.dense is not None else avoid_host_sync(sim.device)
-        n_neg = sim.shape[1] - 1 - (self_idx is not None)  # |N(i)|
-        epoch = self._epoch if self.threshold.uses_progress else 0.0
-        if dense:
-            H, eps = self.threshold(sim, pos_idx, self_idx, epoch, temperature, work)
-            n_h = H.sum(dtype=sim32.dtype)
-        else:
-            rows, cols, eps = self.threshold.neighbours(
-                sim, pos_idx, self_idx, epoch, temperature, work
-            )
-            n_h = torch.full((), rows.numel(), dtype=sim32.dtype, device=sim.device)
+        lp = pos_logit if pos_logit is not None else sim32.gather(1, pos_idx)[:, 0] / temperature
         if self.in_warmup:  # spec 5.3: plain InfoNCE
             masked = exclude_(sim32 / temperature, pos_idx, self_idx)  # with gradients
             log_d = torch.logaddexp(lp, masked.logsumexp(1))
+            if not self.record_stats:
+                return log_d, {}
+            with torch.no_grad():
+                n_h, eps = self._neighbours(sim32, masked.detach(), pos_idx, self_idx, temperature)
+            n_neg = sim32.shape[1] - 1 - (self_idx is not None)  # |N(i)|
             return log_d, _stats(n_h, eps, torch.full_like(log_d, NEG_INF), log_d, n_neg)
-        pos_weight, lam = torch.ones_like(lp), self.lambda_local
-        if self.variant == "reference":
-            pos_weight, lam = torch.full_like(lp, float(n_neg == 0)), 0.0
-            if dense:
-                H = _reference_mask(H, n_neg)
-                n_h = H.sum(dtype=sim32.dtype)
-            else:
-                rows, cols = _reference_sets(rows, cols, lp, n_neg)
-                n_h = torch.full((), rows.numel(), dtype=sim32.dtype, device=sim.device)
+        with torch.no_grad():  # the one (M, K) work buffer: logits on N(i), -inf elsewhere
+            work = exclude_(sim32 / temperature, pos_idx, self_idx)
+        log_d, log_loc, n_sum, eps = self._denominator(
+            sim32, lp, work, pos_idx, self_idx, temperature
+        )
+        if not self.record_stats:
+            return log_d, {}
+        n_neg = sim32.shape[1] - 1 - (self_idx is not None)  # |N(i)|
+        return log_d, _stats(n_sum, eps, log_loc, log_d, n_neg)
+
+    def _dense(self, sim: Tensor) -> bool:
+        return self.dense if self.dense is not None else avoid_host_sync(sim.device)
+
+    def _neighbours(
+        self, sim32: Tensor, work: Tensor, pos_idx: Tensor, self_idx: Tensor | None, t: float
+    ) -> tuple[Tensor, Tensor]:
+        """(sum_i |H(i)| as a () tensor, eps) of the threshold, for the warm-up's statistics."""
+        epoch = self._epoch if self.threshold.uses_progress else 0.0
+        H, eps = self.threshold(sim32, pos_idx, self_idx, epoch, t, work)
+        return H.sum(dtype=sim32.dtype), eps
+
+    def _denominator(
+        self, sim32: Tensor, lp: Tensor, work: Tensor, pos_idx: Tensor, self_idx: Tensor | None,
+        temperature: float,
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:  # fmt: skip
+        """(log D, log lambda Local, sum_i |H(i)| (None unless recording), eps)."""
+        dense = self._dense(sim32)
+        n_neg = sim32.shape[1] - 1 - (self_idx is not None)  # |N(i)|
+        epoch = self._epoch if self.threshold.uses_progress else 0.0
+        pw, lam = 1.0, self.lambda_local
+        if self.variant == "reference":  # spec 4.4: no positive, unless N(i) is empty
+            pw, lam = float(n_neg == 0), 0.0
         hp = (self.beta, self.tau_plus, lam, 1.0 / temperature, self.detach_weights)
-        if self._fused_fn is not None:
-            logits = exclude_(sim32 / temperature, pos_idx, self_idx)  # with gradients
-            log_d, log_loc = self._fused_fn(logits, lp, H, pos_weight, hp)
-        elif dense:
-            log_d, log_loc = _HexLogDenominatorDense.apply(
-                sim32, lp, Workspace(work), H, pos_weight, hp
-            )
-        else:
-            log_d, log_loc = _HexLogDenominator.apply(
-                sim32, lp, Workspace(work), rows, cols, pos_weight, hp
-            )
-        return log_d, _stats(n_h, eps, log_loc, log_d, n_neg)
+        if dense:
+            H, eps = self.threshold(sim32, pos_idx, self_idx, epoch, temperature, work)
+            H = _reference_mask(H, n_neg) if self.variant == "reference" else H
+            n_h = H.sum(dtype=sim32.dtype) if self.record_stats else None
+            if self._fused_fn is not None:
+                logits = exclude_(sim32 / temperature, pos_idx, self_idx)  # with gradients
+                return (*self._fused_fn(logits, lp, H, torch.full_like(lp, pw), hp), n_h, eps)
+            out = _HexLogDenominatorDense.apply(sim32, lp, Workspace(work), H, pw, hp)
+            return (*out, n_h, eps)
+        rows, cols, eps = self.threshold.neighbours(
+            sim32, pos_idx, self_idx, epoch, temperature, work
+        )
+        if self.variant == "reference":
+            rows, cols = _reference_sets(rows, cols, lp, n_neg)
+        n_h = torch.full((), rows.numel(), dtype=sim32.dtype, device=sim32.device)
+        out = _HexLogDenominator.apply(sim32, lp, Workspace(work), rows, cols, pw, hp)
+        return (*out, n_h, eps)
 
 
 def _compiled(fn: Any, backend: str) -> Any:
@@ -481,10 +564,12 @@ def _reference_mask(H: Tensor, n_neg: int) -> Tensor:
 
 
 def _stats(
-    n_h: Tensor, eps: Tensor, log_loc: Tensor, log_d: Tensor, n_neg: int
+    n_h: Tensor | None, eps: Tensor, log_loc: Tensor, log_d: Tensor, n_neg: int
 ) -> dict[str, Tensor]:
     """HEX_SPEC 8 observables, detached; ``n_h`` is sum_i |H(i)| as a () tensor."""
+    assert n_h is not None  # computed whenever statistics are recorded
     mean_size = n_h.to(log_d.dtype) / log_d.shape[0]
+    log_loc = log_loc.view(log_d.shape)  # the dense path keeps it (M, 1)
     return {
         "eps": eps.detach().float().mean(),
         "neighbours": mean_size,

@@ -161,9 +161,12 @@ def contrastive_loss(
     _check_indices(pairing)
     sim = similarities(pairing.anchors, pairing.candidates, normalize)  # (M, K)
     den = denominator if denominator is not None else InfoNCEDenominator()
-    log_d, stats = den(sim, temperature, pairing.pos_idx, pairing.self_idx)
-    pos_logit = sim.gather(1, pairing.pos_idx).squeeze(1).to(log_d.dtype) / temperature  # (M,)
-    return (log_d - pos_logit).mean(), stats
+    pos_logit = sim.gather(1, pairing.pos_idx)[:, 0] / temperature  # (M,) s_ip / T
+    if getattr(den, "takes_pos_logit", False):  # HEX: one gather serves both terms
+        log_d, stats = den(sim, temperature, pairing.pos_idx, pairing.self_idx, pos_logit)
+    else:
+        log_d, stats = den(sim, temperature, pairing.pos_idx, pairing.self_idx)
+    return (log_d - pos_logit.to(log_d.dtype)).mean(), stats
 
 
 class InfoNCE(nn.Module):

@@ -128,6 +128,7 @@ class _DenseRelative(nn.Module):
     beta: float = 0.0
     tau_plus: float = 0.0
     detach_weights: bool = False
+    record_stats: bool = True  # switched off between logging steps by the training loop
 
     def set_progress(self, epoch: float) -> None:
         """Nothing depends on progress here (no warm-up); present for the shared API."""
@@ -154,7 +155,8 @@ class _DenseRelative(nn.Module):
         self, sim: Tensor, pos_idx: Tensor, lp: Tensor, log_d: Tensor, active: Tensor
     ) -> tuple[Tensor, Stats]:
         """The returned log-term and statistics (a subclass may add a positive weighting)."""
-        stats = {"floor_share": 1.0 - active.mean()} if self.tau_plus > 0 else {}
+        record = self.tau_plus > 0 and self.record_stats
+        stats = {"floor_share": 1.0 - active.mean()} if record else {}
         return log_d, stats
 
 

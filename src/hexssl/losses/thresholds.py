@@ -72,13 +72,30 @@ def nearest_rank(n: int, q: float) -> int:
 def row_quantile(values: Tensor, n_valid: int, q: float) -> Tensor:
     """Exact nearest-rank q-quantile of each row's ``n_valid`` finite entries.
 
-    Excluded entries must hold -inf. Uses top-k of the largest values (an exact k-th
-    value selection) instead of sorting whole rows. Shape: (M, K) -> (M,).
+    Excluded entries must hold -inf. An exact k-th value selection (:func:`kth_largest`)
+    instead of sorting whole rows. Shape: (M, K) -> (M,).
     """
     if n_valid <= 0:  # N(i) is empty: no neighbour can exist, eps = 1 keeps H empty
         return values.new_ones(values.shape[0])
     k = n_valid - nearest_rank(n_valid, q)  # rank counted from the top, 1-based
-    return values.topk(k, dim=1, largest=True, sorted=True).values[:, -1]  # (M,)
+    return kth_largest(values, k)
+
+
+def kth_largest(values: Tensor, k: int) -> Tensor:
+    """The k-th largest entry of each row (1-based), exactly (all three give one value).
+
+    On accelerators ``kthvalue`` (the (K - k + 1)-th smallest): one op, on CUDA one
+    radix-select kernel per row, where a sorted top-k of a large k takes a multi-block
+    sort path. CUDA has no deterministic ``kthvalue``, so under
+    ``torch.use_deterministic_algorithms`` an unsorted top-k and its minimum. On the CPU
+    a top-k of the (small) k: faster there than ``kthvalue``'s copy and quickselect.
+    Shape: (M, K) -> (M,).
+    """
+    if values.device.type == "cpu":
+        return values.topk(k, dim=1).values[:, -1]
+    if values.is_cuda and torch.are_deterministic_algorithms_enabled():
+        return values.topk(k, dim=1, sorted=False).values.amin(1)
+    return values.kthvalue(values.shape[1] - k + 1, dim=1).values
 
 
 def minmax_rows(sim: Tensor) -> Tensor:
@@ -143,8 +160,15 @@ class Threshold(nn.Module):
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
         """(H (M, K) bool, eps): entries of ``masked`` above the threshold."""
         n_valid = negatives_count(sim, self_idx)
+        eps_logit, eps = self.thresholds(masked, sim, temperature, epoch, n_valid)
+        return masked > eps_logit, eps
+
+    def thresholds(
+        self, masked: Tensor, sim: Tensor, temperature: float, epoch: float, n_valid: int
+    ) -> tuple[Tensor, Tensor]:
+        """(eps / T as :meth:`logit_threshold` gives it, eps in cosine units)."""
         eps_logit = self.logit_threshold(masked, sim, temperature, epoch, n_valid)
-        return masked > eps_logit, eps_logit * temperature
+        return eps_logit, eps_logit * temperature
 
     @torch.no_grad()
     def neighbours(
@@ -167,11 +191,10 @@ def _prepare(
     masked: Tensor | None,
 ) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Detached similarities in at least fp32 (HEX_SPEC 5) and the masked logits."""
-    sim = sim.detach()
     sim = sim.float() if sim.dtype in (torch.float16, torch.bfloat16) else sim
     if masked is None:
         masked = exclusion_fill(sim / temperature, pos_idx, self_idx, NEG_INF)
-    return sim, masked.detach()
+    return sim, masked  # no detach: the callers run under no_grad
 
 
 def negatives_count(sim: Tensor, self_idx: Tensor | None) -> int:
@@ -180,6 +203,7 @@ def negatives_count(sim: Tensor, self_idx: Tensor | None) -> int:
 
 
 BLOCK = 8  # block size of the two-stage top-k
+TWO_STAGE_MIN_WIDTH = 4096  # narrower rows: one top-k and one mask are cheaper
 
 
 def top_candidates(x: Tensor, k: int) -> tuple[Tensor, Tensor, Callable[[Tensor], bool]]:
@@ -246,18 +270,25 @@ class AdaptiveThreshold(Threshold):
     def logit_threshold(
         self, masked: Tensor, sim: Tensor, temperature: float, epoch: float, n_valid: int
     ) -> Tensor:
+        return self.thresholds(masked, sim, temperature, epoch, n_valid)[0]
+
+    def thresholds(
+        self, masked: Tensor, sim: Tensor, temperature: float, epoch: float, n_valid: int
+    ) -> tuple[Tensor, Tensor]:
         if self.include_self_positive:  # the reference: full row, self and positive in
             per_row = row_quantile(sim, sim.shape[1], self.q) / temperature  # (M,)
         else:
             per_row = row_quantile(masked, n_valid, self.q)  # (M,)
         return self._combine(per_row, temperature)
 
-    def _combine(self, per_row: Tensor, temperature: float) -> Tensor:
-        """Per-anchor eps / T (M, 1), or the (smoothed) mean over all anchors and processes."""
+    def _combine(self, per_row: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+        """(eps / T, eps): per anchor (M, 1), or the (smoothed) mean over all anchors and
+        processes ()."""
         if self.per_anchor:
-            return per_row[:, None]  # (M, 1)
-        eps = global_mean(per_row * temperature)
-        return self._smooth(eps) / temperature
+            eps_logit = per_row[:, None]  # (M, 1)
+            return eps_logit, eps_logit * temperature
+        eps = self._smooth(global_mean(per_row * temperature))
+        return eps / temperature, eps
 
     @torch.no_grad()
     def neighbours(
@@ -276,18 +307,19 @@ class AdaptiveThreshold(Threshold):
         above eps; otherwise this falls back to the dense mask.
         """
         n = negatives_count(sim, self_idx) if masked is not None else -1
-        if self.include_self_positive or masked is None or n <= 0:
+        narrow = sim.shape[1] < TWO_STAGE_MIN_WIDTH
+        if self.include_self_positive or masked is None or n <= 0 or narrow:
             return super().neighbours(sim, pos_idx, self_idx, epoch, temperature, masked)
         k = n - nearest_rank(n, self.q)  # rank of the quantile from the top, 1-based
-        cand, cols_of, complete = top_candidates(masked.detach(), k)  # (M, C) each
+        cand, cols_of, complete = top_candidates(masked, k)  # (M, C) each
         kth = cand.topk(k, dim=1).values[:, -1]  # (M,) exact k-th largest of N(i)
-        eps_l = self._combine(kth, temperature)
+        eps_l, eps = self._combine(kth, temperature)
         if not complete(eps_l):  # some row has neighbours outside the candidates: go dense
             rows, cols = (masked > eps_l).nonzero(as_tuple=True)
         else:
             rows, j = (cand > eps_l).nonzero(as_tuple=True)
             cols = cols_of[rows, j]
-        return rows, cols, eps_l * temperature
+        return rows, cols, eps
 
     def _smooth(self, eps: Tensor) -> Tensor:
         """ema * (the value committed at the last step) + (1 - ema) * this batch's eps.

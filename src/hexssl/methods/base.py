@@ -90,6 +90,7 @@ class SSLMethod(L.LightningModule):
         self._nonfinite: Tensor | None = None  # NaN/Inf seen since the last check
         self._progress_setters: list[Callable[[float], None]] | None = None
         self._label_setters: list[Callable[[Tensor], None]] | None = None
+        self._stat_recorders: list[nn.Module] | None = None
         self.build()
 
     # ------------------------------------------------------------------ subclass API
@@ -167,15 +168,29 @@ class SSLMethod(L.LightningModule):
         for setter in self._label_setters:
             setter(superlabels)
 
+    def push_record_stats(self, on: bool) -> None:
+        """Switch the losses' statistics (HEX_SPEC 8) on or off for this step.
+
+        They are read at logging steps only; computing them in between would cost ops
+        (kernel launches on a GPU) for values nobody reads. Losses with a
+        ``record_stats`` attribute (HEX, the relatives) follow this switch.
+        """
+        if self._stat_recorders is None:  # collected once, not walked every step
+            found = (m for m in self.modules() if m is not self)
+            self._stat_recorders = [m for m in found if hasattr(m, "record_stats")]
+        for module in self._stat_recorders:
+            setattr(module, "record_stats", on)  # noqa: B010 (an attribute, not a submodule)
+
     # ------------------------------------------------------------------ training
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         images, labels, superlabels, _ = batch
+        log_now = self.logged_this_step = self.logging_step()
         self.push_progress()
         self.push_labels(superlabels)
+        self.push_record_stats(log_now)
         views = self.augmented_views(images, self.micro_batch(batch_idx))
         out = self.ssl_step(views)
         loss = self._with_extra_term(out)
-        log_now = self.logged_this_step = self.logging_step()
         check = log_now or not avoid_host_sync(self.device) or self.epoch_end(batch_idx)
         self._guard_finite(loss, check)
         probe_loss, probe_acc = self._probe(out.feats.detach(), labels)
@@ -292,9 +307,10 @@ class SSLMethod(L.LightningModule):
     def hex_stats(self) -> dict[str, Tensor]:
         """HEX_SPEC 8 observables: the mean over every HEX call since the last read.
 
-        That is every direction, crop pair and term of every step since the last
-        logging step (MoCo and NNCLR call the loss twice a step, All4One four times,
-        multi-crop 1 + 2 x local crops).
+        That is every direction, crop pair and term of the logging step (MoCo and
+        NNCLR call the loss twice a step, All4One four times, multi-crop 1 + 2 x local
+        crops); the losses record statistics at logging steps only
+        (:meth:`push_record_stats`).
         """
         sums: dict[str, Tensor] = {}
         calls: Tensor | int = 0  # a tensor once a loss has counted calls
