@@ -100,7 +100,7 @@ class LocalExecutor(Executor):
                       for env in envs]  # fmt: skip
         queue, failed = list(runs), 0
         with self._forwarding_stop_signals():
-            while queue or any(s.proc for s in self.slots):
+            while (queue and self.stop_signal is None) or any(s.proc for s in self.slots):
                 for slot in self.slots:
                     failed += self._reap(folder, slot)
                     if slot.proc is None and queue and self.stop_signal is None:
