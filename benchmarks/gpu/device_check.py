@@ -157,7 +157,8 @@ def train_speed(out: Path, data: str, timeout: int, dry: bool, variant: str = ""
     # a run of 5 + 10 + 1 steps of 512 fits the 48 steps of the 25,000-image epoch
     cmd = [sys.executable, "benchmarks/train_speed.py", *size, "--runs", *runs,
            "--out", str(out), "--tag", tag,
-           "--data-overrides", f"data.root={data}", "data.on_device=true",
+           "--data-overrides", "data.dataset=imagefolder", f"data.root={data}",
+           "data.on_device=true",
            f"data.options={{image_size: 32{small}}}"]  # fmt: skip
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if res.returncode:
@@ -189,7 +190,8 @@ def study_size_run(
         ]
     else:
         overrides += ["trainer.accelerator=gpu", "trainer.precision=bf16-mixed",
-                      "data.on_device=true", f"data.root={data}"]  # fmt: skip
+                      "data.on_device=true", "data.dataset=imagefolder",
+                      f"data.root={data}"]  # fmt: skip
     return load_config(PRESET, [*overrides, *extra])
 
 
