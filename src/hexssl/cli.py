@@ -18,6 +18,7 @@ hexssl data get NAME [--from FILE] [--out DIR] | data list [--out DIR]
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -479,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as err:
         print(f"hexssl: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `hexssl study --list | head -1`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
     except OSError as err:  # a file or folder the run needs cannot be read or written
         print(f"hexssl: error: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
         return 2

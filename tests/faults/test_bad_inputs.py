@@ -204,3 +204,18 @@ def test_report_without_runs(tmp_path, capsys):
     code = main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "rep")])
     assert_one_line_error(capsys, code, "not a run directory", "summary.json")
     assert not (tmp_path / "rep").exists()
+
+
+def test_output_piped_into_a_reader_that_stops_early_is_not_an_error() -> None:
+    """`hexssl study --list | head -1`: a closed pipe ends the command quietly, exit 0."""
+    import subprocess
+    import sys
+
+    code = "import sys; from hexssl.cli import main; sys.exit(main(['study', '--list']))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert "error" not in err and "Traceback" not in err, err
