@@ -94,10 +94,7 @@ class _HexLogDenominator(torch.autograd.Function):
         dpos: Tensor | float = ctx.pw
         if lam > 0 and rows.numel() > 0:
             loc = SparseLocal.restore(rest, ctx.debias)
-            coef = (loc.log_r - log_d).exp_().mul_(grad)  # (M,) d log D / d log R / T
-            if loc.active is not None:  # the floor has no gradient; tau / (1 - tau) debiasing
-                coef.mul_(loc.active)
-                dpos = (loc.active * loc.n_h).mul_(-lam * tau / (1.0 - tau)).add_(ctx.pw)
+            coef, dpos = _local_coef(loc, log_d, grad, ctx.pw, lam, tau)  # (M,)
             g[rows, cols] = _sparse_local_grad(loc, rows, coef, beta, detach, lam / (1.0 - tau))
         grad_lp = (lp - log_d).exp_().mul_(grad_d).mul_(dpos)  # (M,)
         return g, grad_lp, None, None, None, None, None
@@ -149,14 +146,26 @@ class _HexLogDenominatorDense(torch.autograd.Function):
         dpos: Tensor | float = ctx.pw
         if lam > 0:
             loc = DenseLocal.restore(rest, ctx.debias)
-            coef = (loc.log_r - log_d).exp_().mul_(grad)  # (M, 1) d log D / d log R / T
-            if loc.active is not None:  # the floor has no gradient; tau / (1 - tau) debiasing
-                coef.mul_(loc.active)
-                dpos = (loc.active * loc.n_h).mul_(-lam * tau / (1.0 - tau)).add_(ctx.pw)
+            coef, dpos = _local_coef(loc, log_d, grad, ctx.pw, lam, tau)  # (M, 1)
             local = _dense_local_grad(l_h, loc, coef, beta, detach, lam / (1.0 - tau))
             g = torch.where(H, local, g)
         grad_lp = (lp1 - log_d).exp_().mul_(grad_d).mul_(dpos).view(-1)  # (M,)
         return g, grad_lp, None, None, None, None
+
+
+def _local_coef(
+    loc: SparseLocal | DenseLocal, log_d: Tensor, grad: Tensor, pw: float, lam: float, tau: float
+) -> tuple[Tensor, Tensor | float]:
+    """(d log D / d log R / T per anchor, the positive's weight in d log D / d l_p).
+
+    The floor has no gradient (``active`` masks it); with debiasing the positive also
+    enters Local through - tau |H| P / (1 - tau). Shapes follow ``log_d``.
+    """
+    coef = (loc.log_r - log_d).exp_().mul_(grad)
+    if loc.active is None:
+        return coef, pw
+    coef.mul_(loc.active)
+    return coef, (loc.active * loc.n_h).mul_(-lam * tau / (1.0 - tau)).add_(pw)
 
 
 class DenseLocal(NamedTuple):

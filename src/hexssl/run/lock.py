@@ -28,7 +28,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -126,19 +126,23 @@ def lock_holder(run_dir: Path) -> LockInfo | None:
 def check_unlocked(run_dir: Path) -> None:
     """Raise :class:`RunLockedError` when a live process holds ``run_dir`` (a quick look
     before slower checks, so the user hears about the other process first)."""
-    if launched_rank() == 0:
+    if launcher_rank_zero():
         info = lock_holder(run_dir)
         if info is not None:
             raise _refuse(run_dir, info)
 
 
-def launched_rank() -> int:
-    """This process's rank as set by a DDP launcher (Lightning, torchrun, SLURM), else 0."""
-    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        value = os.environ.get(name, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return 0
+def launcher_rank_zero() -> bool:
+    """False in the processes that a DDP launcher (Lightning, torchrun, SLURM) started
+    for ranks > 0: they re-run the command and must not write the run's files again."""
+    names = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+    return all(os.environ.get(n, "0") == "0" for n in names)
+
+
+def first_rank_lock(run_dir: Path) -> AbstractContextManager[LockInfo | None]:
+    """:func:`hold_run_lock` in the launch's first process; nothing in the others (one
+    run of several DDP processes is one writer)."""
+    return hold_run_lock(run_dir) if launcher_rank_zero() else nullcontext()
 
 
 def _refuse(run_dir: Path, info: LockInfo | None) -> RunLockedError:

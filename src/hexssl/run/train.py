@@ -8,10 +8,8 @@ written, so a bad input leaves nothing behind. Checkpoint files are handled in
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
 import random
 import tempfile
 import time
@@ -42,7 +40,7 @@ from hexssl.run.checkpoints import (
 from hexssl.run.console import quiet_libraries
 from hexssl.run.eval_jobs import frozen_features, knn_summary
 from hexssl.run.history import METRICS_FILE, RunCSVLogger, trim_metrics
-from hexssl.run.lock import check_unlocked, hold_run_lock
+from hexssl.run.lock import check_unlocked, first_rank_lock, launcher_rank_zero
 from hexssl.run.preempt import preemptible
 from hexssl.run.speed import (
     apply_backend_settings,
@@ -323,9 +321,7 @@ def train(
     A checkpoint of a finished run (its epochs all done) is a no-op that says so.
     """
     check_output_dir(cfg.run_dir)
-    # one writer per run folder; DDP ranks > 0 write nothing of their own
-    lock = hold_run_lock(cfg.run_dir) if launcher_rank_zero() else contextlib.nullcontext()
-    with lock:
+    with first_rank_lock(cfg.run_dir):  # one writer per run folder
         return train_locked(cfg, ckpt, extra_callbacks, changes)
 
 
@@ -366,13 +362,6 @@ def train_locked(
         hint = f"last good checkpoint: {last}" if last else "no checkpoint was written yet"
         raise NonFiniteLossError(f"{err}; {hint} (left untouched)") from None
     return finish(cfg, trainer, method, dm, time.time() - start)
-
-
-def launcher_rank_zero() -> bool:
-    """False in the processes that a DDP launcher (Lightning, torchrun, SLURM) started
-    for ranks > 0: they re-run this script and must not write the run files again."""
-    names = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
-    return all(os.environ.get(n, "0") == "0" for n in names)
 
 
 def write_run_dir(cfg: RunConfig, step: int, ckpt: Path | None, changes: list[str] | None) -> None:

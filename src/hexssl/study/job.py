@@ -31,11 +31,10 @@ import sys
 import threading
 import time
 import traceback
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from hexssl.errors import ConfigError, NonFiniteLossError, PreemptedError
-from hexssl.run.lock import RunLockedError, hold_run_lock, launched_rank
+from hexssl.run.lock import RunLockedError, first_rank_lock
 from hexssl.study.executors.base import EXIT_BUSY
 from hexssl.study.folder import StudyFolder
 from hexssl.study.protocol import check_arm, check_seeds, run_name
@@ -87,17 +86,10 @@ def run_job(results_dir: str | Path, arm: str, seed: int, requeue: bool = False)
     return _attempt(folder, study, arm, seed)
 
 
-def _job_lock(folder: StudyFolder, arm: str, seed: int) -> AbstractContextManager[object]:
-    """The job's lock; under ``srun`` (a run of several processes) the first rank's only."""
-    if launched_rank() > 0:
-        return nullcontext()
-    return hold_run_lock(folder.job_lock_dir(arm, seed))
-
-
 def _attempt(folder: StudyFolder, study: Study, arm: str, seed: int) -> int:
     """One attempt at the run under the job's lock, every outcome mapped to its exit status."""
     try:
-        with _job_lock(folder, arm, seed):
+        with first_rank_lock(folder.job_lock_dir(arm, seed)):  # srun: the first rank's
             if folder.result_path(arm, seed).is_file():  # finished while we waited
                 return EXIT_DONE
             folder.clear_failure(arm, seed)

@@ -39,9 +39,9 @@ from lightning.pytorch.callbacks import Callback
 from hexssl.config import RunConfig
 from hexssl.config import to_dict as config_dict
 from hexssl.run.atomic import atomic_write_text
-from hexssl.run.lock import check_unlocked
+from hexssl.run.lock import check_unlocked, launcher_rank_zero
 from hexssl.run.machine import machine_summary
-from hexssl.run.train import last_checkpoint, launcher_rank_zero, pretrain
+from hexssl.run.train import last_checkpoint, pretrain
 from hexssl.study.evaluation import evaluate_run, export_weights, finite, write_curves
 from hexssl.study.folder import StudyFolder, fix_protocol
 from hexssl.study.protocol import Protocol, arm_config, resolve_protocol, run_name, schedule
