@@ -90,11 +90,11 @@ def run_status(
 
 def _state(folder: StudyFolder, run: RunKey, run_dir: Path) -> tuple[str, str, Path | None]:
     """(state, detail, log) from the locks, the failure record and the checkpoints."""
-    holder = lock_holder(run_dir) or lock_holder(folder.job_lock_dir(*run))
+    trainer = lock_holder(run_dir)  # pretrain's lock: training now
+    holder = trainer or lock_holder(folder.job_lock_dir(*run))
     if holder is not None:
-        phase = "training" if lock_holder(run_dir) else "evaluating"
-        if (run_dir / TRAIN_DONE).is_file() and phase == "training":
-            phase = "evaluating"
+        training = trainer is not None and not (run_dir / TRAIN_DONE).is_file()
+        phase = "training" if training else "evaluating"
         return "running", f"{phase}: pid {holder.pid} on {holder.host}", None
     failure = folder.failure(*run)
     if failure is not None:
