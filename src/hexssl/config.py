@@ -228,12 +228,15 @@ T = TypeVar("T")
 
 
 # ----------------------------------------------------------------------- validation
+def did_you_mean(name: str, valid: list[str]) -> str:
+    """' (did you mean 'x'?)' for up to two close valid names, else ''."""
+    close = difflib.get_close_matches(name, valid, n=2, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
 def suggest(key: str, valid: list[str]) -> str:
     """' (did you mean 'x'?)' for the closest valid name, or a list of all of them."""
-    close = difflib.get_close_matches(key, valid, n=2, cutoff=0.6)
-    if close:
-        return f" (did you mean {' or '.join(repr(c) for c in close)}?)"
-    return f"; valid keys: {', '.join(sorted(valid))}"
+    return did_you_mean(key, valid) or f"; valid keys: {', '.join(sorted(valid))}"
 
 
 def check_keys(given: dict[str, Any], valid: list[str], where: str) -> None:

@@ -32,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import json
 from collections.abc import Sequence
@@ -46,6 +45,7 @@ from hexssl.config import (
     PRESET_DIR,
     RunConfig,
     compose_presets,
+    did_you_mean,
     from_dict,
     merge,
     parse_override,
@@ -107,12 +107,6 @@ class Protocol:
         return str(self.sources.get("protocol", self.path.stem))
 
 
-def _close(name: str, valid: list[str]) -> str:
-    """' (did you mean 'x'?)' for a close valid name, else ''."""
-    close = difflib.get_close_matches(name, valid, n=2, cutoff=0.6)
-    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-
-
 def shipped_protocols() -> dict[str, str]:
     """``{name: first line of its description}`` of the protocols shipped in the package."""
     out = {}
@@ -133,7 +127,7 @@ def find_protocol(source: str | Path) -> Path:
     names = list(shipped_protocols())
     raise ConfigError(
         f"protocol not found: {source} is neither a file nor a shipped protocol"
-        f"{_close(str(source), names)}; the shipped ones: {', '.join(names)} "
+        f"{did_you_mean(str(source), names)}; the shipped ones: {', '.join(names)} "
         "(`hexssl study --list`)"
     )
 
@@ -153,7 +147,7 @@ def _check_keys(raw: dict[str, Any], where: Path) -> None:
     if unknown:
         valid = [*REQUIRED_KEYS, *OPTIONAL_KEYS]
         raise ConfigError(
-            f"protocol {where}: unknown key {unknown[0]!r}{_close(unknown[0], valid)}; "
+            f"protocol {where}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], valid)}; "
             f"protocol keys: {', '.join(valid)}"
         )
     missing = [k for k in REQUIRED_KEYS if k not in raw]
@@ -228,7 +222,7 @@ def _check_eval(ev: Any, p: Path) -> dict[str, Any]:
     if wrong:
         what = "unknown" if wrong[0] in ev else "missing"
         raise ConfigError(
-            f"protocol {p}: {what} eval key {wrong[0]!r}{_close(wrong[0], list(EVAL_KEYS))}; "
+            f"protocol {p}: {what} eval key {wrong[0]!r}{did_you_mean(wrong[0], list(EVAL_KEYS))}; "
             f"eval needs {', '.join(EVAL_KEYS)}"
         )
     return ev
@@ -268,7 +262,7 @@ def check_arm(protocol: Protocol, arm: str) -> None:
     """Refuse an arm the protocol does not define, listing those it does."""
     if arm not in protocol.arms:
         raise ConfigError(
-            f"unknown arm {arm!r}{_close(arm, list(protocol.arms))}; the protocol has "
+            f"unknown arm {arm!r}{did_you_mean(arm, list(protocol.arms))}; the protocol has "
             f"{', '.join(protocol.arms)}"
         )
 
