@@ -51,33 +51,39 @@ class Workspace:
 
 
 class _HexLogDenominator(torch.autograd.Function):
-    """log D_i of HEX_SPEC 4.3 with a hand-written backward.
+    """log D_i of HEX_SPEC 4.3 with a hand-written backward (the sparse path).
 
     Inputs: ``sim`` (M, K) (only to receive the gradient), ``lp`` (M,) positive logits,
-    the workspace (logits s / T with positive and self at -inf), the neighbours H as
-    ``rows``/``cols`` (nnz,, row-major), the positive's weight ``pw`` (0 or 1),
-    hyperparameters. The workspace becomes E = e^{l - m} on G(i) in place: the only
-    (M, K) float tensor kept. Per-anchor values are (M,), per-neighbour ones (nnz,).
+    the workspace (logits s / T with positive and self at -inf), H as ``flat`` (nnz,), the
+    row-major positions of its entries in the (M, K) matrix, and their ``rows`` (nnz,),
+    the positive's weight ``pw`` (0 or 1), hyperparameters. The workspace becomes
+    E = e^{l - m} on G(i) in place: the only (M, K) float tensor kept. Per-anchor values
+    are (M,), per-neighbour ones (nnz,). Written for few ops: on a CPU at 2B = 256 each
+    costs about as much as an (M, K) pass, so the local term takes its sums linearly
+    (``SparseLocal``) and the three terms combine with two ``logaddexp``.
     """
 
     @staticmethod
     def forward(
-        ctx: Any, sim: Tensor, lp: Tensor, ws: Workspace, rows: Tensor, cols: Tensor,
+        ctx: Any, sim: Tensor, lp: Tensor, ws: Workspace, flat: Tensor, rows: Tensor,
         pw: float, hp: HParams,
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
-        beta, tau, lam, inv_t, _ = hp
+        _, _, lam, _, _ = hp
         logits = ws.logits
-        l_h = logits[rows, cols]  # (nnz,) neighbour logits
-        logits[rows, cols] = NEG_INF  # (M, K) now -inf outside G(i)
+        entries = logits.view(-1)
+        l_h = entries.index_select(0, flat) if lam > 0 else None  # (nnz,) neighbour logits
+        entries.index_fill_(0, flat, NEG_INF)  # (M, K) now -inf outside G(i)
         m = torch.maximum(logits.amax(1), lp)  # (M,) shift: max over G(i) and the positive
         E = logits.sub_(m[:, None]).exp_()  # (M, K) e^{l - m} on G(i), else 0
-        log_g = E.sum(1).log_().add_(m)  # (M,) log sum_G e^l
-        loc = _sparse_local(l_h, rows, lp, beta, tau, inv_t, lam)
-        parts = ([lp] if pw else []) + ([loc.log_loc] if lam > 0 else []) + [log_g]
-        log_d = torch.stack(parts, 1).logsumexp(1) if len(parts) > 1 else log_g  # (M,)
-        ctx.save_for_backward(E, m, lp, log_d, rows, cols, *loc.saved())
-        ctx.hp, ctx.pw, ctx.debias = hp, pw, loc.active is not None
-        log_loc = loc.log_loc if lam > 0 else torch.full_like(lp, NEG_INF)
+        log_d = E.sum(1).log_().add_(m)  # (M,) log sum_G e^l
+        loc = _sparse_local(l_h, rows, lp, hp) if l_h is not None else None
+        if loc is not None:
+            log_d = torch.logaddexp(log_d, loc.log_loc)
+        if pw:
+            log_d = torch.logaddexp(log_d, lp)
+        ctx.save_for_backward(E, m, lp, log_d, flat, rows)
+        ctx.hp, ctx.pw, ctx.loc = hp, pw, loc  # loc: intermediates, not inputs or outputs
+        log_loc = loc.log_loc if loc is not None else torch.full_like(lp, NEG_INF)
         ctx.mark_non_differentiable(log_loc)
         ctx.set_materialize_grads(False)  # no zeros for log_loc's (absent) gradient
         return log_d, log_loc
@@ -86,16 +92,15 @@ class _HexLogDenominator(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_d: Tensor, _grad_loc: Tensor) -> tuple[Tensor | None, ...]:
         if grad_d is None:  # only log_loc (non-differentiable) was used
-            return None, None, None, None, None, None, None
-        E, m, lp, log_d, rows, cols, *rest = ctx.saved_tensors
-        beta, tau, lam, inv_t, detach = ctx.hp
-        grad = grad_d * inv_t  # (M,) d/ds = d/dl / T
-        g = E * (m - log_d).exp_().mul_(grad)[:, None]  # (M, K) d/ds on G(i)
+            return None, None, None, None, None, None, None, None
+        E, m, lp, log_d, flat, rows = ctx.saved_tensors
+        _, _, _, inv_t, _ = ctx.hp
+        g = E * (m - log_d).exp_().mul_(grad_d * inv_t)[:, None]  # (M, K) d/ds on G(i)
         dpos: Tensor | float = ctx.pw
-        if lam > 0 and rows.numel() > 0:
-            loc = SparseLocal.restore(rest, ctx.debias)
-            coef, dpos = _local_coef(loc, log_d, grad, ctx.pw, lam, tau)  # (M,)
-            g[rows, cols] = _sparse_local_grad(loc, rows, coef, beta, detach, lam / (1.0 - tau))
+        loc: SparseLocal | None = ctx.loc
+        if loc is not None and flat.numel() > 0:
+            g_h, dpos = _sparse_local_grad(loc, rows, log_d, grad_d, ctx.pw, ctx.hp)
+            g.view(-1).index_copy_(0, flat, g_h)  # E is 0 on H: the local term's share
         grad_lp = (lp - log_d).exp_().mul_(grad_d).mul_(dpos)  # (M,)
         return g, grad_lp, None, None, None, None, None
 
@@ -154,7 +159,7 @@ class _HexLogDenominatorDense(torch.autograd.Function):
 
 
 def _local_coef(
-    loc: SparseLocal | DenseLocal, log_d: Tensor, grad: Tensor, pw: float, lam: float, tau: float
+    loc: DenseLocal, log_d: Tensor, grad: Tensor, pw: float, lam: float, tau: float
 ) -> tuple[Tensor, Tensor | float]:
     """(d log D / d log R / T per anchor, the positive's weight in d log D / d l_p).
 
@@ -251,49 +256,46 @@ def _debiased(
 class SparseLocal(NamedTuple):
     """Per-anchor (M,) and per-neighbour (nnz,) quantities of the local term (spec 4.2).
 
-    With the row shift m_h = max_H l and d = l - m_h <= 0: A = sum_H e^{b d},
-    C = sum_H e^{(1+b) d} and R = |H| e^{m_h} C / A.
+    With the row shift m_h = max_H l and d = l - m_h <= 0: A = sum_H e^{b d} and
+    C = sum_H e^{(1+b) d} (both >= 1 where H(i) is not empty: its largest entry gives
+    e^0; empty rows hold A = 1, C = 0, never read per neighbour), and R = |H| e^{m_h} C / A.
     """
 
     log_loc: Tensor  # (M,) log(lambda Local_i), -inf when H(i) is empty
     log_r: Tensor  # (M,) log R_i, -inf when H(i) is empty
-    log_a: Tensor  # (M,) log A_i
-    log_c: Tensor  # (M,) log C_i
+    a: Tensor  # (M,) A_i
+    c: Tensor  # (M,) C_i
     n_h: Tensor  # (M,) |H(i)|
-    d_h: Tensor  # (nnz,) l_ij - m_h
+    e_b: Tensor  # (nnz,) e^{b d}
+    e_1b: Tensor  # (nnz,) e^{(1+b) d}
     active: Tensor | None  # (M,) debiased value in use (bool); None: tau = 0
 
-    def saved(self) -> tuple[Tensor, ...]:
-        """The tensors backward reads (``active`` only with debiasing)."""
-        keep = (self.log_r, self.log_a, self.log_c, self.n_h, self.d_h)
-        return keep if self.active is None else (*keep, self.active)
 
-    @staticmethod
-    def restore(saved: list[Tensor], debias: bool) -> SparseLocal:
-        """Inverse of :meth:`saved` (``log_loc`` is not needed by backward)."""
-        log_r, log_a, log_c, n_h, d_h, *active = saved
-        return SparseLocal(log_r, log_r, log_a, log_c, n_h, d_h, active[0] if debias else None)
-
-
-def _sparse_local(
-    l_h: Tensor, rows: Tensor, lp: Tensor, beta: float, tau: float, inv_t: float, lam: float
-) -> SparseLocal:
+def _sparse_local(l_h: Tensor, rows: Tensor, lp: Tensor, hp: HParams) -> SparseLocal:
     """The local term from the neighbour logits ``l_h`` (nnz,) of rows ``rows``."""
+    beta, tau, lam, inv_t, _ = hp
     m = lp.shape[0]
     n_h = torch.bincount(rows, minlength=m).to(lp.dtype)  # (M,) (the CPU path: no sync cost)
     m_h = lp.new_full((m,), NEG_INF).scatter_reduce_(0, rows, l_h, "amax")  # (M,)
-    d_h = l_h - m_h[rows]  # (nnz,) <= 0; rows without neighbours are never read
-    if lam == 0:  # switched off: nothing of it is read
-        return SparseLocal(n_h, n_h, n_h, n_h, n_h, d_h, None)
+    d = l_h - m_h.index_select(0, rows)  # (nnz,) <= 0
+    e_b = d.exp() if beta == 1.0 else (d * beta).exp()  # beta = 0: ones, A = |H|
+    e_1b = e_b * e_b if beta == 1.0 else (d * (1.0 + beta)).exp()
+    # A >= 1 wherever H(i) is not empty; 1 for empty rows keeps C / A = 0 there (no 0 / 0)
+    a = _segment_sum(e_b, rows, m).clamp_min_(1.0)
+    c = _segment_sum(e_1b, rows, m)  # 0 for empty rows: log R = -inf there
     log_n = n_h.log()  # -inf for an empty H(i): every log below then gives -inf there
-    bd = d_h if beta == 1.0 else d_h * beta
-    log_a = _segment_sum(bd.exp(), rows, m).log_() if beta > 0 else log_n
-    log_c = _segment_sum((d_h + bd if beta > 0 else d_h).exp(), rows, m).log_()
-    # log R / |H|; an empty H(i) gives -inf - -inf: 0 stands in, m_h = -inf keeps it -inf
-    log_q = (log_c - log_a).nan_to_num_(nan=0.0, posinf=math.inf, neginf=-math.inf).add_(m_h)
-    log_r = log_q + log_n  # (M,)
-    log_loc, active = _debiased(log_q, log_n, log_r, lp, tau, inv_t, lam)
-    return SparseLocal(log_loc, log_r, log_a, log_c, n_h, d_h, active)
+    log_r = (c / a).log_().add_(m_h).add_(log_n)  # (M,) log(|H| e^{m_h} C / A)
+    if tau == 0:  # no debiasing, no floor
+        return SparseLocal(log_r + _log(lam), log_r, a, c, n_h, e_b, e_1b, None)
+    # Local = max((R - tau |H| P) / (1 - tau), |H| e^{-1/T}), P = e^{l_p}, in log space:
+    # log(R - tau |H| P) = log R + log(1 - x) with x = tau P / (R / |H|), -inf once x >= 1
+    # (an overflowing e^{l_p - m_h} means x >= 1). Empty rows stay -inf (log_n).
+    x = (lp - m_h).exp_().mul_(a / c).mul_(tau)
+    log_raw = x.clamp_max_(1.0).neg_().log1p_().add_(log_r)
+    log_floor = log_n + (math.log1p(-tau) - inv_t)  # log(|H| e^{-1/T} (1 - tau))
+    active = log_raw > log_floor  # bool: multiplies floats as 0 / 1
+    log_loc = torch.maximum(log_raw, log_floor).add_(_log(lam) - math.log1p(-tau))
+    return SparseLocal(log_loc, log_r, a, c, n_h, e_b, e_1b, active)
 
 
 def _segment_sum(x: Tensor, rows: Tensor, m: int) -> Tensor:
@@ -302,19 +304,25 @@ def _segment_sum(x: Tensor, rows: Tensor, m: int) -> Tensor:
 
 
 def _sparse_local_grad(
-    loc: SparseLocal, rows: Tensor, coef: Tensor, beta: float, detach: bool, scale: float
-) -> Tensor:
-    """scale * coef_i * d log R_i / d l_ij for every neighbour. # (nnz,)
+    loc: SparseLocal, rows: Tensor, log_d: Tensor, grad_d: Tensor, pw: float, hp: HParams
+) -> tuple[Tensor, Tensor | float]:
+    """(d L / d s_ij on H (nnz,), the positive's weight in d log D / d l_p).
 
-    d log R / d l_j = (1+b) e^{(1+b) d_j} / C - b e^{b d_j} / A; with detached weights
-    only e^{(1+b) d_j} / C remains.
+    d log D / d l_j = lambda R / ((1 - tau) D) * d log R / d l_j where the debiased value
+    is in use (0 at the floor), with d log R / d l_j = (1+b) e^{(1+b) d_j} / C
+    - b e^{b d_j} / A; with detached weights only e^{(1+b) d_j} / C remains. With
+    debiasing the positive also enters Local, through - tau |H| P / (1 - tau).
     """
-    bd = loc.d_h if beta == 1.0 else loc.d_h * beta
-    part_c = ((loc.d_h + bd if beta > 0 else loc.d_h) - loc.log_c[rows]).exp_()  # (nnz,)
+    beta, tau, lam, inv_t, detach = hp
+    coef = (loc.log_r - log_d).exp_().mul_(grad_d).mul_(inv_t * lam / (1.0 - tau))  # (M,)
+    dpos: Tensor | float = pw
+    if loc.active is not None:
+        coef.mul_(loc.active)
+        dpos = (loc.active * loc.n_h).mul_(-lam * tau / (1.0 - tau)).add_(pw)
     if detach or beta == 0:
-        return part_c.mul_((coef * scale)[rows])
-    part_a = (bd - loc.log_a[rows]).exp_().mul_(beta / (1.0 + beta))  # (nnz,)
-    return part_c.sub_(part_a).mul_((coef * (scale * (1.0 + beta)))[rows])
+        return loc.e_1b * (coef / loc.c).index_select(0, rows), dpos
+    c_part = loc.e_1b * (coef * (1.0 + beta) / loc.c).index_select(0, rows)
+    return c_part.sub_(loc.e_b * (coef * beta / loc.a).index_select(0, rows)), dpos
 
 
 def fused_log_denominator(
@@ -521,13 +529,14 @@ class HEXDenominator(nn.Module):
                 return (*self._fused_fn(logits, lp, H, torch.full_like(lp, pw), hp), n_h, eps)
             out = _HexLogDenominatorDense.apply(sim32, lp, Workspace(work), H, pw, hp)
             return (*out, n_h, eps)
-        rows, cols, eps = self.threshold.neighbours(
-            sim32, pos_idx, self_idx, epoch, temperature, work
-        )
+        flat, eps = self.threshold.neighbours(sim32, pos_idx, self_idx, epoch, temperature, work)
+        rows = flat.div(work.shape[1], rounding_mode="floor")  # (nnz,) each entry's anchor
         if self.variant == "reference":
-            rows, cols = _reference_sets(rows, cols, lp, n_neg)
-        n_h = torch.full((), rows.numel(), dtype=sim32.dtype, device=sim32.device)
-        out = _HexLogDenominator.apply(sim32, lp, Workspace(work), rows, cols, pw, hp)
+            flat, rows = _reference_sets(flat, rows, lp, n_neg)
+        n_h = None
+        if self.record_stats:
+            n_h = torch.full((), flat.numel(), dtype=sim32.dtype, device=sim32.device)
+        out = _HexLogDenominator.apply(sim32, lp, Workspace(work), flat, rows, pw, hp)
         return (*out, n_h, eps)
 
 
@@ -554,17 +563,17 @@ def _compiled(fn: Any, backend: str) -> Any:
     return call
 
 
-def _reference_sets(rows: Tensor, cols: Tensor, lp: Tensor, n_neg: int) -> tuple[Tensor, Tensor]:
+def _reference_sets(flat: Tensor, rows: Tensor, lp: Tensor, n_neg: int) -> tuple[Tensor, Tensor]:
     """The reference's denominator is G(i); an empty G(i) falls back to N(i) (spec 4.4).
 
     The positive is dropped from D (weight 0), except where N(i) itself is empty (then
-    D = e^{l_p} and the loss is 0 instead of inf). Returns the kept (rows, cols).
+    D = e^{l_p} and the loss is 0 instead of inf). Returns the kept (flat, rows) of H.
     """
     sizes = torch.bincount(rows, minlength=lp.shape[0])  # (M,) |H(i)|
     keep = sizes[rows] < n_neg  # drop H entirely in rows whose G(i) is empty
     if not bool(keep.all()):
-        rows, cols = rows[keep], cols[keep]
-    return rows, cols
+        flat, rows = flat[keep], rows[keep]
+    return flat, rows
 
 
 def _reference_mask(H: Tensor, n_neg: int) -> Tensor:

@@ -179,11 +179,16 @@ class Threshold(nn.Module):
         epoch: float,
         temperature: float = 1.0,
         masked: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """H in sparse form: (rows (nnz,), cols (nnz,), eps). Same sets as ``forward``."""
+    ) -> tuple[Tensor, Tensor]:
+        """H in sparse form: (flat (nnz,), eps), ``flat`` the positions r * K + c of its
+        entries in the (M, K) matrix. Same sets as ``forward``."""
         H, eps = self(sim, pos_idx, self_idx, epoch, temperature, masked)
-        rows, cols = H.nonzero(as_tuple=True)
-        return rows, cols, eps
+        return _flat_nonzero(H), eps
+
+
+def _flat_nonzero(mask: Tensor) -> Tensor:
+    """Positions r * K + c of the True entries of ``mask``, ascending. (M, K) -> (nnz,)"""
+    return mask.view(-1).nonzero().view(-1)
 
 
 def _prepare(
@@ -299,8 +304,9 @@ class AdaptiveThreshold(Threshold):
         epoch: float,
         temperature: float = 1.0,
         masked: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Sparse H from a two-stage top-k: no (M, K) mask and no dense nonzero().
+    ) -> tuple[Tensor, Tensor]:
+        """Sparse H (see ``Threshold.neighbours``) from a two-stage top-k for wide rows: no
+        (M, K) mask and no dense nonzero().
 
         The candidate blocks of :func:`top_candidates` hold each row's k-th value (the
         quantile) and, unless some row has more neighbours than they cover, every entry
@@ -315,11 +321,9 @@ class AdaptiveThreshold(Threshold):
         kth = cand.topk(k, dim=1).values[:, -1]  # (M,) exact k-th largest of N(i)
         eps_l, eps = self._combine(kth, temperature)
         if not complete(eps_l):  # some row has neighbours outside the candidates: go dense
-            rows, cols = (masked > eps_l).nonzero(as_tuple=True)
-        else:
-            rows, j = (cand > eps_l).nonzero(as_tuple=True)
-            cols = cols_of[rows, j]
-        return rows, cols, eps
+            return _flat_nonzero(masked > eps_l), eps
+        rows, j = (cand > eps_l).nonzero(as_tuple=True)
+        return rows * masked.shape[1] + cols_of[rows, j], eps
 
     def _smooth(self, eps: Tensor) -> Tensor:
         """ema * (the value committed at the last step) + (1 - ema) * this batch's eps.
