@@ -74,7 +74,7 @@ def global_mean(values: Tensor) -> Tensor:
     Shape: (n,) -> ().
     """
     v = values.detach() if values.requires_grad else values
-    v = v if v.dtype == torch.float64 else v.float()
+    v = v if v.dtype in (torch.float32, torch.float64) else v.float()
     if not is_distributed():
         return v.mean() if v.numel() else v.new_tensor(0.0)
     stats = torch.stack([v.sum(), v.new_tensor(v.numel())])

@@ -292,7 +292,10 @@ class AdaptiveThreshold(Threshold):
         if self.per_anchor:
             eps_logit = per_row[:, None]  # (M, 1)
             return eps_logit, eps_logit * temperature
-        eps = self._smooth(global_mean(per_row * temperature))
+        eps_logit = global_mean(per_row)  # ()
+        if self.ema == 0.0:  # two ops: a training step between logging steps runs this
+            return eps_logit, eps_logit * temperature
+        eps = self._smooth(eps_logit * temperature)
         return eps / temperature, eps
 
     @torch.no_grad()
@@ -313,9 +316,11 @@ class AdaptiveThreshold(Threshold):
         above eps; otherwise this falls back to the dense mask.
         """
         n = negatives_count(sim, self_idx) if masked is not None else -1
-        narrow = sim.shape[1] < TWO_STAGE_MIN_WIDTH
-        if self.include_self_positive or masked is None or n <= 0 or narrow:
+        if self.include_self_positive or masked is None or n <= 0:
             return super().neighbours(sim, pos_idx, self_idx, epoch, temperature, masked)
+        if sim.shape[1] < TWO_STAGE_MIN_WIDTH:  # narrow rows: one top-k and one mask
+            eps_logit, eps = self.thresholds(masked, sim, temperature, epoch, n)
+            return _flat_nonzero(masked > eps_logit), eps
         k = n - nearest_rank(n, self.q)  # rank of the quantile from the top, 1-based
         cand, cols_of, complete = top_candidates(masked, k)  # (M, C) each
         kth = cand.topk(k, dim=1).values[:, -1]  # (M,) exact k-th largest of N(i)
