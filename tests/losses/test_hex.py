@@ -156,6 +156,23 @@ def test_small_temperature_does_not_overflow():
         z0.grad = None
 
 
+@pytest.mark.parametrize("dense", [False, True])
+def test_reference_keeps_g_when_the_positive_is_far_above_it(dense):
+    """The reference leaves the positive out of D: its logit must not set the shift of
+    sum_G e^l, or at T = 0.01 float32 underflows to log D = -inf (loss -inf)."""
+    m = 6
+    sim = torch.full((m, m), -0.6)
+    pos = ((torch.arange(m) + m // 2) % m)[:, None]
+    own = torch.arange(m)[:, None]
+    sim.scatter_(1, pos, 0.99).fill_diagonal_(1.0)
+    sim[0, 1] = -0.5
+    den = HEXDenominator(variant="reference", dense=dense)
+    got, _ = den(sim, 0.01, pos, own)
+    want, _ = den(sim.double(), 0.01, pos, own)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-4)
+
+
 # -------------------------------------------------------------------- statistics
 def test_stats_are_reported_and_consistent():
     z0, z1, _ = clustered(16)

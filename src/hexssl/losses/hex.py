@@ -73,7 +73,8 @@ class _HexLogDenominator(torch.autograd.Function):
         entries = logits.view(-1)
         l_h = entries.index_select(0, flat) if lam > 0 else None  # (nnz,) neighbour logits
         entries.index_fill_(0, flat, NEG_INF)  # (M, K) now -inf outside G(i)
-        m = torch.maximum(logits.amax(1), lp)  # (M,) shift: max over G(i) and the positive
+        m = logits.amax(1)  # (M,) shift: max over G(i), and the positive where it is in D
+        m = torch.maximum(m, lp) if pw else m  # (without it e^{l - l_p} can underflow)
         E = logits.sub_(m[:, None]).exp_()  # (M, K) e^{l - m} on G(i), else 0
         log_d = E.sum(1).log_().add_(m)  # (M,) log sum_G e^l
         loc = _sparse_local(l_h, rows, lp, hp) if l_h is not None else None
@@ -124,8 +125,10 @@ class _HexLogDenominatorDense(torch.autograd.Function):
         logits, lp1 = ws.logits, lp[:, None]  # (M, K), (M, 1)
         l_h = logits.masked_fill(~H, NEG_INF)  # (M, K) neighbour logits, -inf elsewhere
         logits.masked_fill_(H, NEG_INF)  # (M, K) now -inf outside G(i)
-        # the shift: max over G(i) and the positive, so no row is all -inf
-        m = torch.maximum(logits.amax(1, keepdim=True), lp1)  # (M, 1)
+        # the shift: max over G(i), and the positive where it is in D (so no row is all
+        # -inf; a positive outside D must not set it, e^{l - l_p} can underflow)
+        m = logits.amax(1, keepdim=True)  # (M, 1)
+        m = torch.maximum(m, lp1) if pw else m
         E = logits.sub_(m).exp_()  # (M, K) e^{l - m} on G(i), 0 elsewhere
         log_g = E.sum(1, keepdim=True).log_().add_(m)  # (M, 1) log sum_G e^l
         loc = _dense_local(l_h, H, lp1, beta, tau, inv_t, lam)
