@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from hexssl.losses.infonce import NEG_INF, at_least_fp32, exclude_
+from hexssl.losses.relatives import debias
 from hexssl.losses.thresholds import Threshold, build_threshold
 from hexssl.run.hostsync import avoid_host_sync
 
@@ -217,7 +218,10 @@ def _dense_local(
     # log R / |H| (an empty H(i) gives -inf - -inf: 0 stands in, log_n makes it -inf below)
     log_q = (log_c - log_a).nan_to_num_(nan=0.0, posinf=math.inf, neginf=-math.inf)
     log_r = log_q + log_n  # (M, 1)
-    log_loc, active = _debiased(log_q, log_n, log_r, lp1, tau, inv_t, lam)
+    if tau == 0:  # no debiasing, no floor
+        return DenseLocal(log_r + _log(lam), log_r, log_a, log_c, n_h, None)
+    x = (lp1 - log_q).add_(math.log(tau)).exp_()  # tau |H| P / R
+    log_loc, active = debias(log_r, log_n, x, tau, inv_t, _log(lam))
     return DenseLocal(log_loc, log_r, log_a, log_c, n_h, active)
 
 
@@ -235,25 +239,6 @@ def _dense_local_grad(
         return part_c.mul_(coef * scale)
     part_a = (bl - loc.log_a).exp_().mul_(beta / (1.0 + beta))  # (M, K)
     return part_c.sub_(part_a).mul_(coef * (scale * (1.0 + beta)))
-
-
-def _debiased(
-    log_q: Tensor, log_n: Tensor, log_r: Tensor, lp: Tensor, tau: float, inv_t: float, lam: float
-) -> tuple[Tensor, Tensor | None]:
-    """(log(lambda Local), active) from log R, log(R / |H|), log |H| (spec 4.2).
-
-    Local = max((R - tau |H| P) / (1 - tau), |H| e^{-1/T}) with P = e^{l_p}:
-    log(R - tau |H| P) = log R + log(1 - x), x = tau P / (R / |H|), -inf once x >= 1,
-    and the max is one ``maximum`` in log space. ``active``: where the debiased value,
-    not the floor, is used (None: tau = 0, no max). Empty H(i) (log_n = -inf) give -inf.
-    """
-    if tau == 0:  # no debiasing, no floor
-        return log_r + _log(lam), None
-    x = (lp - log_q).add_(math.log(tau)).exp_()
-    log_raw = x.clamp_max_(1.0).neg_().log1p_().add_(log_r)
-    log_floor = log_n + (math.log1p(-tau) - inv_t)  # log(|H| e^{-1/T} (1 - tau))
-    active = log_raw > log_floor  # bool: multiplies floats as 0 / 1
-    return torch.maximum(log_raw, log_floor).add_(_log(lam) - math.log1p(-tau)), active
 
 
 class SparseLocal(NamedTuple):
@@ -290,14 +275,10 @@ def _sparse_local(l_h: Tensor, rows: Tensor, lp: Tensor, hp: HParams) -> SparseL
     log_r = (c / a).log_().add_(m_h).add_(log_n)  # (M,) log(|H| e^{m_h} C / A)
     if tau == 0:  # no debiasing, no floor
         return SparseLocal(log_r + _log(lam), log_r, a, c, n_h, e_b, e_1b, None)
-    # Local = max((R - tau |H| P) / (1 - tau), |H| e^{-1/T}), P = e^{l_p}, in log space:
-    # log(R - tau |H| P) = log R + log(1 - x) with x = tau P / (R / |H|), -inf once x >= 1
-    # (an overflowing e^{l_p - m_h} means x >= 1). Empty rows stay -inf (log_n).
-    x = (lp - m_h).exp_().mul_(a / c).mul_(tau)
-    log_raw = x.clamp_max_(1.0).neg_().log1p_().add_(log_r)
-    log_floor = log_n + (math.log1p(-tau) - inv_t)  # log(|H| e^{-1/T} (1 - tau))
-    active = log_raw > log_floor  # bool: multiplies floats as 0 / 1
-    log_loc = torch.maximum(log_raw, log_floor).add_(_log(lam) - math.log1p(-tau))
+    # x = tau |H| P / R = tau e^{l_p - m_h} A / C (inf where e^{l_p - m_h} overflows or
+    # H(i) is empty: both mean the floor)
+    x = (lp - m_h).add_(math.log(tau)).exp_().mul_(a).div_(c)
+    log_loc, active = debias(log_r, log_n, x, tau, inv_t, _log(lam))
     return SparseLocal(log_loc, log_r, a, c, n_h, e_b, e_1b, active)
 
 

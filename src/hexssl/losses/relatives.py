@@ -27,24 +27,27 @@ import torch
 from torch import Tensor, nn
 
 from hexssl.losses.distributed import gather_with_grad
-from hexssl.losses.infonce import NEG_INF, at_least_fp32, exclude_
+from hexssl.losses.infonce import at_least_fp32, exclude_
 
 Stats = dict[str, Tensor]
 RelParams = tuple[float, float, float, bool]  # positive weight pw, beta, tau_plus, detach
 
 
 def debias(
-    log_r: Tensor, lp: Tensor, n_h: Tensor, tau: float, inv_t: float
+    log_r: Tensor, log_n: Tensor, x: Tensor, tau: float, inv_t: float, log_scale: float = 0.0
 ) -> tuple[Tensor, Tensor]:
-    """max((R - tau |H| e^{l_p}) / (1 - tau), |H| e^{-1/T}) in log space (Chuang 2020)."""
-    if tau == 0:  # debiasing off: no max(), Local = R
-        return log_r, torch.ones_like(log_r, dtype=torch.bool)
-    log_ratio = math.log(tau) + n_h.log() + lp - log_r  # log(tau |H| P / R)  (M,)
-    ratio = log_ratio.clamp_max(0.0).exp()
-    log_raw = torch.where(log_ratio < 0, log_r + (-ratio).log1p(), NEG_INF) - math.log1p(-tau)
-    log_floor = n_h.log() - inv_t
+    """log(scale * max((R - tau n P) / (1 - tau), n e^{-1/T})), and where the first wins.
+
+    The debiasing of Chuang et al. (2020) with its floor, shared by HEX's local term
+    (HEX_SPEC 4.2, n = |H(i)|) and the relatives (n = |N(i)|). From log R, log n and
+    ``x`` = tau n P / R (>= 0; inf allowed; consumed): log(R - tau n P) is
+    log R + log(1 - x), -inf once x >= 1. Rows with n = 0 (log_n = log_r = -inf) give
+    -inf. Returns (M,) values and the (M,) bool mask of rows above the floor.
+    """
+    log_raw = x.clamp_max_(1.0).neg_().log1p_().add_(log_r)
+    log_floor = log_n + (math.log1p(-tau) - inv_t)  # log(n e^{-1/T} (1 - tau))
     active = log_raw > log_floor
-    return torch.maximum(log_raw, log_floor), active
+    return torch.maximum(log_raw, log_floor).add_(log_scale - math.log1p(-tau)), active
 
 
 class _RelativeLogDenominator(torch.autograd.Function):
@@ -67,7 +70,12 @@ class _RelativeLogDenominator(torch.autograd.Function):
         E = work.sub_(m[:, None])  # (M, K) d = l - m, -inf off N(i)
         log_a, log_c = _weight_sums_(E, beta, n)  # E is now e^d, 0 off N(i)
         log_r = n.log() + log_c - log_a + m  # (M,) log R_i
-        log_ng, above = debias(log_r, lp, n, tau, inv_t)
+        if tau == 0:  # debiasing off: no max(), Ng = R
+            log_ng, above = log_r, torch.ones_like(log_r, dtype=torch.bool)
+        else:  # x = tau N P / R
+            log_n = n.log()
+            x = (lp - log_r).add_(log_n).add_(math.log(tau)).exp_()
+            log_ng, above = debias(log_r, log_n, x, tau, inv_t)
         log_d = torch.logaddexp(lp, log_ng) if pw else log_ng  # (M,)
         active = above.to(lp.dtype)
         ctx.save_for_backward(E, lp, log_r, log_a, log_c, log_d, n, active)
