@@ -10,7 +10,7 @@ it between logging steps, without its statistics (``record_stats = False``); the
 (issue 8) and each relative, decoupled / DCLW / debiased / hard (issue 24), <= 1.3x
 InfoNCE at every size; HEX's op count <= 2x; no extra (2B)^2 float tensors.
 
-    python benchmarks/loss_speed.py [--sizes 256 512 1024 4096] [--repeats 15]
+    python benchmarks/loss_speed.py [--sizes 256 512 1024 4096] [--repeats 15] [--min-seconds 10]
     python benchmarks/loss_speed.py --device cuda --sizes 256 1024 8192   # CUDA events
     python benchmarks/loss_speed.py --losses infonce decoupled debiased hard
 """
@@ -95,9 +95,13 @@ def median_time(fn: InfoNCE, b: int, repeats: int, device: str = "cpu") -> float
 
 
 def median_times(
-    fns: dict[str, InfoNCE], b: int, repeats: int, device: str = "cpu"
+    fns: dict[str, InfoNCE], b: int, repeats: int, device: str = "cpu", min_seconds: float = 0.0
 ) -> dict[str, float]:
-    """Median seconds per loss, the losses called alternately (one of each per repeat)."""
+    """Median seconds per loss, the losses called alternately (one of each per round).
+
+    ``repeats`` rounds at least, more until the timed calls add up to ``min_seconds``:
+    a 1 ms loss needs hundreds of calls for a median that holds to a few per cent.
+    """
     fns = {name: fn.to(device) for name, fn in fns.items()}
     z0 = torch.randn(b, 128, device=device, requires_grad=True)
     z1 = torch.randn(b, 128, device=device, requires_grad=True)
@@ -105,9 +109,12 @@ def median_times(
     for _ in range(3):  # warm-up
         for fn in fns.values():
             time_once(fn, z0, z1)
-    for _ in range(repeats):
+    spent, rounds = 0.0, 0
+    while rounds < repeats or spent < min_seconds:
         for name, fn in fns.items():
             times[name].append(time_once(fn, z0, z1))
+            spent += times[name][-1]
+        rounds += 1
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -123,15 +130,17 @@ def op_count(fn: InfoNCE, b: int, device: str = "cpu") -> int:
 
 
 def run(
-    sizes: list[int], repeats: int, threads: int | None, names: list[str], device: str = "cpu"
-) -> dict:
+    sizes: list[int], repeats: int, threads: int | None, names: list[str], device: str = "cpu",
+    min_seconds: float = 0.0,
+) -> dict:  # fmt: skip
     if threads:
         torch.set_num_threads(threads)
     losses = {name: LOSSES[name] for name in names} | (GPU_ONLY if device == "cuda" else {})
     rows = []
     for n in sizes:
         b = n // 2
-        times = median_times({name: make() for name, make in losses.items()}, b, repeats, device)
+        made = {name: make() for name, make in losses.items()}
+        times = median_times(made, b, repeats, device, min_seconds)
         # counted eagerly (on the CPU for memory): not for the compiled GPU-only entries
         counted = {name: make for name, make in losses.items() if name not in GPU_ONLY}
         mem = {name: saved_square_tensors(make(), b) for name, make in counted.items()}
@@ -199,7 +208,13 @@ def main() -> None:
         default=[256, 512, 1024, 4096],
         help="values of 2B (rows of the similarity matrix)",
     )
-    ap.add_argument("--repeats", type=int, default=15, help="timed repetitions per point")
+    ap.add_argument("--repeats", type=int, default=15, help="timed rounds per size, at least")
+    ap.add_argument(
+        "--min-seconds",
+        type=float,
+        default=10.0,
+        help="more rounds until the timed calls of a size add up to this (0: --repeats only)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     ap.add_argument(
         "--losses",
@@ -215,7 +230,7 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device here; use --device cpu")
     names = ["infonce"] + [n for n in args.losses if n != "infonce"]
-    res = run(args.sizes, args.repeats, args.threads, names, args.device)
+    res = run(args.sizes, args.repeats, args.threads, names, args.device, args.min_seconds)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "loss_speed" if args.device == "cpu" else "loss_speed_cuda"
     (args.out / f"{stem}.json").write_text(json.dumps(res, indent=2))

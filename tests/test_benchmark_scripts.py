@@ -23,7 +23,10 @@ SHARED_DATA = ROOT.parent / "shared" / "data" / "tiny-imagenet-hier50.tar.gz"
 TINY_TRAIN = ["--width", "4", "--batch-size", "16", "--steps", "1", "--warmup", "1"]
 SCRIPTS = {  # script -> (arguments besides --out, result files)
     "decode_throughput": (["--images", "4", "--repeats", "1"], ["decode_throughput"]),
-    "loss_speed": (["--repeats", "1", "--sizes", "256", "320"], ["loss_speed"]),
+    "loss_speed": (
+        ["--repeats", "1", "--min-seconds", "0", "--sizes", "256", "320"],
+        ["loss_speed"],
+    ),
     "step_overhead": (["--methods", "simclr", *TINY_TRAIN], ["step_overhead"]),
     "data_throughput": ([*TINY_TRAIN, "--repeats", "1"], ["data_throughput"]),
 }
