@@ -119,6 +119,20 @@ def test_a_changed_protocol_is_refused_and_nothing_finished_is_touched(
     assert {p: p.stat().st_mtime_ns for p in res.rglob("*") if p.is_file()} == before
 
 
+def test_a_results_folder_can_move_with_its_runs(tmp_path: Path) -> None:
+    """The runs dir is recorded relative to the results folder when inside it: a moved
+    (or copied, or cloned) folder finds its own runs. One outside stays absolute."""
+    protocol = resolve_protocol(load_protocol(PROTOCOL_DIR / "hex-vs-simclr.yaml"))
+    inside, outside = StudyFolder(tmp_path / "a"), StudyFolder(tmp_path / "b")
+    fix_protocol(inside, protocol, tmp_path / "a" / "runs")
+    fix_protocol(outside, protocol, tmp_path / "scratch")
+    assert json.loads((tmp_path / "a" / "study.json").read_text())["runs_dir"] == "runs"
+    (tmp_path / "a").rename(tmp_path / "moved")
+    moved = StudyFolder(tmp_path / "moved")
+    assert moved.run_dir("simclr", 0) == tmp_path / "moved" / "runs" / "simclr-s0"
+    assert outside.runs_dir() == (tmp_path / "scratch").resolve()
+
+
 def _rows(n: int) -> str:
     """metrics.csv rows: 100 steps per epoch, 200 img/s, up to step n."""
     return "epoch,step,train/epoch_float,train/img_per_s\n" + "".join(

@@ -83,8 +83,10 @@ class StudyFolder:
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def runs_dir(self) -> Path:
-        """Where the runs train: recorded in ``study.json``, else ``<results>/runs``."""
-        return Path(self.record().get("runs_dir") or self.path / "runs")
+        """Where the runs train: recorded in ``study.json`` (relative to the results
+        folder when inside it, so the folder can move), else ``<results>/runs``."""
+        recorded = self.record().get("runs_dir")
+        return self.path / "runs" if not recorded else self.path / Path(recorded)
 
     def write_record(self, **values: Any) -> None:
         """Update ``study.json`` with ``values`` (e.g. ``runs_dir``, ``executor``)."""
@@ -164,4 +166,11 @@ def fix_protocol(folder: StudyFolder, protocol: Protocol, runs_dir: Path) -> Non
     if not folder.protocol_path.is_file():
         folder.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder.protocol_path, frozen_text(protocol))
-    folder.write_record(runs_dir=str(runs_dir.resolve()))
+    folder.write_record(runs_dir=_portable(runs_dir, folder.path))
+
+
+def _portable(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` when inside it (the folder can then move or be
+    copied with its runs), else absolute."""
+    path, base = path.resolve(), base.resolve()
+    return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
