@@ -333,7 +333,7 @@ def _study_parser(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="runs at once: local processes sharing the CPU threads, one GPU each "
                    "when there are several (default 1); SLURM: jobs at once (default: "
-                   "all)")  # fmt: skip
+                   "all); a results folder keeps its last launch's value")  # fmt: skip
     p.add_argument("--executor", default=None,
                    help="where runs execute: local | slurm (default: the one the results "
                    "folder was started with, else local)")  # fmt: skip

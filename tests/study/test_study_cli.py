@@ -14,6 +14,7 @@ import pytest
 
 from hexssl.cli import main
 from hexssl.run.lock import hold_run_lock
+from hexssl.study.command import plan_study
 from hexssl.study.folder import StudyFolder, fix_protocol
 from hexssl.study.job import run_job
 from hexssl.study.protocol import PROTOCOL_DIR, load_protocol, resolve_protocol
@@ -68,6 +69,10 @@ def test_two_workers_give_the_results_of_one_and_a_rerun_skips(
     out = capsys.readouterr().out
     assert "2 runs, 2 done, 0 running or queued elsewhere, 0 to run" in out
     assert (two / "simclr-s0.json").stat().st_mtime_ns == mtime
+    # the folder keeps its launch's workers: --status estimates with them, a rerun uses them
+    assert json.loads((two / "study.json").read_text())["workers"] == 2
+    assert plan_study("hex-vs-simclr", ["synthetic-cpu"], overrides=TINY, results=two).workers == 2
+    assert plan_study("hex-vs-simclr", ["synthetic-cpu"], overrides=TINY, results=one).workers == 1
     # the verdict needs 2 seeds: one more seed grows the same study (same protocol)
     assert main(study(two, *ARMS, "--seeds", "1")) == 0
     assert main(["study", "report", str(two)]) == 0

@@ -90,8 +90,9 @@ def plan_study(
 ) -> StudyPlan:
     """Resolve and check everything a study needs; write nothing (see the module doc).
 
-    ``workers``: runs at once; by default 1 locally, and every run for an executor that
-    submits to a scheduler (a SLURM array is not throttled unless asked).
+    ``workers``: runs at once; by default what the folder's last launch used with the
+    same executor, else 1 locally and every run for an executor that submits to a
+    scheduler (a SLURM array is not throttled unless asked).
     """
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
@@ -111,9 +112,12 @@ def plan_study(
     runs_path = Path(runs_dir) if runs_dir is not None else folder.runs_dir()
     # the executor that placed the study's runs (study.json) unless another is asked
     # for: `--status` or a rerun of a SLURM study must see its queued jobs
-    executor = executor or str(folder.record().get("executor") or "local")
+    record = folder.record()
+    executor = executor or str(record.get("executor") or "local")
     ex = make_executor(executor, executor_options or {})
     ex.check(folder)
+    if workers is None and executor == record.get("executor") and record.get("workers"):
+        workers = int(record["workers"])  # as launched: the status's estimate, a rerun
     if workers is None:
         workers = 1 if executor == "local" else max(1, len(runs))
     return StudyPlan(resolved, folder, runs_path, runs, ex, workers)
@@ -160,7 +164,7 @@ def run_planned(plan: StudyPlan) -> int:
     executor's exit status.
     """
     fix_protocol(plan.folder, plan.protocol, plan.runs_dir)
-    plan.folder.write_record(executor=plan.executor.name)
+    plan.folder.write_record(executor=plan.executor.name, workers=plan.workers)
     states = _states(plan)
     # failed ones again; queued ones unless the executor already holds them (a pending job)
     todo = [(s.arm, s.seed) for s in states

@@ -3,7 +3,7 @@
 Layout (everything a study writes outside its run directories)::
 
     <results>/protocol.yaml                  the resolved protocol, fixed before any run
-    <results>/study.json                     where runs train: {"runs_dir", "executor"}
+    <results>/study.json                     {"runs_dir", "executor", "workers"} of the last launch
     <results>/<arm>-s<seed>.json             one finished run (written last, atomically)
     <results>/weights/, curves/              its released backbone and emergence curves
     <results>/logs/<arm>-s<seed>.log         the run's output (the executor redirects it)
