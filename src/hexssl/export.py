@@ -163,10 +163,11 @@ def release_meta(
     std: Sequence[float],
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The sidecar / ``config.json`` of a release: architecture, eval transform, extras."""
+    """The sidecar / ``config.json`` of a release: architecture, eval transform, extras.
+
+    The writers (:func:`write_release`, :func:`write_hf`) put the format and the weights
+    file's name first."""
     return {
-        "format": RELEASE_FORMAT,
-        "weights": "",  # set by the writer
         "backbone": {"name": name, "kwargs": dict(kwargs)},
         "eval_transform": {"image_size": image_size, "mean": list(mean), "std": list(std)},
         **(extra or {}),
@@ -220,7 +221,7 @@ def write_release(state: dict[str, Tensor], path: Path, meta: dict[str, Any]) ->
             "goes to NAME.json beside it); pick a name ending in .safetensors"
         )
     _write_safetensors(state, path)
-    meta = {**meta, "format": RELEASE_FORMAT, "weights": path.name}
+    meta = _headed(meta, format=RELEASE_FORMAT, weights=path.name)
     atomic_write_text(release_meta_path(path), json.dumps(meta, indent=2) + "\n")
     return path
 
@@ -232,13 +233,19 @@ def write_hf(
     (the model card, with ``results``: ``{"knn": knn.json, "linear": linear.json}``)."""
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--out {folder} is a file; --format hf writes a folder")
-    meta = {**meta, "format": RELEASE_FORMAT, "weights": HF_WEIGHTS, "library_name": "hexssl"}
+    meta = _headed(meta, format=RELEASE_FORMAT, weights=HF_WEIGHTS, library_name="hexssl")
     features: Any = build_release_backbone(meta, folder).num_features  # every backbone has it
     meta["num_features"] = int(features)
     _write_safetensors(state, folder / HF_WEIGHTS)
     atomic_write_text(folder / HF_CONFIG, json.dumps(meta, indent=2) + "\n")
     atomic_write_text(folder / HF_CARD, model_card(meta, results or {}))
     return folder
+
+
+def _headed(meta: dict[str, Any], **first: Any) -> dict[str, Any]:
+    """``meta`` with ``first``'s keys set and placed first (they replace older values, e.g.
+    the weights file of a release being converted)."""
+    return {**first, **{k: v for k, v in meta.items() if k not in first}}
 
 
 def _write_safetensors(state: dict[str, Tensor], path: Path) -> None:
