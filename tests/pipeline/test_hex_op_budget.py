@@ -6,7 +6,8 @@ counted on the CPU on the GPU code paths (:func:`hexssl.run.hostsync.sync_free_p
 dense neighbour mask, no host syncs) is a timing-free measure of HEX's step cost:
 SimCLR + HEX against SimCLR, the same whole step through the real Trainer (batch fetch,
 augmentation, forward, loss, backward, LARS, probe, hooks). 130 extra ops per step
-before issue 33; 58 after (57 on CUDA, where the quantile is one ``kthvalue``).
+before issue 33; 58 after (one fewer expected on CUDA, where the quantile is one
+``kthvalue``; not yet counted there).
 """
 
 from __future__ import annotations
