@@ -94,7 +94,7 @@ class _HexLogDenominator(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_d: Tensor, _grad_loc: Tensor) -> tuple[Tensor | None, ...]:
         if grad_d is None:  # only log_loc (non-differentiable) was used
-            return None, None, None, None, None, None, None, None
+            return None, None, None, None, None, None, None
         E, m, lp, log_d, flat, rows = ctx.saved_tensors
         _, _, _, inv_t, _ = ctx.hp
         g = E * (m - log_d).exp_().mul_(grad_d * inv_t)[:, None]  # (M, K) d/ds on G(i)
