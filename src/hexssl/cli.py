@@ -151,7 +151,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def _list_protocols() -> int:
-    from hexssl.study.protocol import PROTOCOL_DIR, shipped_protocols
+    from hexssl.config import PROTOCOL_DIR, shipped_protocols  # no torch: a quick listing
 
     for name, about in shipped_protocols().items():
         print(f"{name:<16} {about}")

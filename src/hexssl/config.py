@@ -450,6 +450,19 @@ def preset_names() -> dict[str, list[str]]:
     }
 
 
+PROTOCOL_DIR = PRESET_DIR / "studies"  # shipped study protocols (hexssl.study.protocol)
+
+
+def shipped_protocols() -> dict[str, str]:
+    """``{name: first line of its description}`` of the study protocols shipped in the
+    package (``hexssl study --list``; read here, without importing the study machinery)."""
+    out = {}
+    for path in sorted(PROTOCOL_DIR.glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text()) or {}
+        out[path.stem] = str(raw.get("description", "")).strip().splitlines()[0:1]
+    return {k: v[0] if v else "" for k, v in out.items()}
+
+
 def find_config(item: str | Path) -> Path:
     """A config file: the path if it exists, else the shipped preset of that name.
 

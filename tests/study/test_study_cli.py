@@ -261,3 +261,19 @@ def test_the_benchmark_script_is_a_thin_caller(tmp_path: Path) -> None:
                       env={**os.environ, "PYTHONPATH": str(ROOT / "src")})  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
     assert "18 runs: 18 done, 0 running, 0 queued, 0 failed" in res.stdout
+
+
+def test_listing_the_shipped_protocols_imports_no_torch() -> None:
+    """`hexssl study --list` reads YAML files: it must not pay for importing torch and
+    lightning (about 3 s), as the study machinery does."""
+    code = (
+        "import sys; from hexssl.cli import main; assert main(['study', '--list']) == 0; "
+        "print('torch' in sys.modules, 'lightning' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert res.returncode == 0, res.stderr
+    assert "hex-vs-simclr" in res.stdout and "relatives" in res.stdout
+    assert res.stdout.strip().splitlines()[-1] == "False False", res.stdout

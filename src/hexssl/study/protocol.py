@@ -42,7 +42,7 @@ from typing import Any
 import yaml
 
 from hexssl.config import (
-    PRESET_DIR,
+    PROTOCOL_DIR,
     RunConfig,
     compose_presets,
     did_you_mean,
@@ -50,12 +50,12 @@ from hexssl.config import (
     merge,
     parse_override,
     set_path,
+    shipped_protocols,
     to_dict,
 )
 from hexssl.errors import ConfigError
 from hexssl.run.build import check_names
 
-PROTOCOL_DIR = PRESET_DIR / "studies"  # shipped protocols: `hexssl study --list`
 REQUIRED_KEYS = ("seeds", "eval", "arms", "comparisons")
 OPTIONAL_KEYS = ("epochs", "warmup_fraction", "base", "presets", "label_using", "description",
                  "slurm", "resolved", "sha256", "sources")  # fmt: skip
@@ -105,15 +105,6 @@ class Protocol:
     def name(self) -> str:
         """The protocol's name: its file's stem (``hex-vs-simclr``)."""
         return str(self.sources.get("protocol", self.path.stem))
-
-
-def shipped_protocols() -> dict[str, str]:
-    """``{name: first line of its description}`` of the protocols shipped in the package."""
-    out = {}
-    for path in sorted(PROTOCOL_DIR.glob("*.yaml")):
-        raw = yaml.safe_load(path.read_text()) or {}
-        out[path.stem] = str(raw.get("description", "")).strip().splitlines()[0:1]
-    return {k: v[0] if v else "" for k, v in out.items()}
 
 
 def find_protocol(source: str | Path) -> Path:
