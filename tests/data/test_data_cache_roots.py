@@ -123,3 +123,23 @@ def test_cifar10_reads_the_shared_jpeg_copy_passed_explicitly() -> None:
     ds = build_dataset("cifar10", shared_archive("cifar10-jpeg.tar.gz"), "test")
     assert ds.images.shape == (10000, 3, 32, 32) and ds.class_names == CIFAR10_CLASSES
     assert torch.bincount(ds.superlabels).tolist() == [6000, 4000]
+
+
+def test_hexssl_data_list_does_not_import_lightning(tmp_path: Path) -> None:
+    """`hexssl data list` and `data get` need no Lightning: hexssl.data loads its
+    exports on first use, so the command does not pay ~2 s importing it."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "import sys; from hexssl.cli import main; assert main(['data', 'list']) == 0; "
+        "print('lightning' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "HEXSSL_CACHE": str(tmp_path)}
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert res.returncode == 0, res.stderr
+    assert "cifar10" in res.stdout and res.stdout.strip().splitlines()[-1] == "False"
