@@ -124,7 +124,7 @@ class _HexLogDenominatorDense(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         beta, tau, lam, inv_t, _ = hp
         logits, lp1 = ws.logits, lp[:, None]  # (M, K), (M, 1)
-        l_h = logits.masked_fill(~H, NEG_INF)  # (M, K) neighbour logits, -inf elsewhere
+        l_h = torch.where(H, logits, NEG_INF)  # (M, K) neighbour logits, -inf elsewhere
         logits.masked_fill_(H, NEG_INF)  # (M, K) now -inf outside G(i)
         # the shift: max over G(i), and the positive where it is in D (so no row is all
         # -inf; a positive outside D must not set it, e^{l - l_p} can underflow)
@@ -133,8 +133,8 @@ class _HexLogDenominatorDense(torch.autograd.Function):
         E = logits.sub_(m).exp_()  # (M, K) e^{l - m} on G(i), 0 elsewhere
         log_g = E.sum(1, keepdim=True).log_().add_(m)  # (M, 1) log sum_G e^l
         loc = _dense_local(l_h, H, lp1, beta, tau, inv_t, lam)
-        parts = ([lp1] if pw else []) + ([loc.log_loc] if lam > 0 else []) + [log_g]
-        log_d = torch.cat(parts, 1).logsumexp(1, keepdim=True) if len(parts) > 1 else log_g
+        log_d = torch.logaddexp(log_g, loc.log_loc) if lam > 0 else log_g  # one kernel each,
+        log_d = torch.logaddexp(log_d, lp1) if pw else log_d  # where logsumexp takes several
         ctx.save_for_backward(E, l_h, H, m, lp1, log_d, *loc.saved())
         ctx.hp, ctx.pw, ctx.debias = hp, pw, loc.active is not None
         log_loc = loc.log_loc if lam > 0 else torch.full_like(lp1, NEG_INF)  # (M, 1)
