@@ -319,8 +319,8 @@ class AdaptiveThreshold(Threshold):
         if self.include_self_positive or masked is None or n <= 0:
             return super().neighbours(sim, pos_idx, self_idx, epoch, temperature, masked)
         if sim.shape[1] < TWO_STAGE_MIN_WIDTH:  # narrow rows: one top-k and one mask
-            eps_logit, eps = self.thresholds(masked, sim, temperature, epoch, n)
-            return _flat_nonzero(masked > eps_logit), eps
+            H, eps = self.mask(sim, masked, pos_idx, self_idx, temperature, epoch)
+            return _flat_nonzero(H), eps
         k = n - nearest_rank(n, self.q)  # rank of the quantile from the top, 1-based
         cand, cols_of, complete = top_candidates(masked, k)  # (M, C) each
         kth = cand.topk(k, dim=1).values[:, -1]  # (M,) exact k-th largest of N(i)
