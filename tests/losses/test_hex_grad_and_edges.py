@@ -206,3 +206,27 @@ def test_shape_mismatch_errors():
         fn(torch.randn(4, 8), torch.randn(4, 8), pairing="nnclr")
     with pytest.raises(ValueError, match="empty batch"):
         fn(torch.randn(0, 8), torch.randn(0, 8))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sparse_local_takes_the_thresholds_row_max_as_its_shift(dtype):
+    """The local term shifted by the threshold's row maximum (``SparseH.top``) equals the
+    one shifted by its own max over H(i), whatever ``top`` holds in rows without a
+    neighbour: here 300 above their positive logit, where e^{l_p - top} underflows and
+    a 0 / 0 would make a NaN."""
+    from hexssl.losses.hex import _sparse_local
+
+    torch.manual_seed(0)
+    rows = torch.tensor([0, 0, 0, 2, 2, 4])  # rows 1 and 3 have no neighbour
+    l_h = torch.randn(6, dtype=dtype) * 3
+    lp = torch.randn(5, dtype=dtype) * 3
+    own = torch.full((5,), float("-inf"), dtype=dtype).scatter_reduce_(0, rows, l_h, "amax")
+    top = torch.where(torch.isinf(own), lp + 300.0, own)
+    for beta, tau in [(1.0, 0.1), (0.5, 0.3), (0.0, 0.0)]:
+        hp = (beta, tau, 0.7, 1.0 / T, False)
+        want, got = _sparse_local(l_h, rows, lp, None, hp), _sparse_local(l_h, rows, lp, top, hp)
+        for name in ("log_loc", "log_r", "a", "c", "e_b", "e_1b"):
+            torch.testing.assert_close(getattr(got, name), getattr(want, name))
+        assert torch.isneginf(got.log_loc[[1, 3]]).all()  # no neighbour, no local term
+        if tau > 0:
+            assert torch.equal(got.active, want.active)

@@ -121,8 +121,9 @@ def test_sparse_neighbours_equal_dense_mask(per_anchor, spread, n_img, two_stage
     thr = AdaptiveThreshold(q=0.99, per_anchor=per_anchor)
     H, eps = thr(s, pos, own, 0.0, 0.1)
     masked = exclusion_fill(s / 0.1, pos, own, float("-inf"))
-    flat, eps2 = thr.neighbours(s, pos, own, 0.0, 0.1, masked)
+    flat, eps2, top = thr.neighbours(s, pos, own, 0.0, 0.1, masked)
     assert flat.numel() == int(H.sum())  # each neighbour once
+    assert top is not None and torch.equal(top, masked.amax(1))  # the local term's shift
     sparse = torch.zeros_like(H)
     sparse.view(-1)[flat] = True
     assert torch.equal(sparse, H)

@@ -57,7 +57,8 @@ class _HexLogDenominator(torch.autograd.Function):
     Inputs: ``sim`` (M, K) (only to receive the gradient), ``lp`` (M,) positive logits,
     the workspace (logits s / T with positive and self at -inf), H as ``flat`` (nnz,), the
     row-major positions of its entries in the (M, K) matrix, and their ``rows`` (nnz,),
-    the positive's weight ``pw`` (0 or 1), hyperparameters. The workspace becomes
+    ``top`` (M,) each row's largest logit over N(i) (``SparseH.top``) or None, the
+    positive's weight ``pw`` (0 or 1), hyperparameters. The workspace becomes
     E = e^{l - m} on G(i) in place: the only (M, K) float tensor kept. Per-anchor values
     are (M,), per-neighbour ones (nnz,). Written for few ops: on a CPU at 2B = 256 each
     costs about as much as an (M, K) pass, so the local term takes its sums linearly
@@ -67,18 +68,19 @@ class _HexLogDenominator(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any, sim: Tensor, lp: Tensor, ws: Workspace, flat: Tensor, rows: Tensor,
-        pw: float, hp: HParams,
+        top: Tensor | None, pw: float, hp: HParams,
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
         _, _, lam, _, _ = hp
         logits = ws.logits
         entries = logits.view(-1)
-        l_h = entries.index_select(0, flat) if lam > 0 else None  # (nnz,) neighbour logits
+        # (nnz,) neighbour logits; none: no local term (lambda = 0 or H empty everywhere)
+        l_h = entries.index_select(0, flat) if lam > 0 and flat.numel() else None
         entries.index_fill_(0, flat, NEG_INF)  # (M, K) now -inf outside G(i)
         m = logits.amax(1)  # (M,) shift: max over G(i), and the positive where it is in D
         m = torch.maximum(m, lp) if pw else m  # (without it e^{l - l_p} can underflow)
         E = logits.sub_(m[:, None]).exp_()  # (M, K) e^{l - m} on G(i), else 0
         log_d = E.sum(1).log_().add_(m)  # (M,) log sum_G e^l
-        loc = _sparse_local(l_h, rows, lp, hp) if l_h is not None else None
+        loc = _sparse_local(l_h, rows, lp, top, hp) if l_h is not None else None
         if loc is not None:
             log_d = torch.logaddexp(log_d, loc.log_loc)
         if pw:
@@ -94,17 +96,17 @@ class _HexLogDenominator(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_d: Tensor, _grad_loc: Tensor) -> tuple[Tensor | None, ...]:
         if grad_d is None:  # only log_loc (non-differentiable) was used
-            return None, None, None, None, None, None, None
+            return None, None, None, None, None, None, None, None
         E, m, lp, log_d, flat, rows = ctx.saved_tensors
         _, _, _, inv_t, _ = ctx.hp
         g = E * (m - log_d).exp_().mul_(grad_d * inv_t)[:, None]  # (M, K) d/ds on G(i)
         dpos: Tensor | float = ctx.pw
         loc: SparseLocal | None = ctx.loc
-        if loc is not None and flat.numel() > 0:
+        if loc is not None:
             g_h, dpos = _sparse_local_grad(loc, rows, log_d, grad_d, ctx.pw, ctx.hp)
             g.view(-1).index_copy_(0, flat, g_h)  # E is 0 on H: the local term's share
         grad_lp = (lp - log_d).exp_().mul_(grad_d).mul_(dpos)  # (M,)
-        return g, grad_lp, None, None, None, None, None
+        return g, grad_lp, None, None, None, None, None, None
 
 
 class _HexLogDenominatorDense(torch.autograd.Function):
@@ -247,6 +249,7 @@ class SparseLocal(NamedTuple):
     With the row shift m_h = max_H l and d = l - m_h <= 0: A = sum_H e^{b d} and
     C = sum_H e^{(1+b) d} (both >= 1 where H(i) is not empty: its largest entry gives
     e^0; empty rows hold A = 1, C = 0, never read per neighbour), and R = |H| e^{m_h} C / A.
+    m_h may be any value in rows without neighbours (none of them reads it).
     """
 
     log_loc: Tensor  # (M,) log(lambda Local_i), -inf when H(i) is empty
@@ -259,32 +262,35 @@ class SparseLocal(NamedTuple):
     active: Tensor | None  # (M,) debiased value in use (bool); None: tau = 0
 
 
-def _sparse_local(l_h: Tensor, rows: Tensor, lp: Tensor, hp: HParams) -> SparseLocal:
-    """The local term from the neighbour logits ``l_h`` (nnz,) of rows ``rows``."""
+def _sparse_local(
+    l_h: Tensor, rows: Tensor, lp: Tensor, top: Tensor | None, hp: HParams
+) -> SparseLocal:
+    """The local term from the neighbour logits ``l_h`` (nnz,) of rows ``rows``; ``top``
+    (M,) is H(i)'s largest logit in every row with a neighbour, or None."""
     beta, tau, lam, inv_t, _ = hp
     m = lp.shape[0]
     n_h = torch.bincount(rows, minlength=m).to(lp.dtype)  # (M,) (the CPU path: no sync cost)
-    m_h = lp.new_full((m,), NEG_INF).scatter_reduce_(0, rows, l_h, "amax")  # (M,)
+    m_h = top  # (M,) the shift: max over H(i)
+    if m_h is None:
+        m_h = lp.new_full((m,), NEG_INF).scatter_reduce_(0, rows, l_h, "amax")
     d = l_h - m_h.index_select(0, rows)  # (nnz,) <= 0
     e_b = d.exp() if beta == 1.0 else (d * beta).exp()  # beta = 0: ones, A = |H|
     e_1b = e_b * e_b if beta == 1.0 else (d * (1.0 + beta)).exp()
     # A >= 1 wherever H(i) is not empty; 1 for empty rows keeps C / A = 0 there (no 0 / 0)
-    a = _segment_sum(e_b, rows, m).clamp_min_(1.0)
-    c = _segment_sum(e_1b, rows, m)  # 0 for empty rows: log R = -inf there
+    a = torch.bincount(rows, e_b, minlength=m).clamp_min_(1.0)  # (M,) sums per row
+    c = torch.bincount(rows, e_1b, minlength=m)  # 0 for empty rows: log R = -inf there
     log_n = n_h.log()  # -inf for an empty H(i): every log below then gives -inf there
-    log_r = (c / a).log_().add_(m_h).add_(log_n)  # (M,) log(|H| e^{m_h} C / A)
+    ratio = c / a  # (M,) C / A, 0 for empty rows
+    log_r = ratio.log().add_(m_h).add_(log_n)  # (M,) log(|H| e^{m_h} C / A)
     if tau == 0:  # no debiasing, no floor
         return SparseLocal(log_r + _log(lam), log_r, a, c, n_h, e_b, e_1b, None)
-    # x = tau |H| P / R = tau e^{l_p - m_h} A / C (inf where e^{l_p - m_h} overflows or
-    # H(i) is empty: both mean the floor)
-    x = (lp - m_h).add_(math.log(tau)).exp_().mul_(a).div_(c)
+    # x = tau |H| P / R = tau e^{l_p - m_h} A / C: inf where H(i) is empty (C = 0; the
+    # clamp keeps e^{l_p - m_h} > 0 there, whatever m_h holds) or e^{l_p - m_h} overflows,
+    # both meaning the floor. The clamp changes x only where x < |H| e^-80 anyway (as
+    # good as 0: log(1 - x) rounds to -x).
+    x = (lp - m_h).clamp_min_(-80.0).exp_().div_(ratio).mul_(tau)
     log_loc, active = debias(log_r, log_n, x, tau, inv_t, _log(lam))
     return SparseLocal(log_loc, log_r, a, c, n_h, e_b, e_1b, active)
-
-
-def _segment_sum(x: Tensor, rows: Tensor, m: int) -> Tensor:
-    """Sum of each row's entries. (nnz,) -> (m,)"""
-    return x.new_zeros(m).index_add_(0, rows, x)
 
 
 def _sparse_local_grad(
@@ -298,15 +304,18 @@ def _sparse_local_grad(
     debiasing the positive also enters Local, through - tau |H| P / (1 - tau).
     """
     beta, tau, lam, inv_t, detach = hp
-    coef = (loc.log_r - log_d).exp_().mul_(grad_d).mul_(inv_t * lam / (1.0 - tau))  # (M,)
+    both = beta > 0 and not detach  # d log R / d l has its 1 / A part
+    scale = inv_t * lam / (1.0 - tau) * (1.0 + beta if both else 1.0)
+    coef = (loc.log_r - log_d).exp_().mul_(grad_d).mul_(scale)  # (M,)
     dpos: Tensor | float = pw
     if loc.active is not None:
         coef.mul_(loc.active)
         dpos = (loc.active * loc.n_h).mul_(-lam * tau / (1.0 - tau)).add_(pw)
-    if detach or beta == 0:
-        return loc.e_1b * (coef / loc.c).index_select(0, rows), dpos
-    c_part = loc.e_1b * (coef * (1.0 + beta) / loc.c).index_select(0, rows)
-    return c_part.sub_(loc.e_b * (coef * beta / loc.a).index_select(0, rows)), dpos
+    c_part = loc.e_1b * (coef / loc.c).index_select(0, rows)  # (nnz,)
+    if not both:
+        return c_part, dpos
+    a_part = (coef / loc.a).index_select(0, rows)  # (nnz,) (coef carries 1 + b)
+    return c_part.addcmul_(loc.e_b, a_part, value=-beta / (1.0 + beta)), dpos
 
 
 def fused_log_denominator(
@@ -513,14 +522,16 @@ class HEXDenominator(nn.Module):
                 return (*self._fused_fn(logits, lp, H, torch.full_like(lp, pw), hp), n_h, eps)
             out = _HexLogDenominatorDense.apply(sim32, lp, Workspace(work), H, pw, hp)
             return (*out, n_h, eps)
-        flat, eps = self.threshold.neighbours(sim32, pos_idx, self_idx, epoch, temperature, work)
+        flat, eps, top = self.threshold.neighbours(
+            sim32, pos_idx, self_idx, epoch, temperature, work
+        )
         rows = flat.div(work.shape[1], rounding_mode="floor")  # (nnz,) each entry's anchor
         if self.variant == "reference":
             flat, rows = _reference_sets(flat, rows, lp, n_neg)
         n_h = None
         if self.record_stats:
             n_h = torch.full((), flat.numel(), dtype=sim32.dtype, device=sim32.device)
-        out = _HexLogDenominator.apply(sim32, lp, Workspace(work), flat, rows, pw, hp)
+        out = _HexLogDenominator.apply(sim32, lp, Workspace(work), flat, rows, top, pw, hp)
         return (*out, n_h, eps)
 
 

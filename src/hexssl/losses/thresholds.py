@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -179,11 +179,21 @@ class Threshold(nn.Module):
         epoch: float,
         temperature: float = 1.0,
         masked: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """H in sparse form: (flat (nnz,), eps), ``flat`` the positions r * K + c of its
-        entries in the (M, K) matrix. Same sets as ``forward``."""
+    ) -> SparseH:
+        """H in sparse form (:class:`SparseH`): the same sets as ``forward``."""
         H, eps = self(sim, pos_idx, self_idx, epoch, temperature, masked)
-        return _flat_nonzero(H), eps
+        return SparseH(_flat_nonzero(H), eps, None)
+
+
+class SparseH(NamedTuple):
+    """H(i) in sparse form, as :meth:`Threshold.neighbours` gives it."""
+
+    flat: Tensor  # (nnz,) positions r * K + c of H's entries in the (M, K) matrix
+    eps: Tensor  # the threshold, in cosine units
+    # (M,) each row's largest masked logit, where the rule has it at no cost (its top-k),
+    # else None. A row with a neighbour has its largest logit in H(i): H holds every
+    # entry above the threshold, the row's largest among them.
+    top: Tensor | None
 
 
 def _flat_nonzero(mask: Tensor) -> Tensor:
@@ -307,9 +317,10 @@ class AdaptiveThreshold(Threshold):
         epoch: float,
         temperature: float = 1.0,
         masked: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """Sparse H (see ``Threshold.neighbours``) from a two-stage top-k for wide rows: no
-        (M, K) mask and no dense nonzero().
+    ) -> SparseH:
+        """Sparse H (see ``Threshold.neighbours``) with each row's largest logit: one top-k
+        for narrow rows, a two-stage top-k for wide rows (no (M, K) mask and no dense
+        nonzero()).
 
         The candidate blocks of :func:`top_candidates` hold each row's k-th value (the
         quantile) and, unless some row has more neighbours than they cover, every entry
@@ -318,17 +329,18 @@ class AdaptiveThreshold(Threshold):
         n = negatives_count(sim, self_idx) if masked is not None else -1
         if self.include_self_positive or masked is None or n <= 0:
             return super().neighbours(sim, pos_idx, self_idx, epoch, temperature, masked)
-        if sim.shape[1] < TWO_STAGE_MIN_WIDTH:  # narrow rows: one top-k and one mask
-            H, eps = self.mask(sim, masked, pos_idx, self_idx, temperature, epoch)
-            return _flat_nonzero(H), eps
         k = n - nearest_rank(n, self.q)  # rank of the quantile from the top, 1-based
+        if sim.shape[1] < TWO_STAGE_MIN_WIDTH:  # narrow rows: one top-k and one mask
+            top = masked.topk(k, dim=1).values  # (M, k): the k-th, and the largest
+            eps_l, eps = self._combine(top[:, -1], temperature)
+            return SparseH(_flat_nonzero(masked > eps_l), eps, top[:, 0])
         cand, cols_of, complete = top_candidates(masked, k)  # (M, C) each
-        kth = cand.topk(k, dim=1).values[:, -1]  # (M,) exact k-th largest of N(i)
-        eps_l, eps = self._combine(kth, temperature)
+        top = cand.topk(k, dim=1).values  # (M, k) exact k largest of N(i)
+        eps_l, eps = self._combine(top[:, -1], temperature)
         if not complete(eps_l):  # some row has neighbours outside the candidates: go dense
-            return _flat_nonzero(masked > eps_l), eps
+            return SparseH(_flat_nonzero(masked > eps_l), eps, top[:, 0])
         rows, j = (cand > eps_l).nonzero(as_tuple=True)
-        return rows * masked.shape[1] + cols_of[rows, j], eps
+        return SparseH(rows * masked.shape[1] + cols_of[rows, j], eps, top[:, 0])
 
     def _smooth(self, eps: Tensor) -> Tensor:
         """ema * (the value committed at the last step) + (1 - ema) * this batch's eps.
