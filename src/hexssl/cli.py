@@ -3,7 +3,7 @@
 hexssl pretrain PRESET|CONFIG ... [key=value ...] [--print-config]
 hexssl presets
 hexssl resume RUN_DIR [key=value ...] [--allow-changes] [--checkpoint last|previous|FILE]
-hexssl export RUN_DIR|WEIGHTS --format safetensors|hf|torchvision|timm|state_dict [--out PATH]
+hexssl export RUN_DIR|WEIGHTS [--format safetensors|hf|torchvision|timm|state_dict] [--out PATH]
 hexssl knn|linear TARGET... [--data data.KEY=VALUE ...] [--out FILE]  (runs, weights, folders)
 hexssl umap TARGET | report RUN_DIR...
 hexssl study PROTOCOL [DATASET ...] [--arms A ..] [--seeds S ..] [--workers N]
@@ -260,9 +260,9 @@ def _data_parser(sub: Any) -> None:
 
 EXPORT_CHOICES = ("safetensors", "hf", "torchvision", "timm", "state_dict")
 FORMAT_HELP = (
-    "safetensors: NAME.safetensors + NAME.json (what hexssl knn/linear and load_backbone "
-    "read); hf: a folder with config.json, model.safetensors and a README.md model card; "
-    "torchvision / timm / state_dict (the default): a {name: tensor} .pt for those libraries"
+    "safetensors (the default): NAME.safetensors + NAME.json (what hexssl knn/linear and "
+    "load_backbone read); hf: a folder with config.json, model.safetensors and a README.md "
+    "model card; torchvision / timm / state_dict: a {name: tensor} .pt for those libraries"
 )
 CHECKPOINT_HELP = (
     "last (default) | previous (the one before last) | a .ckpt file; there is no 'best': "
@@ -407,7 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR | WEIGHTS",
         help="a run directory, or released weights to convert (e.g. an old WEIGHTS.pt)",
     )
-    p.add_argument("--format", default="state_dict", choices=list(EXPORT_CHOICES), help=FORMAT_HELP)
+    p.add_argument(
+        "--format", default="safetensors", choices=list(EXPORT_CHOICES), help=FORMAT_HELP
+    )
     p.add_argument(
         "--out",
         default=None,

@@ -99,7 +99,7 @@ def test_a_card_without_results_says_how_to_get_them(run_dir: Path, tmp_path: Pa
 
 
 def test_safetensors_export_sits_in_the_run_and_knn_reads_it(run_dir: Path, capsys) -> None:
-    assert main(["export", str(run_dir), "--format", "safetensors"]) == 0
+    assert main(["export", str(run_dir)]) == 0  # safetensors: the default format
     path = run_dir / "backbone.safetensors"
     assert (
         f"wrote {path} and its architecture {run_dir / 'backbone.json'}" in capsys.readouterr().out
