@@ -102,6 +102,25 @@ def median_times(
     ``repeats`` rounds at least, more until the timed calls add up to ``min_seconds``:
     a 1 ms loss needs hundreds of calls for a median that holds to a few per cent.
     """
+    times = alternated_times(fns, b, repeats, device, min_seconds)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def paired_ratio_spread(times: dict[str, list[float]], base: str = "infonce") -> dict[str, list]:
+    """Per loss, the 25th and 75th percentiles of its time over ``base``'s in the same
+    round: how far one size's ratio moves between rounds (drift cancels in a pair)."""
+    out = {}
+    for name, t in times.items():
+        pairs = [x / y for x, y in zip(t, times[base], strict=True)]
+        q = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else pairs * 3
+        out[name] = [q[0], q[2]]
+    return out
+
+
+def alternated_times(
+    fns: dict[str, InfoNCE], b: int, repeats: int, device: str = "cpu", min_seconds: float = 0.0
+) -> dict[str, list[float]]:
+    """Seconds of every timed call per loss, round by round (see :func:`median_times`)."""
     fns = {name: fn.to(device) for name, fn in fns.items()}
     z0 = torch.randn(b, 128, device=device, requires_grad=True)
     z1 = torch.randn(b, 128, device=device, requires_grad=True)
@@ -115,7 +134,7 @@ def median_times(
             times[name].append(time_once(fn, z0, z1))
             spent += times[name][-1]
         rounds += 1
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
 
 
 def op_count(fn: InfoNCE, b: int, device: str = "cpu") -> int:
@@ -140,7 +159,8 @@ def run(
     for n in sizes:
         b = n // 2
         made = {name: make() for name, make in losses.items()}
-        times = median_times(made, b, repeats, device, min_seconds)
+        calls = alternated_times(made, b, repeats, device, min_seconds)
+        times = {name: statistics.median(t) for name, t in calls.items()}
         # counted eagerly (on the CPU for memory): not for the compiled GPU-only entries
         counted = {name: make for name, make in losses.items() if name not in GPU_ONLY}
         mem = {name: saved_square_tensors(make(), b) for name, make in counted.items()}
@@ -152,6 +172,8 @@ def run(
                 saved_square=mem,
                 ops=ops,
                 ratio={k: times[k] / times["infonce"] for k in times},
+                ratio_iqr=paired_ratio_spread(calls),
+                rounds=len(calls["infonce"]),
             )
         )
         print(f"2B={n}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in times.items()))
@@ -171,14 +193,16 @@ def markdown(res: dict) -> str:
     lines = [
         f"Loss forward+backward, {res['device']} ({res['machine']}; {res['threads']} threads, "
         f"torch {res['torch']}), D=128, "
-        "median ms; ratio = loss / InfoNCE.",
+        "median ms; ratio = loss / InfoNCE (medians), then the 25th-75th percentiles of "
+        "loss / InfoNCE within a round (the spread between rounds).",
         "",
         "| 2B | InfoNCE ms | " + " | ".join(f"{k} ms (ratio)" for k in others) + " |",
         "|---" * (2 + len(others)) + "|",
     ]
     for r in res["rows"]:
         s, q = r["seconds"], r["ratio"]
-        cells = [f"{s[k] * 1e3:.2f} ({q[k]:.2f}x)" for k in others]
+        iqr = r.get("ratio_iqr", {})
+        cells = [f"{s[k] * 1e3:.2f} ({q[k]:.2f}x{_spread(iqr.get(k))})" for k in others]
         lines.append(f"| {r['two_b']} | {s['infonce'] * 1e3:.2f} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -197,6 +221,10 @@ def markdown(res: dict) -> str:
         "m = boolean/integer mask. The sizes are chosen so that D != 2B."
     )
     return "\n".join(lines) + "\n"
+
+
+def _spread(iqr: list[float] | None) -> str:
+    return f"; {iqr[0]:.2f}-{iqr[1]:.2f}" if iqr else ""
 
 
 def main() -> None:

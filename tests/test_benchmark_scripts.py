@@ -51,6 +51,10 @@ def test_benchmark_script_runs(name: str, tmp_path: Path) -> None:
     res = run_script(name, [*args, "--out", str(tmp_path)])
     assert res.returncode == 0, res.stderr[-3000:]
     assert_results(tmp_path, stems)
+    if name == "loss_speed":  # each ratio comes with its spread between rounds
+        for row in json.loads((tmp_path / "loss_speed.json").read_text())["rows"]:
+            assert set(row["ratio_iqr"]) == set(row["ratio"]) and row["rounds"] >= 1
+            assert all(lo <= hi for lo, hi in row["ratio_iqr"].values())
 
 
 def test_the_committed_loss_speed_covers_hex_and_every_relative_and_names_its_machine() -> None:
@@ -62,6 +66,7 @@ def test_the_committed_loss_speed_covers_hex_and_every_relative_and_names_its_ma
     assert {"infonce", "hex_paper", "hex_reference", "decoupled_weighted"} <= timed
     assert set(RELATIVES) <= timed, set(RELATIVES) - timed
     assert [r["two_b"] for r in res["rows"]] == [256, 512, 1024, 4096]
+    assert all(set(r["ratio_iqr"]) == timed for r in res["rows"])  # the spread, per loss
     assert "bf16" in res["machine"]  # machine_summary(): CPU, vector unit, native bf16
 
 
