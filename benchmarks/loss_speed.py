@@ -201,8 +201,8 @@ def markdown(res: dict) -> str:
     ]
     for r in res["rows"]:
         s, q = r["seconds"], r["ratio"]
-        iqr = r.get("ratio_iqr", {})
-        cells = [f"{s[k] * 1e3:.2f} ({q[k]:.2f}x{_spread(iqr.get(k))})" for k in others]
+        iqr = r["ratio_iqr"]
+        cells = [f"{s[k] * 1e3:.2f} ({q[k]:.2f}x; {iqr[k][0]:.2f}-{iqr[k][1]:.2f})" for k in others]
         lines.append(f"| {r['two_b']} | {s['infonce'] * 1e3:.2f} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -221,10 +221,6 @@ def markdown(res: dict) -> str:
         "m = boolean/integer mask. The sizes are chosen so that D != 2B."
     )
     return "\n".join(lines) + "\n"
-
-
-def _spread(iqr: list[float] | None) -> str:
-    return f"; {iqr[0]:.2f}-{iqr[1]:.2f}" if iqr else ""
 
 
 def main() -> None:

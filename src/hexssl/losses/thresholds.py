@@ -330,14 +330,12 @@ class AdaptiveThreshold(Threshold):
         if self.include_self_positive or masked is None or n <= 0:
             return super().neighbours(sim, pos_idx, self_idx, epoch, temperature, masked)
         k = n - nearest_rank(n, self.q)  # rank of the quantile from the top, 1-based
-        if sim.shape[1] < TWO_STAGE_MIN_WIDTH:  # narrow rows: one top-k and one mask
-            top = masked.topk(k, dim=1).values  # (M, k): the k-th, and the largest
-            eps_l, eps = self._combine(top[:, -1], temperature)
-            return SparseH(_flat_nonzero(masked > eps_l), eps, top[:, 0])
-        cand, cols_of, complete = top_candidates(masked, k)  # (M, C) each
+        wide = sim.shape[1] >= TWO_STAGE_MIN_WIDTH  # narrow rows: one top-k and one mask
+        cand, cols_of, complete = top_candidates(masked, k) if wide else (masked, None, None)
         top = cand.topk(k, dim=1).values  # (M, k) exact k largest of N(i)
         eps_l, eps = self._combine(top[:, -1], temperature)
-        if not complete(eps_l):  # some row has neighbours outside the candidates: go dense
+        # a row with neighbours outside the candidates (or narrow rows): the dense mask
+        if cols_of is None or complete is None or not complete(eps_l):
             return SparseH(_flat_nonzero(masked > eps_l), eps, top[:, 0])
         rows, j = (cand > eps_l).nonzero(as_tuple=True)
         return SparseH(rows * masked.shape[1] + cols_of[rows, j], eps, top[:, 0])
