@@ -109,10 +109,10 @@ def plan_study(
     chosen_seeds = list(seeds) if seeds is not None else resolved.seeds
     check_seeds(chosen_seeds)
     runs = schedule(resolved, list(arms or resolved.arms), chosen_seeds)
-    runs_path = Path(runs_dir) if runs_dir is not None else folder.runs_dir()
+    record = folder.record()  # study.json
+    runs_path = Path(runs_dir) if runs_dir is not None else folder.runs_dir(record)
     # the executor that placed the study's runs (study.json) unless another is asked
     # for: `--status` or a rerun of a SLURM study must see its queued jobs
-    record = folder.record()
     executor = executor or str(record.get("executor") or "local")
     ex = make_executor(executor, executor_options or {})
     ex.check(folder)

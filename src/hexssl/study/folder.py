@@ -82,10 +82,11 @@ class StudyFolder:
         path = self.path / RECORD_FILE
         return json.loads(path.read_text()) if path.is_file() else {}
 
-    def runs_dir(self) -> Path:
+    def runs_dir(self, record: dict[str, Any] | None = None) -> Path:
         """Where the runs train: recorded in ``study.json`` (relative to the results
-        folder when inside it, so the folder can move), else ``<results>/runs``."""
-        recorded = self.record().get("runs_dir")
+        folder when inside it, so the folder can move), else ``<results>/runs``.
+        ``record``: ``study.json`` as the caller already read it."""
+        recorded = (self.record() if record is None else record).get("runs_dir")
         return self.path / "runs" if not recorded else self.path / Path(recorded)
 
     def write_record(self, **values: Any) -> None:
