@@ -74,11 +74,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from hexssl.export import export_run
+    from hexssl.export import export_run, release_meta_path
 
     path = export_run(args.run_dir, args.format, args.out, args.checkpoint)
     if args.format == "safetensors":
-        print(f"wrote {path} and its architecture {path.with_suffix('.json')}")
+        print(f"wrote {path} and its architecture {release_meta_path(path)}")
         if Path(args.run_dir).suffix == ".pt":
             print(f"({path.name} replaces it: {args.run_dir} can be deleted)")
     elif args.format == "hf":

@@ -459,8 +459,9 @@ def shipped_protocols() -> dict[str, str]:
     out = {}
     for path in sorted(PROTOCOL_DIR.glob("*.yaml")):
         raw = yaml.safe_load(path.read_text()) or {}
-        out[path.stem] = str(raw.get("description", "")).strip().splitlines()[0:1]
-    return {k: v[0] if v else "" for k, v in out.items()}
+        lines = str(raw.get("description", "")).strip().splitlines()
+        out[path.stem] = lines[0] if lines else ""
+    return out
 
 
 def find_config(item: str | Path) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hexssl.data.base import datasets_dir
 from hexssl.data.datasets import OFFICIAL_FOLDERS, find_official
-from hexssl.data.download import RESOURCES, download_dataset, fetch, is_remote, url_filename
+from hexssl.data.download import RESOURCES, download, download_dataset, is_remote
 from hexssl.data.tiny_imagenet import ARCHIVE, NAME, STUDY_TAR_SHA256, build_hier50
 from hexssl.errors import DataError
 
@@ -97,7 +97,8 @@ def _get_hier50(folder: Path, source: str | Path | None) -> Got:
         res = RESOURCES[ZIP]
         hint = f"build from it with `hexssl data get {NAME} --from {res.filename}`"
         url = str(source or res.url)
-        zip_path = fetch(url, folder / url_filename(url), None if source else res.checksum, hint)
+        checksum = None if source else res.checksum
+        zip_path = download(url, folder, checksum, extract_archive=False, local_hint=hint)
     else:
         zip_path = Path(str(source)).expanduser()
     print(f"[hexssl] building {NAME} from {zip_path}", flush=True)

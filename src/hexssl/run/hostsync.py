@@ -95,7 +95,6 @@ def host_to_device(name: str, args: tuple[Any, ...], kwargs: Any, out: Any) -> b
     a sync); ``.to(device)`` / ``copy_`` do so unless ``non_blocking=True`` (which is
     asynchronous from pinned memory).
     """
-    tensors = _tensors(args, kwargs)
     if name in _COPIES:
         src = args[1] if name == "copy_" and len(args) > 1 else (args[0] if args else None)
         dst = args[0] if name == "copy_" else out
@@ -106,6 +105,7 @@ def host_to_device(name: str, args: tuple[Any, ...], kwargs: Any, out: Any) -> b
         if not moved:
             return False
         return not ((kwargs or {}).get("non_blocking") or any(a is True for a in args[1:]))
+    tensors = _tensors(args, kwargs)
     return any(_on_host(t) for t in tensors) and any(t.device.type != "cpu" for t in tensors)
 
 
