@@ -81,7 +81,7 @@ def export_run(
     if fmt == "safetensors":
         return write_release(state, dest, meta)
     if fmt == "hf":
-        return write_hf(state, dest, meta, results)
+        return write_hf(state, dest, meta, results, int(backbone.num_features))  # type: ignore[arg-type]
     atomic_torch_save(_export(backbone, fmt), dest)
     return dest
 
@@ -227,15 +227,21 @@ def write_release(state: dict[str, Tensor], path: Path, meta: dict[str, Any]) ->
 
 
 def write_hf(
-    state: dict[str, Tensor], folder: Path, meta: dict[str, Any], results: Results | None = None
+    state: dict[str, Tensor],
+    folder: Path,
+    meta: dict[str, Any],
+    results: Results | None = None,
+    num_features: int | None = None,
 ) -> Path:
     """A Hugging Face-style folder: ``config.json``, ``model.safetensors``, ``README.md``
-    (the model card, with ``results``: ``{"knn": knn.json, "linear": linear.json}``)."""
+    (the model card, with ``results``: ``{"knn": knn.json, "linear": linear.json}``).
+    ``num_features``: the backbone's, when the caller has built it (else built here)."""
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--out {folder} is a file; --format hf writes a folder")
     meta = _headed(meta, format=RELEASE_FORMAT, weights=HF_WEIGHTS, library_name="hexssl")
-    features: Any = build_release_backbone(meta, folder).num_features  # every backbone has it
-    meta["num_features"] = int(features)
+    if num_features is None:
+        num_features = int(build_release_backbone(meta, folder).num_features)  # type: ignore[arg-type]
+    meta["num_features"] = num_features
     _write_safetensors(state, folder / HF_WEIGHTS)
     atomic_write_text(folder / HF_CONFIG, json.dumps(meta, indent=2) + "\n")
     atomic_write_text(folder / HF_CARD, model_card(meta, results or {}))
@@ -279,9 +285,11 @@ def is_release(path: str | Path) -> bool:
 
 
 def is_hf_folder(path: str | Path) -> bool:
-    """True for a folder that holds an ``hf`` export (``config.json`` or ``model.safetensors``)."""
+    """True for a folder that holds an ``hf`` export (``config.json`` or ``model.safetensors``)
+    and is not a run directory (``config.yaml``)."""
     p = Path(path)
-    return p.is_dir() and ((p / HF_CONFIG).is_file() or (p / HF_WEIGHTS).is_file())
+    hf = p.is_dir() and ((p / HF_CONFIG).is_file() or (p / HF_WEIGHTS).is_file())
+    return hf and not (p / "config.yaml").is_file()
 
 
 def releases_in(folder: Path) -> list[Path]:

@@ -363,7 +363,7 @@ def open_encoder(
                 "checkpoints to pick; leave --checkpoint out (it is for run directories)"
             )
         enc = open_release_encoder(path, overrides, shared)
-    elif is_hf_folder(path) and not (path / "config.yaml").is_file():
+    elif is_hf_folder(path):
         if which is not None:
             raise ConfigError(
                 f"--checkpoint {which}: {path} is an exported backbone with no checkpoints "
@@ -405,7 +405,7 @@ def load_backbone(path: str | Path, checkpoint: str = "last") -> tuple[nn.Module
     """
     p = Path(path)
     release = p.is_file() or p.suffix in (".pt", ".json", WEIGHTS_SUFFIX)
-    if release or (is_hf_folder(p) and not (p / "config.yaml").is_file()):
+    if release or is_hf_folder(p):
         if not p.exists():
             raise FileNotFoundError(f"no such file: {p}")
         backbone, transform, _ = open_release(p)
