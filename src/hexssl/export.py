@@ -31,7 +31,7 @@ from hexssl.backbones import EXPORT_FORMATS, build_backbone, export_state_dict
 from hexssl.config import ConfigError, RunConfig, to_dict
 from hexssl.run.atomic import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from hexssl.run.checkpoints import epochs_done, load_checkpoint, load_safetensors, safe_load
-from hexssl.run.runs import checkpoint_path, run_config
+from hexssl.run.runs import checkpoint_path, checkpoint_tag, prefixed_state, run_config
 
 RELEASE_FORMAT = "hexssl-backbone/2"  # the sidecar / config.json schema; weights in safetensors
 OLD_FORMATS = ("hexssl-backbone-fp16/1",)  # the same fields, weights in a .pt pickle
@@ -109,8 +109,8 @@ def run_release(run: Path, which: str) -> tuple[dict[str, Tensor], dict[str, Any
     ckpt_file = checkpoint_path(run, which)
     ckpt = load_checkpoint(ckpt_file)
     model = ckpt["state_dict"]
-    state = {k.removeprefix("backbone."): v for k, v in model.items() if k.startswith("backbone.")}
-    norm = {k: v for k, v in model.items() if k.startswith("eval_augment.")}
+    state = prefixed_state(model, "backbone.")
+    norm = prefixed_state(model, "eval_augment.")
     mean = next((v for k, v in norm.items() if k.endswith("mean")), None)
     std = next((v for k, v in norm.items() if k.endswith("std")), None)
     if mean is None or std is None:
@@ -123,7 +123,7 @@ def run_release(run: Path, which: str) -> tuple[dict[str, Tensor], dict[str, Any
         std.flatten().tolist(),
         run_provenance(cfg, ckpt, which),
     )
-    tag = which if which in ("last", "previous") else Path(which).stem
+    tag = checkpoint_tag(which)
     results = {kind: _read_json(run / f"{kind}{'' if tag == 'last' else '-' + tag}.json")
                for kind in ("knn", "linear")}  # fmt: skip
     return state, meta, results

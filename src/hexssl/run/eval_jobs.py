@@ -52,7 +52,13 @@ from hexssl.export import (
 from hexssl.methods.base import SSLMethod
 from hexssl.run.atomic import atomic_write_text
 from hexssl.run.build import build_datamodule
-from hexssl.run.runs import checkpoint_path, checkpoint_state, run_config
+from hexssl.run.runs import (
+    checkpoint_path,
+    checkpoint_state,
+    checkpoint_tag,
+    prefixed_state,
+    run_config,
+)
 
 Feats = tuple[Tensor, Tensor, Tensor]
 
@@ -242,12 +248,12 @@ def open_run_encoder(
     backbone, state = run_backbone(cfg, ckpt)
     print(f"[hexssl] evaluating {ckpt} (--checkpoint {which})", flush=True)
     augment = build_augmentation("eval", cfg.data.image_size, dm.mean, dm.std)
-    norm = _prefixed(state, "eval_augment.")
+    norm = prefixed_state(state, "eval_augment.")
     if norm:  # the training data's normalisation, which the backbone was trained with
         augment.load_state_dict(norm)
     transform = EvalView(augment)
     key = {"checkpoint": file_identity(ckpt), "data": _data_key(dm)}
-    tag = which if which in ("last", "previous") else Path(which).stem
+    tag = checkpoint_tag(which)
     suffix = result_suffix(tag, run_config(run, []).data, cfg.data)
     label = f"{run.name} ({ckpt.name})"
     return Encoder(cfg, backbone, transform, dm, run, key, tag, suffix=suffix, label=label)
@@ -261,7 +267,7 @@ def run_backbone(cfg: RunConfig, ckpt: Path) -> tuple[nn.Module, dict[str, Tenso
         backbone = build_backbone(cfg.backbone.name, **cfg.backbone.kwargs)
     except ValueError as err:
         raise ConfigError(f"backbone: {err}") from None
-    backbone.load_state_dict(_prefixed(state, "backbone."))
+    backbone.load_state_dict(prefixed_state(state, "backbone."))
     return backbone.eval(), state
 
 
@@ -296,10 +302,6 @@ def result_suffix(tag: str, own: Any, used: Any) -> str:
     if any(getattr(own, k) != getattr(used, k) for k in _IMAGE_KEYS):
         parts.append(data_label(used))
     return "".join(f"-{p}" for p in parts)
-
-
-def _prefixed(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
 def open_release(weights: str | Path) -> tuple[nn.Module, EvalView, dict[str, Any]]:
@@ -412,7 +414,7 @@ def load_backbone(path: str | Path, checkpoint: str = "last") -> tuple[nn.Module
         return backbone, transform
     cfg = run_config(p, [])
     backbone, state = run_backbone(cfg, checkpoint_path(p, checkpoint))
-    norm = _prefixed(state, "eval_augment.")
+    norm = prefixed_state(state, "eval_augment.")
     if not norm:
         raise ConfigError(f"{p}: its checkpoint holds no eval normalisation; use hexssl export")
     augment = build_augmentation("eval", cfg.data.image_size, (0.0,) * 3, (1.0,) * 3)

@@ -18,6 +18,16 @@ def checkpoint_path(run_dir: Path, which: str) -> Path:
     return run_checkpoint(run_dir, which)
 
 
+def checkpoint_tag(which: str) -> str:
+    """The name a checkpoint's results carry: ``last``, ``previous`` or the file's stem."""
+    return which if which in ("last", "previous") else Path(which).stem
+
+
+def prefixed_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of ``state`` under ``prefix`` (e.g. ``backbone.``), prefix removed."""
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+
+
 def run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """The resolved config saved in ``<run>/config.yaml`` plus overrides."""
     run = Path(run_dir)
