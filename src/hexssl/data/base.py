@@ -168,10 +168,11 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "hexssl"
 
 
-def datasets_dir() -> Path:
-    """Where downloaded and built datasets live when ``data.root`` is not set.
+def datasets_dir(root: str | Path | None = None) -> Path:
+    """Where downloaded and built datasets live: ``root`` (``~`` expanded) when given,
+    as ``data.root`` or ``--out``, else the default.
 
-    ``<cache>/datasets`` (see :func:`cache_dir`): CIFAR-10/100 and STL-10 extracted as
-    published, ``tiny-imagenet-hier50.tar.gz`` as ``hexssl data get`` builds it.
+    The default is ``<cache>/datasets`` (see :func:`cache_dir`): CIFAR-10/100 and STL-10
+    extracted as published, ``tiny-imagenet-hier50.tar.gz`` as ``hexssl data get`` builds it.
     """
-    return cache_dir() / "datasets"
+    return Path(root).expanduser() if root is not None else cache_dir() / "datasets"

@@ -71,20 +71,20 @@ def _unpickle(path: Path) -> dict[str, Any]:
 
 def find_official(name: str, root: str | Path | None) -> Path | None:
     """The extracted official folder of ``name`` under ``root`` (default: the dataset cache)."""
-    base = Path(root).expanduser() if root is not None else datasets_dir()
-    return _find_dir(base, OFFICIAL_FOLDERS[name])
+    return _find_dir(datasets_dir(root), OFFICIAL_FOLDERS[name])
 
 
-def _locate(name: str, root: str | Path | None, folder: str, layout: str, download: bool) -> Path:
+def _locate(name: str, root: str | Path | None, layout: str, download: bool) -> Path:
     """The extracted official folder under ``root`` (default: the dataset cache); downloads
     it first if asked."""
-    root = Path(root).expanduser() if root is not None else datasets_dir()
-    found = _find_dir(root, folder)
+    found = find_official(name, root)
     if found is None and download:
-        download_dataset(name, root)
-        found = _find_dir(root, folder)
+        download_dataset(name, datasets_dir(root))
+        found = find_official(name, root)
     if found is None:
-        raise missing_dataset_error(name, root / folder, layout, download=True)
+        raise missing_dataset_error(
+            name, datasets_dir(root) / OFFICIAL_FOLDERS[name], layout, download=True
+        )
     return found
 
 
@@ -142,7 +142,7 @@ def read_cifar10(
     if find_official("cifar10", root) is None and (copy := _image_folder_copy(root)):
         return _read_cifar10_folder(copy, split)
     layout = "official python pickles data_batch_1..5, test_batch, batches.meta"
-    d = _locate("cifar10", root, OFFICIAL_FOLDERS["cifar10"], layout, download)
+    d = _locate("cifar10", root, layout, download)
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     batches = [_unpickle(d / n) for n in names]
     images = _cifar_images(np.concatenate([b["data"] for b in batches]))  # (N, 3, 32, 32)
@@ -161,7 +161,7 @@ def read_cifar100(
     """
     split = check_split(SPLIT_ALIASES.get(split, split), ("train", "test"), "cifar100")
     layout = "official python pickles train, test, meta"
-    d = _locate("cifar100", root, OFFICIAL_FOLDERS["cifar100"], layout, download)
+    d = _locate("cifar100", root, layout, download)
     batch, meta = _unpickle(d / split), _unpickle(d / "meta")
     return TensorImageDataset(
         _cifar_images(batch["data"]),
@@ -212,7 +212,7 @@ def read_stl10(
     """
     split = check_split(SPLIT_ALIASES.get(split, split), STL10_SPLITS, "stl10")
     layout = "binary train_X.bin, train_y.bin, test_X.bin, test_y.bin, unlabeled_X.bin"
-    d = _locate("stl10", root, OFFICIAL_FOLDERS["stl10"], layout, download)
+    d = _locate("stl10", root, layout, download)
     parts = [_stl_part(d, p) for p in split.split("+")]
     images = parts[0][0] if len(parts) == 1 else torch.cat([p[0] for p in parts])
     labels = torch.cat([p[1] for p in parts])

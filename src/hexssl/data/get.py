@@ -51,8 +51,7 @@ def source_of(name: str) -> str:
 
 def local_path(name: str, folder: str | Path | None = None) -> Path:
     """Where ``name`` lives once got into ``folder`` (default: the dataset cache)."""
-    base = Path(folder).expanduser() if folder is not None else datasets_dir()
-    return base / (ARCHIVE if name == NAME else OFFICIAL_FOLDERS[name])
+    return datasets_dir(folder) / (ARCHIVE if name == NAME else OFFICIAL_FOLDERS[name])
 
 
 def _check_name(name: str) -> None:
@@ -77,7 +76,7 @@ def get_dataset(name: str, source: str | Path | None = None, out: str | Path | N
             pass a local copy), a bad checksum or a zip in the wrong layout.
     """
     _check_name(name)
-    folder = Path(out).expanduser() if out is not None else datasets_dir()
+    folder = datasets_dir(out)
     if name == NAME:
         return _get_hier50(folder, source)
     if source is None and (found := find_official(name, folder)) is not None:
