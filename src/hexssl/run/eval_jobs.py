@@ -353,23 +353,21 @@ def open_encoder(
         raise ConfigError(
             f"{path} is the architecture file of released weights; pass the weights {beside}"
         )
-    if path.is_file():
-        if not is_release(path):
-            raise ConfigError(
-                f"{target} is a file but not released weights (no {path.stem}.json "
-                "beside it); pass a run directory or an exported release"
-            )
+    if path.is_file() and not is_release(path):
+        raise ConfigError(
+            f"{target} is a file but not released weights (no {path.stem}.json "
+            "beside it); pass a run directory or an exported release"
+        )
+    if path.is_file() or is_hf_folder(path):  # a release: one set of weights
         if which is not None:
-            raise ConfigError(
-                f"--checkpoint {which}: {path.name} is released weights, one file with no "
-                "checkpoints to pick; leave --checkpoint out (it is for run directories)"
+            what = (
+                f"{path.name} is released weights, one file"
+                if path.is_file()
+                else f"{path} is an exported backbone"
             )
-        enc = open_release_encoder(path, overrides, shared)
-    elif is_hf_folder(path):
-        if which is not None:
             raise ConfigError(
-                f"--checkpoint {which}: {path} is an exported backbone with no checkpoints "
-                "to pick; leave --checkpoint out (it is for run directories)"
+                f"--checkpoint {which}: {what} with no checkpoints to pick; leave "
+                "--checkpoint out (it is for run directories)"
             )
         enc = open_release_encoder(path, overrides, shared)
     else:
