@@ -52,9 +52,12 @@ class Workspace:
 
 
 class _HexLogDenominator(torch.autograd.Function):
-    """log D_i of HEX_SPEC 4.3 with a hand-written backward (the sparse path).
+    """InfoNCE's per-anchor loss log D_i - l_ip with HEX's D_i (HEX_SPEC 4.3) and a
+    hand-written backward (the sparse path).
 
-    Inputs: ``sim`` (M, K) (only to receive the gradient), ``lp`` (M,) positive logits,
+    Inputs: ``sim`` (M, K) (only to receive the gradient), ``lp`` (M,) positive logits
+    (values only: their gradient, the numerator's and the denominator's share, goes into
+    the gradient of ``sim`` at ``pos_idx`` (M, 1), so autograd has no gather to undo),
     the workspace (logits s / T with positive and self at -inf), H as ``flat`` (nnz,), the
     row-major positions of its entries in the (M, K) matrix, and their ``rows`` (nnz,),
     ``top`` (M,) each row's largest logit over N(i) (``SparseH.top``) or None, the
@@ -67,9 +70,9 @@ class _HexLogDenominator(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, sim: Tensor, lp: Tensor, ws: Workspace, flat: Tensor, rows: Tensor,
-        top: Tensor | None, pw: float, hp: HParams,
-    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        ctx: Any, sim: Tensor, lp: Tensor, pos_idx: Tensor, ws: Workspace, flat: Tensor,
+        rows: Tensor, top: Tensor | None, pw: float, hp: HParams,
+    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
         _, _, lam, _, _ = hp
         logits = ws.logits
         entries = logits.view(-1)
@@ -85,28 +88,29 @@ class _HexLogDenominator(torch.autograd.Function):
             log_d = torch.logaddexp(log_d, loc.log_loc)
         if pw:
             log_d = torch.logaddexp(log_d, lp)
-        ctx.save_for_backward(E, m, lp, log_d, flat, rows)
+        ctx.save_for_backward(E, m, lp, pos_idx, log_d, flat, rows)
         ctx.hp, ctx.pw, ctx.loc = hp, pw, loc  # loc: intermediates, not inputs or outputs
         log_loc = loc.log_loc if loc is not None else torch.full_like(lp, NEG_INF)
-        ctx.mark_non_differentiable(log_loc)
-        ctx.set_materialize_grads(False)  # no zeros for log_loc's (absent) gradient
-        return log_d, log_loc
+        ctx.mark_non_differentiable(log_loc, log_d)
+        ctx.set_materialize_grads(False)  # no zeros for the (absent) gradients of the two
+        return log_d - lp, log_loc, log_d
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_d: Tensor, _grad_loc: Tensor) -> tuple[Tensor | None, ...]:
-        if grad_d is None:  # only log_loc (non-differentiable) was used
-            return None, None, None, None, None, None, None, None
-        E, m, lp, log_d, flat, rows = ctx.saved_tensors
+    def backward(ctx: Any, grad: Tensor, _g_loc: Tensor, _g_d: Tensor) -> tuple[Tensor | None, ...]:
+        if grad is None:  # only the non-differentiable outputs were used
+            return (None,) * 10
+        E, m, lp, pos_idx, log_d, flat, rows = ctx.saved_tensors
         _, _, _, inv_t, _ = ctx.hp
-        g = E * (m - log_d).exp_().mul_(grad_d * inv_t)[:, None]  # (M, K) d/ds on G(i)
+        grad_s = grad * inv_t  # (M,) d/ds = d/dl / T
+        g = E * (m - log_d).exp_().mul_(grad_s)[:, None]  # (M, K) d/ds on G(i)
         dpos: Tensor | float = ctx.pw
         loc: SparseLocal | None = ctx.loc
         if loc is not None:
-            g_h, dpos = _sparse_local_grad(loc, rows, log_d, grad_d, ctx.pw, ctx.hp)
+            g_h, dpos = _sparse_local_grad(loc, rows, log_d, grad, ctx.pw, ctx.hp)
             g.view(-1).index_copy_(0, flat, g_h)  # E is 0 on H: the local term's share
-        grad_lp = (lp - log_d).exp_().mul_(grad_d).mul_(dpos)  # (M,)
-        return g, grad_lp, None, None, None, None, None, None
+        g.scatter_(1, pos_idx, _positive_grad(lp, log_d, dpos, grad_s))  # E is 0 there too
+        return g, None, None, None, None, None, None, None, None, None
 
 
 class _HexLogDenominatorDense(torch.autograd.Function):
@@ -122,8 +126,9 @@ class _HexLogDenominatorDense(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, sim: Tensor, lp: Tensor, ws: Workspace, H: Tensor, pw: float, hp: HParams
-    ) -> tuple[Tensor, Tensor]:
+        ctx: Any, sim: Tensor, lp: Tensor, pos_idx: Tensor, ws: Workspace, H: Tensor, pw: float,
+        hp: HParams,
+    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
         beta, tau, lam, inv_t, _ = hp
         logits, lp1 = ws.logits, lp[:, None]  # (M, K), (M, 1)
         l_h = torch.where(H, logits, NEG_INF)  # (M, K) neighbour logits, -inf elsewhere
@@ -137,31 +142,42 @@ class _HexLogDenominatorDense(torch.autograd.Function):
         loc = _dense_local(l_h, H, lp1, beta, tau, inv_t, lam)
         log_d = torch.logaddexp(log_g, loc.log_loc) if lam > 0 else log_g  # one kernel each,
         log_d = torch.logaddexp(log_d, lp1) if pw else log_d  # where logsumexp takes several
-        ctx.save_for_backward(E, l_h, H, m, lp1, log_d, *loc.saved())
+        ctx.save_for_backward(E, l_h, H, m, lp1, pos_idx, log_d, *loc.saved())
         ctx.hp, ctx.pw, ctx.debias = hp, pw, loc.active is not None
         log_loc = loc.log_loc if lam > 0 else torch.full_like(lp1, NEG_INF)  # (M, 1)
-        ctx.mark_non_differentiable(log_loc)
-        ctx.set_materialize_grads(False)  # no zeros for log_loc's (absent) gradient
-        return log_d.view(-1), log_loc
+        log_d = log_d.view(-1)
+        ctx.mark_non_differentiable(log_loc, log_d)
+        ctx.set_materialize_grads(False)  # no zeros for the (absent) gradients of the two
+        return log_d - lp, log_loc, log_d
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_d: Tensor, _grad_loc: Tensor) -> tuple[Tensor | None, ...]:
-        E, l_h, H, m, lp1, log_d, *rest = ctx.saved_tensors
-        if grad_d is None:  # only log_loc (non-differentiable) was used
-            return None, None, None, None, None, None
+    def backward(ctx: Any, grad: Tensor, _g_loc: Tensor, _g_d: Tensor) -> tuple[Tensor | None, ...]:
+        E, l_h, H, m, lp1, pos_idx, log_d, *rest = ctx.saved_tensors
+        if grad is None:  # only the non-differentiable outputs were used
+            return (None,) * 7
         beta, tau, lam, inv_t, detach = ctx.hp
-        grad_d = grad_d[:, None]  # (M, 1)
-        grad = grad_d * inv_t  # d/ds = d/dl / T
-        g = E * (m - log_d).exp_().mul_(grad)  # (M, K) d/ds on G(i)
+        grad_s = (grad * inv_t)[:, None]  # (M, 1) d/ds = d/dl / T
+        g = E * (m - log_d).exp_().mul_(grad_s)  # (M, K) d/ds on G(i)
         dpos: Tensor | float = ctx.pw
         if lam > 0:
             loc = DenseLocal.restore(rest, ctx.debias)
-            coef, dpos = _local_coef(loc, log_d, grad, ctx.pw, lam, tau)  # (M, 1)
+            coef, dpos = _local_coef(loc, log_d, grad_s, ctx.pw, lam, tau)  # (M, 1)
             local = _dense_local_grad(l_h, loc, coef, beta, detach, lam / (1.0 - tau))
             g = torch.where(H, local, g)
-        grad_lp = (lp1 - log_d).exp_().mul_(grad_d).mul_(dpos).view(-1)  # (M,)
-        return g, grad_lp, None, None, None, None
+        g.scatter_(1, pos_idx, _positive_grad(lp1, log_d, dpos, grad_s))  # E is 0 there
+        return g, None, None, None, None, None, None
+
+
+def _positive_grad(lp: Tensor, log_d: Tensor, dpos: Tensor | float, grad_s: Tensor) -> Tensor:
+    """d loss / d s_ip of the loss log D_i - l_ip: (dpos e^{l_p - log D} - 1) grad / T.
+
+    ``dpos`` is the positive's weight in d log D / d l_p (``pw``, less the debiasing's
+    share); ``grad_s`` is grad / T. Shapes follow ``lp``; returns (M, 1) for ``scatter_``.
+    """
+    share = (lp - log_d).exp_().mul_(dpos) if isinstance(dpos, Tensor) or dpos else None
+    out = share.sub_(1.0).mul_(grad_s) if share is not None else grad_s.neg()
+    return out.view(-1, 1)
 
 
 def _local_coef(
@@ -390,7 +406,7 @@ class HEXDenominator(nn.Module):
     """
 
     epoch: Tensor
-    takes_pos_logit = True  # contrastive_loss passes s_ip / T (it gathers it anyway)
+    fuses_numerator = True  # contrastive_loss asks for log D_i - s_ip / T (``with_numerator``)
 
     def __init__(
         self,
@@ -459,36 +475,42 @@ class HEXDenominator(nn.Module):
         temperature: float,
         pos_idx: Tensor,
         self_idx: Tensor | None,
-        pos_logit: Tensor | None = None,
+        with_numerator: bool = False,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """log D_i for every anchor and the spec 8 statistics (only if ``record_stats``).
 
-        ``pos_logit`` (M,): s_ip / T when the caller has it (``contrastive_loss``
-        gathers it for the numerator anyway); otherwise it is gathered here.
+        ``with_numerator``: return InfoNCE's per-anchor loss log D_i - s_ip / T instead
+        (what ``contrastive_loss`` asks for). The hand-written backward then takes the
+        numerator's gradient too: autograd differentiates no gather of s_ip, whose
+        backward scatters into an (M, K) tensor of zeros and adds it to the gradient.
 
         Shape:
             sim: (M, K) cosine similarities; pos_idx, self_idx: (M, 1). Returns (M,).
         """
         sim32 = at_least_fp32(sim)
-        lp = pos_logit if pos_logit is not None else sim32.gather(1, pos_idx)[:, 0] / temperature
         if self.in_warmup:  # spec 5.3: plain InfoNCE
+            lp = sim32.gather(1, pos_idx)[:, 0] / temperature
             masked = exclude_(sim32 / temperature, pos_idx, self_idx)  # with gradients
             log_d = torch.logaddexp(lp, masked.logsumexp(1))
+            out = log_d - lp if with_numerator else log_d
             if not self.record_stats:
-                return log_d, {}
+                return out, {}
             with torch.no_grad():
                 n_h, eps = self._neighbours(sim32, masked.detach(), pos_idx, self_idx, temperature)
             n_neg = sim32.shape[1] - 1 - (self_idx is not None)  # |N(i)|
-            return log_d, _stats(n_h, eps, torch.full_like(log_d, NEG_INF), log_d, n_neg)
+            return out, _stats(n_h, eps, torch.full_like(log_d, NEG_INF), log_d, n_neg)
         with torch.no_grad():  # the one (M, K) work buffer: logits on N(i), -inf elsewhere
-            work = exclude_(sim32 / temperature, pos_idx, self_idx)
-        log_d, log_loc, n_sum, eps = self._denominator(
+            work = sim32 / temperature
+            lp = work.gather(1, pos_idx)[:, 0]  # (M,) values; the gradient: _denominator
+            exclude_(work, pos_idx, self_idx)
+        loss, log_loc, log_d, n_sum, eps = self._denominator(
             sim32, lp, work, pos_idx, self_idx, temperature
         )
+        out = loss if with_numerator else loss + sim32.gather(1, pos_idx)[:, 0] / temperature
         if not self.record_stats:
-            return log_d, {}
+            return out, {}
         n_neg = sim32.shape[1] - 1 - (self_idx is not None)  # |N(i)|
-        return log_d, _stats(n_sum, eps, log_loc, log_d, n_neg)
+        return out, _stats(n_sum, eps, log_loc, log_d, n_neg)
 
     def _dense(self, sim: Tensor) -> bool:
         return self.dense if self.dense is not None else avoid_host_sync(sim.device)
@@ -504,8 +526,9 @@ class HEXDenominator(nn.Module):
     def _denominator(
         self, sim32: Tensor, lp: Tensor, work: Tensor, pos_idx: Tensor, self_idx: Tensor | None,
         temperature: float,
-    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:  # fmt: skip
-        """(log D, log lambda Local, sum_i |H(i)| (None unless recording), eps)."""
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor]:  # fmt: skip
+        """(log D - l_p with the gradient of both terms, log lambda Local, log D (no
+        gradient), sum_i |H(i)| (None unless recording), eps); ``lp`` holds values only."""
         dense = self._dense(sim32)
         n_neg = sim32.shape[1] - 1 - (self_idx is not None)  # |N(i)|
         epoch = self._epoch if self.threshold.uses_progress else 0.0
@@ -519,8 +542,10 @@ class HEXDenominator(nn.Module):
             n_h = H.sum(dtype=sim32.dtype) if self.record_stats else None
             if self._fused_fn is not None:
                 logits = exclude_(sim32 / temperature, pos_idx, self_idx)  # with gradients
-                return (*self._fused_fn(logits, lp, H, torch.full_like(lp, pw), hp), n_h, eps)
-            out = _HexLogDenominatorDense.apply(sim32, lp, Workspace(work), H, pw, hp)
+                lp = sim32.gather(1, pos_idx)[:, 0] / temperature
+                log_d, log_loc = self._fused_fn(logits, lp, H, torch.full_like(lp, pw), hp)
+                return log_d - lp, log_loc, log_d.detach(), n_h, eps
+            out = _HexLogDenominatorDense.apply(sim32, lp, pos_idx, Workspace(work), H, pw, hp)
             return (*out, n_h, eps)
         flat, eps, top = self.threshold.neighbours(
             sim32, pos_idx, self_idx, epoch, temperature, work
@@ -531,7 +556,7 @@ class HEXDenominator(nn.Module):
         n_h = None
         if self.record_stats:
             n_h = torch.full((), flat.numel(), dtype=sim32.dtype, device=sim32.device)
-        out = _HexLogDenominator.apply(sim32, lp, Workspace(work), flat, rows, top, pw, hp)
+        out = _HexLogDenominator.apply(sim32, lp, pos_idx, Workspace(work), flat, rows, top, pw, hp)
         return (*out, n_h, eps)
 
 

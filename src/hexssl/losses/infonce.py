@@ -161,11 +161,11 @@ def contrastive_loss(
     _check_indices(pairing)
     sim = similarities(pairing.anchors, pairing.candidates, normalize)  # (M, K)
     den = denominator if denominator is not None else InfoNCEDenominator()
+    if getattr(den, "fuses_numerator", False):  # HEX: one backward for both terms
+        losses, stats = den(sim, temperature, pairing.pos_idx, pairing.self_idx, True)
+        return losses.mean(), stats
     pos_logit = sim.gather(1, pairing.pos_idx)[:, 0] / temperature  # (M,) s_ip / T
-    if getattr(den, "takes_pos_logit", False):  # HEX: one gather serves both terms
-        log_d, stats = den(sim, temperature, pairing.pos_idx, pairing.self_idx, pos_logit)
-    else:
-        log_d, stats = den(sim, temperature, pairing.pos_idx, pairing.self_idx)
+    log_d, stats = den(sim, temperature, pairing.pos_idx, pairing.self_idx)
     return (log_d - pos_logit.to(log_d.dtype)).mean(), stats
 
 
