@@ -173,6 +173,28 @@ def test_reference_keeps_g_when_the_positive_is_far_above_it(dense):
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("lam", [1.0, 0.0])
+@pytest.mark.parametrize("positive", [-0.6, 0.9])
+def test_paper_at_small_temperature_with_a_neighbour_far_above_the_rest(lam, positive):
+    """The sparse path shifts e^{l - m} by max(top, l_p), without an (M, K) max, when D
+    has a local term. At T = 0.01 one neighbour per row is 155 logits above G (and above
+    the positive, unless it is at 0.9): D e^{-m} must stay representable in float32, and
+    with lambda = 0 (H out of D) the shift must come from G, not from top."""
+    m = 6
+    sim = torch.full((m, m), -0.6)
+    pos = ((torch.arange(m) + m // 2) % m)[:, None]
+    own = torch.arange(m)[:, None]
+    sim.scatter_(1, pos, positive).scatter_(1, (own + 1) % m, 0.95).fill_diagonal_(1.0)
+    den = HEXDenominator(q=0.5, lambda_local=lam, tau_plus=0.1, dense=False)
+    got, want = (
+        torch.autograd.functional.vjp(lambda s: den(s, 0.01, pos, own, True)[0], x, v=torch.ones(m))
+        for x in (sim, sim.double())
+    )
+    assert torch.isfinite(got[0]).all() and torch.isfinite(got[1]).all()
+    torch.testing.assert_close(got[0].double(), want[0], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(got[1].double(), want[1], rtol=1e-4, atol=1e-3)
+
+
 # -------------------------------------------------------------------- statistics
 def test_stats_are_reported_and_consistent():
     z0, z1, _ = clustered(16)

@@ -79,8 +79,7 @@ class _HexLogDenominator(torch.autograd.Function):
         # (nnz,) neighbour logits; none: no local term (lambda = 0 or H empty everywhere)
         l_h = entries.index_select(0, flat) if lam > 0 and flat.numel() else None
         entries.index_fill_(0, flat, NEG_INF)  # (M, K) now -inf outside G(i)
-        m = logits.amax(1)  # (M,) shift: max over G(i), and the positive where it is in D
-        m = torch.maximum(m, lp) if pw else m  # (without it e^{l - l_p} can underflow)
+        m = _global_shift(logits, lp, top, pw, l_h is not None)  # (M,)
         E = logits.sub_(m[:, None]).exp_()  # (M, K) e^{l - m} on G(i), else 0
         log_d = E.sum(1).log_().add_(m)  # (M,) log sum_G e^l
         loc = _sparse_local(l_h, rows, lp, top, hp) if l_h is not None else None
@@ -167,6 +166,22 @@ class _HexLogDenominatorDense(torch.autograd.Function):
             g = torch.where(H, local, g)
         g.scatter_(1, pos_idx, _positive_grad(lp1, log_d, dpos, grad_s))  # E is 0 there
         return g, None, None, None, None, None, None
+
+
+def _global_shift(logits: Tensor, lp: Tensor, top: Tensor | None, pw: float, local: bool) -> Tensor:
+    """The (M,) shift m of e^{l - m} on G(i): at least every logit of D, so nothing
+    overflows, and close enough to log D that D e^{-m} cannot underflow.
+
+    With the positive and a local term in D, max(top, l_p) (no (M, K) pass): top =
+    max_{N(i)} l bounds G(i); if top is in H(i), then R >= e^top (the largest
+    neighbour's weight is >= 1) and either Local >= R / 2 or tau |H| P > R / 2, so
+    D e^{-m} >= min(lambda, 1 / (tau |H|)) / 2. Otherwise the max over G(i) (and l_p
+    where it is in D): there D can be far below e^top (the reference variant drops H).
+    """
+    if local and pw and top is not None:
+        return torch.maximum(top, lp)
+    m = logits.amax(1)  # the logits are -inf outside G(i) by now
+    return torch.maximum(m, lp) if pw else m  # (without it e^{l - l_p} can underflow)
 
 
 def _positive_grad(lp: Tensor, log_d: Tensor, dpos: Tensor | float, grad_s: Tensor) -> Tensor:
