@@ -238,8 +238,8 @@ def test_shape_mismatch_errors():
 def test_sparse_local_takes_the_thresholds_row_max_as_its_shift(dtype):
     """The local term shifted by the threshold's row maximum (``SparseH.top``) equals the
     one shifted by its own max over H(i), whatever ``top`` holds in rows without a
-    neighbour: here 300 above their positive logit, where e^{l_p - top} underflows and
-    a 0 / 0 would make a NaN."""
+    neighbour: here 300 above their positive logit, where e^{l_p - top} underflows (x
+    must still come out inf, the floor, not a NaN)."""
     from hexssl.losses.hex import _sparse_local
 
     torch.manual_seed(0)

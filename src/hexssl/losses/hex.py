@@ -311,15 +311,13 @@ def _sparse_local(
     a = torch.bincount(rows, e_b, minlength=m).clamp_min_(1.0)  # (M,) sums per row
     c = torch.bincount(rows, e_1b, minlength=m)  # 0 for empty rows: log R = -inf there
     log_n = n_h.log()  # -inf for an empty H(i): every log below then gives -inf there
-    ratio = c / a  # (M,) C / A, 0 for empty rows
-    log_r = ratio.log().add_(m_h).add_(log_n)  # (M,) log(|H| e^{m_h} C / A)
+    log_q = (c / a).log_()  # (M,) log(C / A), -inf for empty rows
+    log_r = log_q.add(m_h).add_(log_n)  # (M,) log(|H| e^{m_h} C / A)
     if tau == 0:  # no debiasing, no floor
         return SparseLocal(log_r + _log(lam), log_r, a, c, n_h, e_b, e_1b, None)
-    # x = tau |H| P / R = tau e^{l_p - m_h} A / C: inf where H(i) is empty (C = 0; the
-    # clamp keeps e^{l_p - m_h} > 0 there, whatever m_h holds) or e^{l_p - m_h} overflows,
-    # both meaning the floor. The clamp changes x only where x < |H| e^-80 anyway (as
-    # good as 0: log(1 - x) rounds to -x).
-    x = (lp - m_h).clamp_min_(-80.0).exp_().div_(ratio).mul_(tau)
+    # x = tau |H| P / R = tau e^{l_p - m_h} A / C: inf where H(i) is empty (log(C / A) =
+    # -inf) or where it overflows, both meaning the floor
+    x = (lp - m_h).sub_(log_q).add_(math.log(tau)).exp_()
     log_loc, active = debias(log_r, log_n, x, tau, inv_t, _log(lam))
     return SparseLocal(log_loc, log_r, a, c, n_h, e_b, e_1b, active)
 
@@ -515,7 +513,7 @@ class HEXDenominator(nn.Module):
             n_neg = sim32.shape[1] - 1 - (self_idx is not None)  # |N(i)|
             return out, _stats(n_h, eps, torch.full_like(log_d, NEG_INF), log_d, n_neg)
         with torch.no_grad():  # the one (M, K) work buffer: logits on N(i), -inf elsewhere
-            work = sim32 / temperature
+            work = sim32 * (1.0 / temperature)  # (a multiply is cheaper than a divide)
             lp = work.gather(1, pos_idx)[:, 0]  # (M,) values; the gradient: _denominator
             exclude_(work, pos_idx, self_idx)
         loss, log_loc, log_d, n_sum, eps = self._denominator(

@@ -150,7 +150,10 @@ def contrastive_loss(
     Args:
         pairing: from ``simclr_pairing`` / ``cross_pairing`` or built by hand.
         temperature: T > 0.
-        denominator: ``InfoNCEDenominator()`` (default) or ``HEXDenominator(...)``.
+        denominator: ``InfoNCEDenominator()`` (default) or ``HEXDenominator(...)``;
+            called as ``denominator(sim, temperature, pos_idx, self_idx)`` -> (log D_i
+            (M,), stats). One with ``fuses_numerator = True`` (HEX) is called with a
+            fifth argument ``True`` and returns log D_i - s_ip / T instead.
         normalize: L2-normalise anchors and candidates first.
 
     Returns:
