@@ -12,10 +12,12 @@ authors' code (spec 4.4): pw = 0 and lambda = 0, i.e. positive and neighbours re
 
 Memory and speed: the threshold yields H(i) in sparse form straight from one top-k, and
 one (M, K) logits buffer is turned into the global exponentials in place; backward reads
-it and O(|H|) sparse values. So HEX keeps no more (M, K) tensors for backward than
-InfoNCE does (see benchmarks/loss_speed.py). The gradient is written out by hand
-(``_HexLogDenominator.backward``) and checked by gradcheck and against autograd of the
-naive formula in the tests.
+it and O(|H|) sparse values. Called by ``contrastive_loss``, HEX returns the whole
+per-anchor loss log D_i - s_ip / T (``with_numerator``) and its backward writes the
+positive's gradient as well, so autograd differentiates no gather of s_ip. HEX then keeps
+one (M, K) tensor for backward, InfoNCE two (see benchmarks/loss_speed.py). The gradient
+is written out by hand (``_HexLogDenominator.backward``) and checked by gradcheck and
+against autograd of the naive formula in the tests.
 """
 
 from __future__ import annotations
