@@ -190,6 +190,29 @@ def test_gradcheck_float64(name, kind):
     )
 
 
+@pytest.mark.parametrize("name", sorted(RELATIVES))
+def test_called_alone_each_gives_its_log_term_and_gradient(name):
+    """Called on its own, a relative returns log D_i (DCLW: plus (1 - w_i) l_ip);
+    ``with_numerator`` (contrastive_loss's call) the same minus s_ip / T, the numerator's
+    gradient folded into the hand-written backward. Both are gradchecked."""
+    z0, z1, _ = clustered(5, d=4, seed=11)
+    p = simclr_pairing(z0, z1)
+    z = F.normalize(p.anchors, dim=1)
+    sim = (z @ z.T).requires_grad_()
+    den = RELATIVES[name]()
+    alone = den(sim, 0.2, p.pos_idx, p.self_idx)[0]
+    folded = den(sim, 0.2, p.pos_idx, p.self_idx, True)[0]
+    lp = sim.gather(1, p.pos_idx)[:, 0] / 0.2
+    torch.testing.assert_close(folded, alone - lp, rtol=0, atol=1e-12)
+    for fold in (False, True):
+        assert torch.autograd.gradcheck(
+            lambda s, f=fold: den(s, 0.2, p.pos_idx, p.self_idx, f)[0],
+            (sim,),
+            atol=1e-7,
+            rtol=1e-5,
+        )
+
+
 def _composite_hard(z0, z1, t, beta, tau, detach):
     """HCL by composite autograd (SimCLR pairing), weights optionally detached."""
     p = simclr_pairing(z0, z1)

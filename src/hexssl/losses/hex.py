@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from hexssl.losses.infonce import NEG_INF, at_least_fp32, exclude_
-from hexssl.losses.relatives import debias
+from hexssl.losses.relatives import debias, positive_grad
 from hexssl.losses.thresholds import Threshold, build_threshold
 from hexssl.run.hostsync import avoid_host_sync
 
@@ -110,7 +110,7 @@ class _HexLogDenominator(torch.autograd.Function):
         if loc is not None:
             g_h, dpos = _sparse_local_grad(loc, rows, log_d, grad, ctx.pw, ctx.hp)
             g.view(-1).index_copy_(0, flat, g_h)  # E is 0 on H: the local term's share
-        g.scatter_(1, pos_idx, _positive_grad(lp, log_d, dpos, grad_s))  # E is 0 there too
+        g.scatter_(1, pos_idx, positive_grad(lp, log_d, dpos, grad_s))  # E is 0 there too
         return g, None, None, None, None, None, None, None, None, None
 
 
@@ -166,7 +166,7 @@ class _HexLogDenominatorDense(torch.autograd.Function):
             coef, dpos = _local_coef(loc, log_d, grad_s, ctx.pw, lam, tau)  # (M, 1)
             local = _dense_local_grad(l_h, loc, coef, beta, detach, lam / (1.0 - tau))
             g = torch.where(H, local, g)
-        g.scatter_(1, pos_idx, _positive_grad(lp1, log_d, dpos, grad_s))  # E is 0 there
+        g.scatter_(1, pos_idx, positive_grad(lp1, log_d, dpos, grad_s))  # E is 0 there
         return g, None, None, None, None, None, None
 
 
@@ -184,17 +184,6 @@ def _global_shift(logits: Tensor, lp: Tensor, top: Tensor | None, pw: float, loc
         return torch.maximum(top, lp)
     m = logits.amax(1)  # the logits are -inf outside G(i) by now
     return torch.maximum(m, lp) if pw else m  # (without it e^{l - l_p} can underflow)
-
-
-def _positive_grad(lp: Tensor, log_d: Tensor, dpos: Tensor | float, grad_s: Tensor) -> Tensor:
-    """d loss / d s_ip of the loss log D_i - l_ip: (dpos e^{l_p - log D} - 1) grad / T.
-
-    ``dpos`` is the positive's weight in d log D / d l_p (``pw``, less the debiasing's
-    share); ``grad_s`` is grad / T. Shapes follow ``lp``; returns (M, 1) for ``scatter_``.
-    """
-    share = (lp - log_d).exp_().mul_(dpos) if isinstance(dpos, Tensor) or dpos else None
-    out = share.sub_(1.0).mul_(grad_s) if share is not None else grad_s.neg()
-    return out.view(-1, 1)
 
 
 def _local_coef(

@@ -16,6 +16,8 @@ N = |N(i)| negatives and the positive logit l_p:
 tau_plus = 0 switches the max() off, as in HEX (HEX_SPEC 4.2), so pw = 1, beta = 0,
 tau_plus = 0 is plain InfoNCE. All three share one autograd function with a hand-written
 backward that keeps a single (M, K) tensor, like HEX's: no host syncs, sizes from shapes.
+Like HEX, they give ``contrastive_loss`` the whole per-anchor loss (``with_numerator``):
+the backward writes the positive's gradient too, and autograd differentiates no gather.
 """
 
 from __future__ import annotations
@@ -50,20 +52,37 @@ def debias(
     return torch.maximum(log_raw, log_floor).add_(log_scale - math.log1p(-tau)), active
 
 
-class _RelativeLogDenominator(torch.autograd.Function):
-    """log D_i of the module docstring, with a hand-written backward.
+def positive_grad(lp: Tensor, log_d: Tensor, dpos: Tensor | float, grad_s: Tensor) -> Tensor:
+    """d loss / d s_ip of the per-anchor loss log D_i - l_ip: (dpos e^{l_p - log D} - 1)
+    grad / T, for the hand-written backwards (HEX's and the relatives').
 
-    Inputs: ``sim`` (M, K) (only to receive the gradient), ``lp`` (M,) positive logits,
+    ``dpos`` is the positive's weight in d log D / d l_p (its weight pw in D, less the
+    debiasing's share); ``grad_s`` is grad / T. Shapes follow ``lp``; returns (M, 1),
+    ready for ``scatter_`` at the positive's column.
+    """
+    share = (lp - log_d).exp_().mul_(dpos) if isinstance(dpos, Tensor) or dpos else None
+    out = share.sub_(1.0).mul_(grad_s) if share is not None else grad_s.neg()
+    return out.view(-1, 1)
+
+
+class _RelativeLogDenominator(torch.autograd.Function):
+    """The per-anchor loss log D_i - l_ip with D_i of the module docstring, with a
+    hand-written backward.
+
+    Inputs: ``sim`` (M, K) (only to receive the gradient), ``lp`` (M,) positive logits
+    (values only: their gradient goes into the gradient of ``sim`` at ``pos_idx`` (M, 1)),
     ``work`` (M, K) logits with the positive and self at -inf (turned into
     E = e^{l - m} in place: the one (M, K) tensor kept), ``n_neg`` = |N(i)|,
     ``inv_t`` = 1/T, ``hp``.
-    Returns log D (M,) and the 0/1 mask (M,) of rows above the debiasing floor.
+    Returns the loss (M,), the 0/1 mask (M,) of rows above the debiasing floor and
+    log D (M,) (the last two without gradient).
     """
 
     @staticmethod
     def forward(
-        ctx: Any, sim: Tensor, lp: Tensor, work: Tensor, n_neg: int, inv_t: float, hp: RelParams
-    ) -> tuple[Tensor, Tensor]:
+        ctx: Any, sim: Tensor, lp: Tensor, pos_idx: Tensor, work: Tensor, n_neg: int,
+        inv_t: float, hp: RelParams,
+    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
         pw, beta, tau, _ = hp
         n = lp.new_full(lp.shape, float(n_neg))  # (M,) |N(i)|
         m = work.amax(1)  # (M,) finite: every row has a negative (checked by the caller)
@@ -78,22 +97,28 @@ class _RelativeLogDenominator(torch.autograd.Function):
             log_ng, above = debias(log_r, log_n, x, tau, inv_t)
         log_d = torch.logaddexp(lp, log_ng) if pw else log_ng  # (M,)
         active = above.to(lp.dtype)
-        ctx.save_for_backward(E, lp, log_r, log_a, log_c, log_d, n, active)
+        ctx.save_for_backward(E, lp, pos_idx, log_r, log_a, log_c, log_d, n, active)
         ctx.inv_t, ctx.hp = inv_t, hp
-        ctx.mark_non_differentiable(active)
-        return log_d, active
+        ctx.mark_non_differentiable(active, log_d)
+        ctx.set_materialize_grads(False)  # no zeros for the (absent) gradients of the two
+        return log_d - lp, active, log_d
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_d: Tensor, _grad_active: Tensor) -> tuple[Tensor | None, ...]:
-        E, lp, log_r, log_a, log_c, log_d, n_neg, active = ctx.saved_tensors
+    def backward(
+        ctx: Any, grad: Tensor, _g_active: Tensor, _g_d: Tensor
+    ) -> tuple[Tensor | None, ...]:
+        if grad is None:  # only the non-differentiable outputs were used
+            return (None,) * 7
+        E, lp, pos_idx, log_r, log_a, log_c, log_d, n_neg, active = ctx.saved_tensors
         pw, beta, tau, detach = ctx.hp
+        grad_s = grad * ctx.inv_t  # d/ds = d/dl / T
         # d log D / d log R, times the incoming gradient and 1/T (s = T l)
-        coef = grad_d * active * (log_r - log_d).exp() * (ctx.inv_t / (1.0 - tau))  # (M,)
-        g = _log_r_grad(E, coef, log_a, log_c, beta, detach)  # (M, K)
+        coef = grad_s * active * (log_r - log_d).exp() * (1.0 / (1.0 - tau))  # (M,)
+        g = _log_r_grad(E, coef, log_a, log_c, beta, detach)  # (M, K), 0 at the positive
         dpos = pw - active * (tau / (1.0 - tau)) * n_neg  # dD/de^{l_p}  (M,)
-        grad_lp = grad_d * (lp - log_d).exp() * dpos  # (M,)
-        return g, grad_lp, None, None, None, None
+        g.scatter_(1, pos_idx, positive_grad(lp, log_d, dpos, grad_s))
+        return g, None, None, None, None, None, None
 
 
 def _weight_sums_(E: Tensor, beta: float, n_neg: Tensor) -> tuple[Tensor, Tensor]:
@@ -137,14 +162,23 @@ class _DenseRelative(nn.Module):
     tau_plus: float = 0.0
     detach_weights: bool = False
     record_stats: bool = True  # switched off between logging steps by the training loop
+    fuses_numerator = True  # contrastive_loss asks for log D_i - s_ip / T (``with_numerator``)
 
     def set_progress(self, epoch: float) -> None:
         """Nothing depends on progress here (no warm-up); present for the shared API."""
 
     def forward(
-        self, sim: Tensor, temperature: float, pos_idx: Tensor, self_idx: Tensor | None
+        self,
+        sim: Tensor,
+        temperature: float,
+        pos_idx: Tensor,
+        self_idx: Tensor | None,
+        with_numerator: bool = False,
     ) -> tuple[Tensor, Stats]:
-        """log D_i for every anchor. Shape: sim (M, K); pos_idx, self_idx (M, 1) -> (M,)."""
+        """log D_i for every anchor, or with ``with_numerator`` InfoNCE's per-anchor loss
+        log D_i - s_ip / T (``contrastive_loss``'s call: the hand-written backward then
+        takes the numerator's gradient too). Shape: sim (M, K); pos_idx, self_idx (M, 1)
+        -> (M,)."""
         n_neg = sim.shape[1] - 1 - (self_idx is not None)  # |N(i)|, from the shape
         if n_neg < 1:
             raise ValueError(
@@ -152,20 +186,25 @@ class _DenseRelative(nn.Module):
                 f"{sim.shape[1]} candidates (use a batch of 2 or more)"
             )
         sim32 = at_least_fp32(sim)
-        lp = sim32.gather(1, pos_idx).squeeze(1) / temperature  # (M,) positive logits
         with torch.no_grad():  # the one (M, K) work buffer: logits on N(i), -inf elsewhere
-            work = exclude_(sim32.detach() / temperature, pos_idx, self_idx)
+            work = sim32 / temperature
+            lp = work.gather(1, pos_idx)[:, 0]  # (M,) positive logits (values only)
+            exclude_(work, pos_idx, self_idx)
         hp = (self.positive_weight, self.beta, self.tau_plus, self.detach_weights)
-        log_d, active = _RelativeLogDenominator.apply(sim32, lp, work, n_neg, 1.0 / temperature, hp)
-        return self.finish(sim32, pos_idx, lp, log_d, active)
+        out, active, _ = _RelativeLogDenominator.apply(
+            sim32, lp, pos_idx, work, n_neg, 1.0 / temperature, hp
+        )
+        if not with_numerator:  # log D: add l_p back, with its gradient
+            out = out + sim32.gather(1, pos_idx)[:, 0] / temperature
+        return self.finish(sim32, pos_idx, temperature, out, active)
 
     def finish(
-        self, sim: Tensor, pos_idx: Tensor, lp: Tensor, log_d: Tensor, active: Tensor
+        self, sim: Tensor, pos_idx: Tensor, temperature: float, out: Tensor, active: Tensor
     ) -> tuple[Tensor, Stats]:
-        """The returned log-term and statistics (a subclass may add a positive weighting)."""
+        """The returned term and statistics (a subclass may add a positive weighting)."""
         record = self.tau_plus > 0 and self.record_stats
         stats = {"floor_share": 1.0 - active.mean()} if record else {}
-        return log_d, stats
+        return out, stats
 
 
 def _check(beta: float = 0.0, tau_plus: float = 0.0, sigma: float | None = None) -> None:
@@ -207,12 +246,13 @@ class DecoupledDenominator(_DenseRelative):
         self.sigma, self.detach_weights = sigma, detach_weights
 
     def finish(
-        self, sim: Tensor, pos_idx: Tensor, lp: Tensor, log_d: Tensor, active: Tensor
+        self, sim: Tensor, pos_idx: Tensor, temperature: float, out: Tensor, active: Tensor
     ) -> tuple[Tensor, Stats]:
         if self.sigma is None:
-            return log_d, {}
-        w = vmf_weights(sim.gather(1, pos_idx).squeeze(1), self.sigma, self.detach_weights)
-        return log_d + (1.0 - w) * lp, {}
+            return out, {}
+        pos_sim = sim.gather(1, pos_idx).squeeze(1)  # (M,) with gradients, for the weight
+        w = vmf_weights(pos_sim, self.sigma, self.detach_weights)
+        return out + (1.0 - w) * (pos_sim / temperature), {}
 
 
 def vmf_weights(pos_sim: Tensor, sigma: float, detach: bool = False) -> Tensor:
