@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from hexssl.losses.infonce import NEG_INF, at_least_fp32, exclude_
+from hexssl.losses.infonce import NEG_INF, at_least_fp32, exclude_, work_logits
 from hexssl.losses.relatives import debias, positive_grad
 from hexssl.losses.thresholds import Threshold, build_threshold
 from hexssl.run.hostsync import avoid_host_sync
@@ -503,10 +503,7 @@ class HEXDenominator(nn.Module):
                 n_h, eps = self._neighbours(sim32, masked.detach(), pos_idx, self_idx, temperature)
             n_neg = sim32.shape[1] - 1 - (self_idx is not None)  # |N(i)|
             return out, _stats(n_h, eps, torch.full_like(log_d, NEG_INF), log_d, n_neg)
-        with torch.no_grad():  # the one (M, K) work buffer: logits on N(i), -inf elsewhere
-            work = sim32 * (1.0 / temperature)  # (a multiply is cheaper than a divide)
-            lp = work.gather(1, pos_idx)[:, 0]  # (M,) values; the gradient: _denominator
-            exclude_(work, pos_idx, self_idx)
+        work, lp = work_logits(sim32, temperature, pos_idx, self_idx)  # the one (M, K) buffer
         loss, log_loc, log_d, n_sum, eps = self._denominator(
             sim32, lp, work, pos_idx, self_idx, temperature
         )

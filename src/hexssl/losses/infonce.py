@@ -102,6 +102,18 @@ def exclude_(logits: Tensor, pos_idx: Tensor, self_idx: Tensor | None) -> Tensor
     return logits if self_idx is None else logits.scatter_(1, self_idx, NEG_INF)
 
 
+def work_logits(
+    sim: Tensor, temperature: float, pos_idx: Tensor, self_idx: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """(logits s / T on N(i), -inf at the positive and self (M, K); the positive logits
+    (M,)), both without gradient: the work buffer and l_p of the hand-written backwards
+    (HEX's and the relatives'), which write the gradient of ``sim`` themselves."""
+    with torch.no_grad():
+        work = sim * (1.0 / temperature)  # a multiply is cheaper than a divide
+        lp = work.gather(1, pos_idx)[:, 0]
+        return exclude_(work, pos_idx, self_idx), lp
+
+
 def at_least_fp32(x: Tensor) -> Tensor:
     """Half-precision similarities are promoted; float64 stays (gradcheck)."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from hexssl.losses.distributed import gather_with_grad
-from hexssl.losses.infonce import at_least_fp32, exclude_
+from hexssl.losses.infonce import at_least_fp32, work_logits
 
 Stats = dict[str, Tensor]
 RelParams = tuple[float, float, float, bool]  # positive weight pw, beta, tau_plus, detach
@@ -186,10 +186,7 @@ class _DenseRelative(nn.Module):
                 f"{sim.shape[1]} candidates (use a batch of 2 or more)"
             )
         sim32 = at_least_fp32(sim)
-        with torch.no_grad():  # the one (M, K) work buffer: logits on N(i), -inf elsewhere
-            work = sim32 / temperature
-            lp = work.gather(1, pos_idx)[:, 0]  # (M,) positive logits (values only)
-            exclude_(work, pos_idx, self_idx)
+        work, lp = work_logits(sim32, temperature, pos_idx, self_idx)  # the one (M, K) buffer
         hp = (self.positive_weight, self.beta, self.tau_plus, self.detach_weights)
         out, active, _ = _RelativeLogDenominator.apply(
             sim32, lp, pos_idx, work, n_neg, 1.0 / temperature, hp
