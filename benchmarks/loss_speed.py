@@ -20,19 +20,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from hexssl.losses import (
-    DebiasedDenominator,
-    DecoupledDenominator,
-    HardNegativeDenominator,
-    HEXDenominator,
-    InfoNCE,
-)
+import hexssl.losses
+from hexssl.losses import InfoNCE
 from hexssl.losses.memory import saved_square_tensors
 from hexssl.run.hostsync import AtenOpCounter
 from hexssl.run.machine import machine_summary
@@ -43,24 +41,31 @@ RESULTS = Path(__file__).parent / "results"
 torch._dynamo.config.recompile_limit = 64
 
 
-def hex_loss(stats: bool = False, **kwargs: object) -> InfoNCE:
-    """InfoNCE with a HEX denominator; ``stats``: record the statistics (logging steps)."""
-    den = HEXDenominator("adaptive", **kwargs)  # type: ignore[arg-type]
+def hex_loss(stats: bool = False, L: Any = hexssl.losses, **kwargs: Any) -> torch.nn.Module:
+    """InfoNCE with a HEX denominator from the losses package ``L``; ``stats``: record the
+    statistics (a logging step's call)."""
+    den = L.HEXDenominator("adaptive", **kwargs)
     den.record_stats = stats
-    return InfoNCE(0.1, den)
+    return L.InfoNCE(0.1, den)
 
 
-LOSSES = {  # the first one is the baseline of the ratios
-    "infonce": lambda: InfoNCE(0.1),
-    "hex_paper": lambda: hex_loss(beta=1.0, tau_plus=0.1),
-    "hex_paper_logged": lambda: hex_loss(True, beta=1.0, tau_plus=0.1),
-    "hex_reference": lambda: hex_loss(variant="reference"),
-    "decoupled": lambda: InfoNCE(0.1, DecoupledDenominator()),
-    "decoupled_weighted": lambda: InfoNCE(0.1, DecoupledDenominator(sigma=0.5)),
-    "debiased": lambda: InfoNCE(0.1, DebiasedDenominator(tau_plus=0.1)),
-    "hard": lambda: InfoNCE(0.1, HardNegativeDenominator(beta=1.0, tau_plus=0.1)),
-    "hard_beta_0.5": lambda: InfoNCE(0.1, HardNegativeDenominator(beta=0.5, tau_plus=0.1)),
-}
+def loss_table(L: Any = hexssl.losses) -> dict[str, Callable[[], torch.nn.Module]]:
+    """name -> a new loss module, built from the losses package ``L`` (this tree's by
+    default; ``loss_ab.py`` passes another tree's). The first is the ratios' baseline."""
+    return {
+        "infonce": lambda: L.InfoNCE(0.1),
+        "hex_paper": lambda: hex_loss(L=L, beta=1.0, tau_plus=0.1),
+        "hex_paper_logged": lambda: hex_loss(True, L, beta=1.0, tau_plus=0.1),
+        "hex_reference": lambda: hex_loss(L=L, variant="reference"),
+        "decoupled": lambda: L.InfoNCE(0.1, L.DecoupledDenominator()),
+        "decoupled_weighted": lambda: L.InfoNCE(0.1, L.DecoupledDenominator(sigma=0.5)),
+        "debiased": lambda: L.InfoNCE(0.1, L.DebiasedDenominator(tau_plus=0.1)),
+        "hard": lambda: L.InfoNCE(0.1, L.HardNegativeDenominator(beta=1.0, tau_plus=0.1)),
+        "hard_beta_0.5": lambda: L.InfoNCE(0.1, L.HardNegativeDenominator(beta=0.5, tau_plus=0.1)),
+    }
+
+
+LOSSES = loss_table()
 # Compiled on first use per shape: timed on GPUs only (on a 2-core CPU compilation alone
 # takes minutes). The fused HEX path of issue 22: same loss, fewer kernel launches.
 GPU_ONLY = {
@@ -118,9 +123,12 @@ def paired_ratio_spread(times: dict[str, list[float]], base: str = "infonce") ->
 
 
 def alternated_times(
-    fns: dict[str, InfoNCE], b: int, repeats: int, device: str = "cpu", min_seconds: float = 0.0
-) -> dict[str, list[float]]:
-    """Seconds of every timed call per loss, round by round (see :func:`median_times`)."""
+    fns: dict[str, InfoNCE], b: int, repeats: int, device: str = "cpu", min_seconds: float = 0.0,
+    shuffle: random.Random | None = None,
+) -> dict[str, list[float]]:  # fmt: skip
+    """Seconds of every timed call per loss, round by round (see :func:`median_times`);
+    with ``shuffle``, the calls of each round in an order it draws (no loss always
+    follows the same one)."""
     fns = {name: fn.to(device) for name, fn in fns.items()}
     z0 = torch.randn(b, 128, device=device, requires_grad=True)
     z1 = torch.randn(b, 128, device=device, requires_grad=True)
@@ -129,9 +137,12 @@ def alternated_times(
         for fn in fns.values():
             time_once(fn, z0, z1)
     spent, rounds = 0.0, 0
+    order = list(fns)
     while rounds < repeats or spent < min_seconds:
-        for name, fn in fns.items():
-            times[name].append(time_once(fn, z0, z1))
+        if shuffle is not None:
+            shuffle.shuffle(order)
+        for name in order:
+            times[name].append(time_once(fns[name], z0, z1))
             spent += times[name][-1]
         rounds += 1
     return times

@@ -57,6 +57,26 @@ def test_benchmark_script_runs(name: str, tmp_path: Path) -> None:
             assert all(lo <= hi for lo, hi in row["ratio_iqr"].values())
 
 
+def test_loss_ab_times_two_trees_in_one_process(tmp_path: Path) -> None:
+    """benchmarks/loss_ab.py against this very tree as the baseline: the baseline's losses
+    are a second import (hexssl_baseline.losses), computing the same values."""
+    args = ["--baseline", str(ROOT / "src"), "--sizes", "16", "--rounds", "2"]
+    res = run_script(
+        "loss_ab", [*args, "--losses", "hex_paper", "decoupled", "--out", str(tmp_path)]
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = json.loads((tmp_path / "loss_ab.json").read_text())
+    assert got["baseline_module"].startswith("hexssl_baseline.losses.")
+    (row,) = got["rows"]
+    assert row["two_b"] == 16 and row["rounds"] == 2 and row["aa_control"] > 0
+    assert set(row["losses"]) == {"hex_paper", "decoupled"}
+    for r in row["losses"].values():
+        assert r["loss_difference"] == 0.0 and r["new_over_base"] > 0
+    assert "| hex_paper |" in (tmp_path / "loss_ab.md").read_text()
+    bad = run_script("loss_ab", ["--baseline", str(tmp_path), "--rounds", "1"])
+    assert bad.returncode != 0 and "no hexssl/losses/__init__.py there" in bad.stderr
+
+
 def test_the_committed_loss_speed_covers_hex_and_every_relative_and_names_its_machine() -> None:
     """Issue 24: the loss benchmark lists the relatives; a result names where it ran."""
     from hexssl.losses.relatives import RELATIVES
