@@ -139,7 +139,8 @@ def read_cifar10(
     Superlabels: animal (0) / vehicle (1). Splits: "train", "test" ("val" = "test").
     """
     split = check_split(SPLIT_ALIASES.get(split, split), ("train", "test"), "cifar10")
-    if find_official("cifar10", root) is None and (copy := _image_folder_copy(root)):
+    # an ImageFolder copy (checked first: no folder search for the usual root)
+    if (copy := _image_folder_copy(root)) and find_official("cifar10", root) is None:
         return _read_cifar10_folder(copy, split)
     layout = "official python pickles data_batch_1..5, test_batch, batches.meta"
     d = _locate("cifar10", root, layout, download)
