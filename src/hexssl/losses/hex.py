@@ -29,7 +29,13 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from hexssl.losses.infonce import NEG_INF, at_least_fp32, exclude_, work_logits
+from hexssl.losses.infonce import (
+    NEG_INF,
+    at_least_fp32,
+    exclude_,
+    positive_logit,
+    work_logits,
+)
 from hexssl.losses.relatives import debias, positive_grad
 from hexssl.losses.thresholds import Threshold, build_threshold
 from hexssl.run.hostsync import avoid_host_sync
@@ -493,7 +499,7 @@ class HEXDenominator(nn.Module):
         """
         sim32 = at_least_fp32(sim)
         if self.in_warmup:  # spec 5.3: plain InfoNCE
-            lp = sim32.gather(1, pos_idx)[:, 0] / temperature
+            lp = positive_logit(sim32, pos_idx, temperature)
             masked = exclude_(sim32 / temperature, pos_idx, self_idx)  # with gradients
             log_d = torch.logaddexp(lp, masked.logsumexp(1))
             out = log_d - lp if with_numerator else log_d
@@ -507,7 +513,7 @@ class HEXDenominator(nn.Module):
         loss, log_loc, log_d, n_sum, eps = self._denominator(
             sim32, lp, work, pos_idx, self_idx, temperature
         )
-        out = loss if with_numerator else loss + sim32.gather(1, pos_idx)[:, 0] / temperature
+        out = loss if with_numerator else loss + positive_logit(sim32, pos_idx, temperature)
         if not self.record_stats:
             return out, {}
         n_neg = sim32.shape[1] - 1 - (self_idx is not None)  # |N(i)|
@@ -543,7 +549,7 @@ class HEXDenominator(nn.Module):
             n_h = H.sum(dtype=sim32.dtype) if self.record_stats else None
             if self._fused_fn is not None:
                 logits = exclude_(sim32 / temperature, pos_idx, self_idx)  # with gradients
-                lp = sim32.gather(1, pos_idx)[:, 0] / temperature
+                lp = positive_logit(sim32, pos_idx, temperature)
                 log_d, log_loc = self._fused_fn(logits, lp, H, torch.full_like(lp, pw), hp)
                 return log_d - lp, log_loc, log_d.detach(), n_h, eps
             out = _HexLogDenominatorDense.apply(sim32, lp, pos_idx, Workspace(work), H, pw, hp)

@@ -102,6 +102,11 @@ def exclude_(logits: Tensor, pos_idx: Tensor, self_idx: Tensor | None) -> Tensor
     return logits if self_idx is None else logits.scatter_(1, self_idx, NEG_INF)
 
 
+def positive_logit(sim: Tensor, pos_idx: Tensor, temperature: float) -> Tensor:
+    """l_ip = s_ip / T of every anchor, with gradients. Shape: (M, K), (M, 1) -> (M,)."""
+    return sim.gather(1, pos_idx)[:, 0] / temperature
+
+
 def work_logits(
     sim: Tensor, temperature: float, pos_idx: Tensor, self_idx: Tensor | None
 ) -> tuple[Tensor, Tensor]:
@@ -179,7 +184,7 @@ def contrastive_loss(
     if getattr(den, "fuses_numerator", False):  # HEX: one backward for both terms
         losses, stats = den(sim, temperature, pairing.pos_idx, pairing.self_idx, True)
         return losses.mean(), stats
-    pos_logit = sim.gather(1, pairing.pos_idx)[:, 0] / temperature  # (M,) s_ip / T
+    pos_logit = positive_logit(sim, pairing.pos_idx, temperature)  # (M,) s_ip / T
     log_d, stats = den(sim, temperature, pairing.pos_idx, pairing.self_idx)
     return (log_d - pos_logit.to(log_d.dtype)).mean(), stats
 

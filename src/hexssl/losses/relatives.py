@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from hexssl.losses.distributed import gather_with_grad
-from hexssl.losses.infonce import at_least_fp32, work_logits
+from hexssl.losses.infonce import at_least_fp32, positive_logit, work_logits
 
 Stats = dict[str, Tensor]
 RelParams = tuple[float, float, float, bool]  # positive weight pw, beta, tau_plus, detach
@@ -192,7 +192,7 @@ class _DenseRelative(nn.Module):
             sim32, lp, pos_idx, work, n_neg, 1.0 / temperature, hp
         )
         if not with_numerator:  # log D: add l_p back, with its gradient
-            out = out + sim32.gather(1, pos_idx)[:, 0] / temperature
+            out = out + positive_logit(sim32, pos_idx, temperature)
         return self.finish(sim32, pos_idx, temperature, out, active)
 
     def finish(
