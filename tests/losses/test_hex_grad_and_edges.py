@@ -256,3 +256,17 @@ def test_sparse_local_takes_the_thresholds_row_max_as_its_shift(dtype):
         assert torch.isneginf(got.log_loc[[1, 3]]).all()  # no neighbour, no local term
         if tau > 0:
             assert torch.equal(got.active, want.active)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sparse_exp_by_exp2_agrees_with_exp_and_keeps_minus_inf_at_zero(dtype):
+    """The sparse path's e^x is 2^(x log2 e) on the CPU (exp's vector path stalls on
+    -inf): equal to exp up to the rounding of x log2 e, which |x| <= 80 amplifies (so
+    within 2 * 80 ulps), and exactly 0 at -inf."""
+    from hexssl.losses.hex import _exp_
+
+    x = torch.linspace(-80.0, 20.0, 4001, dtype=dtype)
+    x[::7] = float("-inf")
+    got = _exp_(x.clone())
+    torch.testing.assert_close(got, x.exp(), rtol=160 * torch.finfo(dtype).eps, atol=0)
+    assert torch.equal(got[::7], torch.zeros_like(got[::7]))
