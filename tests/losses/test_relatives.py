@@ -6,6 +6,7 @@ argument errors. The two-process test is in test_distributed.py.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -24,6 +25,7 @@ from hexssl.losses import (
 from hexssl.losses.infonce import simclr_pairing
 from hexssl.losses.memory import saved_square_tensors
 from hexssl.losses.relatives import vmf_weights
+from hexssl.run.hostsync import sync_free_paths
 
 from . import oracle
 from . import oracle_relatives as rel
@@ -191,6 +193,21 @@ def test_gradcheck_float64(name, kind):
 
 
 @pytest.mark.parametrize("name", sorted(RELATIVES))
+def test_gpu_code_path_gives_the_cpu_paths_loss_and_gradient(name):
+    """On the GPU code path (forced on the CPU) the backward's factors come from one
+    stacked exp (``backward_shares(stack=True)``); loss and gradient stay the same."""
+    z0, z1, _ = clustered(6, d=8, seed=3)
+    out = []
+    for forced in (False, True):
+        a = z0.clone().requires_grad_()
+        with sync_free_paths() if forced else contextlib.nullcontext():
+            loss = InfoNCE(0.2, RELATIVES[name]())(a, z1)
+            loss.backward()
+        out.append((loss.detach(), a.grad))
+    torch.testing.assert_close(out[1], out[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(RELATIVES))
 def test_called_alone_each_gives_its_log_term_and_gradient(name):
     """Called on its own, a relative returns log D_i (DCLW: plus (1 - w_i) l_ip);
     ``with_numerator`` (contrastive_loss's call) the same minus s_ip / T, the numerator's
@@ -309,6 +326,19 @@ def test_small_temperature_stays_finite(name):
     z0, z1, _ = clustered(8, seed=7, dtype=torch.float32)
     z0.requires_grad_()
     loss = InfoNCE(0.01, RELATIVES[name]())(z0, z1)
+    loss.backward()
+    assert torch.isfinite(loss) and bool(torch.isfinite(z0.grad).all())
+
+
+@pytest.mark.parametrize("name", sorted(RELATIVES))
+def test_a_positive_far_above_every_negative_keeps_the_gradient_finite(name):
+    """T = 0.005 with near-identical views: l_p - log D is about 145, so e^{l_p - log D}
+    is inf in float32. DCL's D has no positive: that factor must not be read (it was,
+    times a weight of 0, and gave NaN gradients)."""
+    torch.manual_seed(0)
+    z0 = torch.randn(8, 16, requires_grad=True)
+    z1 = (z0 + 0.001 * torch.randn(8, 16)).detach()
+    loss = InfoNCE(0.005, RELATIVES[name]())(z0, z1)
     loss.backward()
     assert torch.isfinite(loss) and bool(torch.isfinite(z0.grad).all())
 

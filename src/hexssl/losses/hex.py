@@ -36,7 +36,7 @@ from hexssl.losses.infonce import (
     positive_logit,
     work_logits,
 )
-from hexssl.losses.relatives import debias, positive_grad
+from hexssl.losses.relatives import backward_shares, debias, positive_grad
 from hexssl.losses.thresholds import Threshold, build_threshold
 from hexssl.run.hostsync import avoid_host_sync
 
@@ -110,14 +110,15 @@ class _HexLogDenominator(torch.autograd.Function):
             return (None,) * 10
         E, m, lp, pos_idx, log_d, flat, rows = ctx.saved_tensors
         _, _, _, inv_t, _ = ctx.hp
-        grad_s = grad * inv_t  # (M,) d/ds = d/dl / T
-        g = E * (m - log_d).exp_().mul_(grad_s)[:, None]  # (M, K) d/ds on G(i)
-        dpos: Tensor | float = ctx.pw
         loc: SparseLocal | None = ctx.loc
-        if loc is not None:
-            g_h, dpos = _sparse_local_grad(loc, rows, log_d, grad, ctx.pw, ctx.hp)
+        grad_s = grad * inv_t  # (M,) d/ds = d/dl / T
+        f = _shares(m, lp, loc.log_r if loc is not None else None, log_d, grad_s, ctx.pw, False)
+        g = E * f.g[:, None]  # (M, K) d/ds on G(i)
+        dpos: Tensor | float = ctx.pw
+        if loc is not None and f.r is not None:
+            g_h, dpos = _sparse_local_grad(loc, rows, f.r, ctx.pw, ctx.hp)
             g.view(-1).index_copy_(0, flat, g_h)  # E is 0 on H: the local term's share
-        g.scatter_(1, pos_idx, positive_grad(lp, log_d, dpos, grad_s))  # E is 0 there too
+        g.scatter_(1, pos_idx, positive_grad(f.p, dpos, grad_s))  # E is 0 there
         return g, None, None, None, None, None, None, None, None, None
 
 
@@ -166,15 +167,36 @@ class _HexLogDenominatorDense(torch.autograd.Function):
             return (None,) * 7
         beta, tau, lam, inv_t, detach = ctx.hp
         grad_s = (grad * inv_t)[:, None]  # (M, 1) d/ds = d/dl / T
-        g = E * (m - log_d).exp_().mul_(grad_s)  # (M, K) d/ds on G(i)
+        loc = DenseLocal.restore(rest, ctx.debias) if lam > 0 else None
+        f = _shares(m, lp1, loc.log_r if loc is not None else None, log_d, grad_s, ctx.pw, True)
+        g = E * f.g  # (M, K) d/ds on G(i)
         dpos: Tensor | float = ctx.pw
-        if lam > 0:
-            loc = DenseLocal.restore(rest, ctx.debias)
-            coef, dpos = _local_coef(loc, log_d, grad_s, ctx.pw, lam, tau)  # (M, 1)
+        if loc is not None and f.r is not None:
+            coef, dpos = _local_coef(loc, f.r, ctx.pw, lam, tau)  # (M, 1)
             local = _dense_local_grad(l_h, loc, coef, beta, detach, lam / (1.0 - tau))
             g = torch.where(H, local, g)
-        g.scatter_(1, pos_idx, positive_grad(lp1, log_d, dpos, grad_s))  # E is 0 there
+        g.scatter_(1, pos_idx, positive_grad(f.p, dpos, grad_s))  # E is 0 there
         return g, None, None, None, None, None, None
+
+
+class Shares(NamedTuple):
+    """e^{x - log D} grad / T per anchor, shaped as ``log_d``: the backward's factors."""
+
+    g: Tensor  # x = m, the shift of G's exponentials
+    p: Tensor | None  # x = l_p; None where D has no positive and no local term
+    r: Tensor | None  # x = log R; None without a local term
+
+
+def _shares(
+    m: Tensor, lp: Tensor, log_r: Tensor | None, log_d: Tensor, grad_s: Tensor, pw: float,
+    stack: bool,
+) -> Shares:  # fmt: skip
+    """The backward's factors (:func:`relatives.backward_shares`, ``stack`` on the dense
+    path); the positive's only where its gradient can reach D (pw, or a local term)."""
+    with_p = bool(pw) or log_r is not None
+    logs = (m,) + ((lp,) if with_p else ()) + ((log_r,) if log_r is not None else ())
+    f = backward_shares(log_d, grad_s, *logs, stack=stack)
+    return Shares(f[0], f[1] if with_p else None, f[-1] if log_r is not None else None)
 
 
 def _exp_(x: Tensor) -> Tensor:
@@ -202,14 +224,15 @@ def _global_shift(logits: Tensor, lp: Tensor, top: Tensor | None, pw: float, loc
 
 
 def _local_coef(
-    loc: DenseLocal, log_d: Tensor, grad: Tensor, pw: float, lam: float, tau: float
+    loc: DenseLocal, r_share: Tensor, pw: float, lam: float, tau: float
 ) -> tuple[Tensor, Tensor | float]:
     """(d log D / d log R / T per anchor, the positive's weight in d log D / d l_p).
 
-    The floor has no gradient (``active`` masks it); with debiasing the positive also
-    enters Local through - tau |H| P / (1 - tau). Shapes follow ``log_d``.
+    ``r_share`` is e^{log R - log D} grad / T (consumed). The floor has no gradient
+    (``active`` masks it); with debiasing the positive also enters Local through
+    - tau |H| P / (1 - tau). Shapes follow ``r_share``.
     """
-    coef = (loc.log_r - log_d).exp_().mul_(grad)
+    coef = r_share
     if loc.active is None:
         return coef, pw
     coef.mul_(loc.active)
@@ -329,19 +352,19 @@ def _sparse_local(
 
 
 def _sparse_local_grad(
-    loc: SparseLocal, rows: Tensor, log_d: Tensor, grad_d: Tensor, pw: float, hp: HParams
+    loc: SparseLocal, rows: Tensor, r_share: Tensor, pw: float, hp: HParams
 ) -> tuple[Tensor, Tensor | float]:
     """(d L / d s_ij on H (nnz,), the positive's weight in d log D / d l_p).
 
+    ``r_share`` (M,) is e^{log R - log D} grad / T (consumed).
     d log D / d l_j = lambda R / ((1 - tau) D) * d log R / d l_j where the debiased value
     is in use (0 at the floor), with d log R / d l_j = (1+b) e^{(1+b) d_j} / C
     - b e^{b d_j} / A; with detached weights only e^{(1+b) d_j} / C remains. With
     debiasing the positive also enters Local, through - tau |H| P / (1 - tau).
     """
-    beta, tau, lam, inv_t, detach = hp
+    beta, tau, lam, _, detach = hp
     both = beta > 0 and not detach  # d log R / d l has its 1 / A part
-    scale = inv_t * lam / (1.0 - tau) * (1.0 + beta if both else 1.0)
-    coef = (loc.log_r - log_d).exp_().mul_(grad_d).mul_(scale)  # (M,)
+    coef = r_share.mul_(lam / (1.0 - tau) * (1.0 + beta if both else 1.0))  # (M,)
     dpos: Tensor | float = pw
     if loc.active is not None:
         coef.mul_(loc.active)

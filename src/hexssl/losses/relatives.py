@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from hexssl.losses.distributed import gather_with_grad
 from hexssl.losses.infonce import at_least_fp32, positive_logit, work_logits
+from hexssl.run.hostsync import avoid_host_sync
 
 Stats = dict[str, Tensor]
 RelParams = tuple[float, float, float, bool]  # positive weight pw, beta, tau_plus, detach
@@ -52,17 +53,34 @@ def debias(
     return torch.maximum(log_raw, log_floor).add_(log_scale - math.log1p(-tau)), active
 
 
-def positive_grad(lp: Tensor, log_d: Tensor, dpos: Tensor | float, grad_s: Tensor) -> Tensor:
+def backward_shares(
+    log_d: Tensor, grad_s: Tensor, *logs: Tensor, stack: bool = True
+) -> tuple[Tensor, ...]:
+    """e^{x - log D} grad / T for each x of ``logs`` (log R, l_p, a shift; shaped as
+    ``log_d``), for the hand-written backwards (HEX's and the relatives').
+
+    ``stack``: one stacked exp, four ops (GPU launches) for all of them, where an exp
+    per x takes three ops per x; for the GPU code paths. On the CPU the stack and its
+    split cost more than the ops they save (HEX's loss 1.008x at 2B = 256, docs/speed.md).
+    """
+    if not stack or len(logs) == 1:
+        return tuple((x - log_d).exp_().mul_(grad_s) for x in logs)
+    return torch.stack(logs).sub_(log_d).exp_().mul_(grad_s).unbind(0)
+
+
+def positive_grad(share: Tensor | None, dpos: Tensor | float, grad_s: Tensor) -> Tensor:
     """d loss / d s_ip of the per-anchor loss log D_i - l_ip: (dpos e^{l_p - log D} - 1)
-    grad / T, for the hand-written backwards (HEX's and the relatives').
+    grad / T, from ``share`` = e^{l_p - log D} grad / T (consumed; ``backward_shares``).
 
     ``dpos`` is the positive's weight in d log D / d l_p (its weight pw in D, less the
-    debiasing's share); ``grad_s`` is grad / T. Shapes follow ``lp``; returns (M, 1),
-    ready for ``scatter_`` at the positive's column.
+    debiasing's share); a float ``dpos`` is pw, 0 or 1. Where it is 0, D may lack the
+    positive, so the share may be inf (or None, not computed): it is not read.
+    ``grad_s`` is grad / T. Shapes follow ``grad_s``; returns (M, 1), ready for
+    ``scatter_`` at the positive's column.
     """
-    share = (lp - log_d).exp_().mul_(dpos) if isinstance(dpos, Tensor) or dpos else None
-    out = share.sub_(1.0).mul_(grad_s) if share is not None else grad_s.neg()
-    return out.view(-1, 1)
+    if share is None or not (isinstance(dpos, Tensor) or dpos):
+        return grad_s.neg().view(-1, 1)
+    return (share.mul_(dpos) if isinstance(dpos, Tensor) else share).sub_(grad_s).view(-1, 1)
 
 
 class _RelativeLogDenominator(torch.autograd.Function):
@@ -113,11 +131,14 @@ class _RelativeLogDenominator(torch.autograd.Function):
         E, lp, pos_idx, log_r, log_a, log_c, log_d, n_neg, active = ctx.saved_tensors
         pw, beta, tau, detach = ctx.hp
         grad_s = grad * ctx.inv_t  # d/ds = d/dl / T
+        stack = avoid_host_sync(grad.device)  # the GPU code path: fewer launches
+        r_share, p_share = backward_shares(log_d, grad_s, log_r, lp, stack=stack)
         # d log D / d log R, times the incoming gradient and 1/T (s = T l)
-        coef = grad_s * active * (log_r - log_d).exp() * (1.0 / (1.0 - tau))  # (M,)
+        coef = r_share.mul_(active).mul_(1.0 / (1.0 - tau))  # (M,)
         g = _log_r_grad(E, coef, log_a, log_c, beta, detach)  # (M, K), 0 at the positive
-        dpos = pw - active * (tau / (1.0 - tau)) * n_neg  # dD/de^{l_p}  (M,)
-        g.scatter_(1, pos_idx, positive_grad(lp, log_d, dpos, grad_s))
+        # dD/de^{l_p} (M,): pw, less the debiasing's share where it is in use
+        dpos = active.mul(-tau / (1.0 - tau)).mul_(n_neg).add_(pw) if tau > 0 else pw
+        g.scatter_(1, pos_idx, positive_grad(p_share, dpos, grad_s))
         return g, None, None, None, None, None, None
 
 
